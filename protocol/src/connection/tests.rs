@@ -1,0 +1,382 @@
+//! The state machine driven with in-memory bytes, as a client would send them.
+
+use super::*;
+use crate::frame::encode_masked;
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+fn limits() -> Limits {
+    Limits {
+        max_message_size: 1000,
+        ..Limits::default()
+    }
+}
+
+fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_masked(&mut out, fin, opcode, payload, KEY);
+    out
+}
+
+/// What a whole input produced, events owned so they outlive the buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<(u16, String)>),
+}
+
+/// Feeds `input` to `conn` as one buffer; returns the events, the bytes to
+/// write, and the error that ended it, if any.
+fn drive(conn: &mut Connection, input: &[u8]) -> (Vec<Seen>, Vec<u8>, Option<Error>) {
+    let mut buf = input.to_vec();
+    let mut pos = 0;
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        match conn.read(&mut buf[pos..], &mut out) {
+            Ok((0, None)) => return (seen, out, None),
+            Ok((n, ev)) => {
+                pos += n;
+                match ev {
+                    None => {}
+                    Some(Event::Text(t)) => seen.push(Seen::Text(t.to_owned())),
+                    Some(Event::Binary(b)) => seen.push(Seen::Binary(b.to_vec())),
+                    Some(Event::Ping(b)) => seen.push(Seen::Ping(b.to_vec())),
+                    Some(Event::Pong(b)) => seen.push(Seen::Pong(b.to_vec())),
+                    Some(Event::Close(c)) => {
+                        seen.push(Seen::Close(c.map(|(code, r)| (code, r.to_owned()))))
+                    }
+                    Some(Event::Request(_)) => panic!("request in open state"),
+                }
+            }
+            Err(e) => return (seen, out, Some(e)),
+        }
+    }
+}
+
+#[track_caller]
+fn fails_with(input: &[u8], expected: ProtocolError, code: u16) {
+    let mut conn = Connection::open(limits());
+    let (_, out, err) = drive(&mut conn, input);
+    assert_eq!(err, Some(Error::Protocol(expected.clone())));
+    assert_eq!(expected.close_code(), code);
+    assert_eq!(conn.state(), State::Closed);
+    // The close frame with that code was written.
+    assert_eq!(out[0], 0x88, "{out:x?}");
+    assert_eq!(u16::from_be_bytes([out[2], out[3]]), code);
+}
+
+#[test]
+fn handshake_then_accept() {
+    let mut conn = Connection::new(limits());
+    let mut buf = UPGRADE.to_vec();
+    let mut out = Vec::new();
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!(n, UPGRADE.len());
+    let Some(Event::Request(req)) = ev else {
+        panic!("no request")
+    };
+    assert_eq!(conn.state(), State::AwaitingDecision);
+    // Nothing is read while the decision is pending.
+    assert_eq!(conn.read(&mut [0x81], &mut out).unwrap(), (0, None));
+    let accept = req.validate().unwrap();
+    conn.accept(&accept, None, &mut out);
+    assert!(conn.is_open());
+    assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(String::from_utf8_lossy(&out).contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+}
+
+#[test]
+fn handshake_one_byte_at_a_time() {
+    let mut conn = Connection::new(limits());
+    let mut out = Vec::new();
+    for len in 0..UPGRADE.len() {
+        let mut buf = UPGRADE[..len].to_vec();
+        assert_eq!(conn.read(&mut buf, &mut out).unwrap(), (0, None), "{len}");
+    }
+    let mut buf = UPGRADE.to_vec();
+    assert!(matches!(
+        conn.read(&mut buf, &mut out),
+        Ok((_, Some(Event::Request(_))))
+    ));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn handshake_refusals_are_written() {
+    let mut conn = Connection::new(Limits {
+        max_handshake_size: 32,
+        ..limits()
+    });
+    let mut buf = UPGRADE.to_vec();
+    let mut out = Vec::new();
+    let err = conn.read(&mut buf, &mut out).unwrap_err();
+    assert_eq!(err, Error::Handshake(HandshakeError::TooLarge));
+    assert!(out.starts_with(b"HTTP/1.1 431 "));
+    assert_eq!(conn.state(), State::Closed);
+
+    let mut conn = Connection::new(limits());
+    let mut buf = UPGRADE.to_vec();
+    let (_, ev) = conn.read(&mut buf, &mut Vec::new()).unwrap();
+    assert!(matches!(ev, Some(Event::Request(_))));
+    let mut out = Vec::new();
+    conn.reject(&HandshakeError::OriginNotAllowed, &mut out);
+    assert!(out.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+    assert_eq!(conn.state(), State::Closed);
+    // A second decision writes nothing.
+    let mut more = Vec::new();
+    conn.accept("x", None, &mut more);
+    conn.respond(200, "ok", &mut more);
+    assert!(more.is_empty());
+}
+
+#[test]
+fn rfc_5_7_single_frame_masked_text() {
+    let mut conn = Connection::open(limits());
+    let bytes = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    let (seen, out, err) = drive(&mut conn, &bytes);
+    assert_eq!(seen, vec![Seen::Text("Hello".into())]);
+    assert!(out.is_empty() && err.is_none());
+}
+
+#[test]
+fn rfc_5_7_fragmented_text_and_ping() {
+    let mut conn = Connection::open(limits());
+    let mut input = frame(false, OpCode::Text, b"Hel");
+    input.extend(frame(true, OpCode::Ping, b"Hello"));
+    input.extend(frame(true, OpCode::Continuation, b"lo"));
+    let (seen, out, err) = drive(&mut conn, &input);
+    assert_eq!(err, None);
+    assert_eq!(
+        seen,
+        vec![Seen::Ping(b"Hello".to_vec()), Seen::Text("Hello".into())]
+    );
+    // "Unmasked Ping request and masked Ping response" (5.7): the pong.
+    assert_eq!(out, [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+}
+
+#[test]
+fn every_prefix_consumes_nothing() {
+    let mut input = frame(true, OpCode::Text, b"Hello");
+    input.extend(frame(true, OpCode::Binary, &[9; 300]));
+    let first = frame(true, OpCode::Text, b"Hello").len();
+    for cut in 0..first {
+        let mut conn = Connection::open(limits());
+        let mut buf = input[..cut].to_vec();
+        assert_eq!(
+            conn.read(&mut buf, &mut Vec::new()).unwrap(),
+            (0, None),
+            "{cut}"
+        );
+    }
+    for cut in first..input.len() {
+        let mut conn = Connection::open(limits());
+        let (seen, _, err) = drive(&mut conn, &input[..cut]);
+        assert_eq!(seen, vec![Seen::Text("Hello".into())], "{cut}");
+        assert_eq!(err, None);
+    }
+}
+
+#[test]
+fn binary_and_pong() {
+    let mut conn = Connection::open(limits());
+    let mut input = frame(true, OpCode::Binary, &[0, 255]);
+    input.extend(frame(true, OpCode::Pong, b"p"));
+    let (seen, out, _) = drive(&mut conn, &input);
+    assert_eq!(
+        seen,
+        vec![Seen::Binary(vec![0, 255]), Seen::Pong(b"p".to_vec())]
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn peer_close_is_echoed_once() {
+    let mut conn = Connection::open(limits());
+    let mut input = frame(true, OpCode::Close, b"\x03\xe8bye");
+    input.extend(frame(true, OpCode::Text, b"after"));
+    let (seen, out, err) = drive(&mut conn, &input);
+    assert_eq!(seen, vec![Seen::Close(Some((1000, "bye".into())))]);
+    assert_eq!(out, [0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(err, None);
+    assert_eq!(conn.state(), State::Closed);
+
+    let mut conn = Connection::open(limits());
+    let (seen, out, _) = drive(&mut conn, &frame(true, OpCode::Close, b""));
+    assert_eq!(seen, vec![Seen::Close(None)]);
+    assert_eq!(out, [0x88, 0x00]);
+}
+
+#[test]
+fn server_close_waits_for_the_peer() {
+    let mut conn = Connection::open(limits());
+    let mut out = Vec::new();
+    assert!(conn.close(4000, "disconnected by server", &mut out));
+    assert_eq!(conn.state(), State::Closing);
+    assert_eq!(&out[..4], &[0x88, 24, 0x0f, 0xa0]);
+    assert!(!conn.close(1000, "", &mut out), "close is sent once");
+    // Data after our close is dropped; the peer's close ends it, unanswered.
+    let mut input = frame(true, OpCode::Text, b"late");
+    input.extend(frame(true, OpCode::Ping, b""));
+    input.extend(frame(true, OpCode::Close, b"\x0f\xa0"));
+    let (seen, out, err) = drive(&mut conn, &input);
+    assert_eq!(
+        seen,
+        vec![Seen::Ping(vec![]), Seen::Close(Some((4000, "".into())))]
+    );
+    assert!(out.is_empty(), "{out:x?}");
+    assert_eq!(err, None);
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
+fn unmasked_frame_is_1002() {
+    fails_with(
+        &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o'],
+        ProtocolError::UnmaskedFrame,
+        1002,
+    );
+}
+
+#[test]
+fn header_rules_close_with_1002() {
+    fails_with(
+        &[0xc1, 0x80, 1, 2, 3, 4],
+        ProtocolError::NonZeroReservedBits,
+        1002,
+    );
+    fails_with(
+        &[0x83, 0x80, 1, 2, 3, 4],
+        ProtocolError::ReservedOpCode(3),
+        1002,
+    );
+    fails_with(
+        &frame(false, OpCode::Ping, b""),
+        ProtocolError::FragmentedControlFrame,
+        1002,
+    );
+    fails_with(
+        &frame(true, OpCode::Ping, &[0; 126]),
+        ProtocolError::ControlFrameTooBig,
+        1002,
+    );
+}
+
+#[test]
+fn fragmentation_rules() {
+    fails_with(
+        &frame(true, OpCode::Continuation, b"x"),
+        ProtocolError::UnexpectedContinuation,
+        1002,
+    );
+    let mut input = frame(false, OpCode::Text, b"a");
+    input.extend(frame(true, OpCode::Text, b"b"));
+    fails_with(&input, ProtocolError::ExpectedContinuation, 1002);
+    let mut input = frame(false, OpCode::Binary, b"a");
+    input.extend(frame(true, OpCode::Binary, b"b"));
+    fails_with(&input, ProtocolError::ExpectedContinuation, 1002);
+}
+
+#[test]
+fn utf8_rules_close_with_1007() {
+    fails_with(
+        &frame(true, OpCode::Text, b"\xff"),
+        ProtocolError::InvalidUtf8,
+        1007,
+    );
+    // Fails on the fragment that breaks it, before the message ends.
+    let mut input = frame(false, OpCode::Text, b"ok");
+    input.extend(frame(false, OpCode::Continuation, b"\xed\xa0\x80"));
+    let mut conn = Connection::open(limits());
+    let (_, _, err) = drive(&mut conn, &input);
+    assert_eq!(err, Some(Error::Protocol(ProtocolError::InvalidUtf8)));
+    fails_with(
+        &frame(true, OpCode::Close, b"\x03\xe8\xff"),
+        ProtocolError::InvalidCloseReason,
+        1007,
+    );
+}
+
+#[test]
+fn close_payload_rules_close_with_1002() {
+    fails_with(
+        &frame(true, OpCode::Close, b"\x03"),
+        ProtocolError::InvalidClosePayload,
+        1002,
+    );
+    fails_with(
+        &frame(true, OpCode::Close, b"\x03\xed"),
+        ProtocolError::InvalidCloseCode(1005),
+        1002,
+    );
+    fails_with(
+        &frame(true, OpCode::Close, b"\x00\x00"),
+        ProtocolError::InvalidCloseCode(0),
+        1002,
+    );
+}
+
+#[test]
+fn size_rules_close_with_1009() {
+    // A single frame over the limit is refused from its header alone.
+    let big = frame(true, OpCode::Binary, &[0; 1001]);
+    fails_with(
+        &big[..4],
+        ProtocolError::MessageTooBig {
+            size: 1001,
+            max: 1000,
+        },
+        1009,
+    );
+    // The whole message is capped, not only each frame.
+    let mut input = frame(false, OpCode::Text, &[b'a'; 600]);
+    input.extend(frame(true, OpCode::Continuation, &[b'a'; 401]));
+    fails_with(
+        &input,
+        ProtocolError::MessageTooBig {
+            size: 1001,
+            max: 1000,
+        },
+        1009,
+    );
+    // Exactly at the limit is fine.
+    let mut input = frame(false, OpCode::Text, &[b'a'; 600]);
+    input.extend(frame(true, OpCode::Continuation, &[b'a'; 400]));
+    let (seen, _, err) = drive(&mut Connection::open(limits()), &input);
+    assert_eq!(err, None);
+    assert_eq!(seen, vec![Seen::Text("a".repeat(1000))]);
+}
+
+#[test]
+fn nothing_is_read_after_closed() {
+    let mut conn = Connection::open(limits());
+    conn.abort();
+    let mut buf = frame(true, OpCode::Text, b"x");
+    assert_eq!(conn.read(&mut buf, &mut Vec::new()).unwrap(), (0, None));
+}
+
+#[test]
+fn idle_connection_holds_no_buffer_after_a_fragmented_message() {
+    let mut conn = Connection::open(limits());
+    let mut input = frame(false, OpCode::Text, &[b'a'; 500]);
+    input.extend(frame(true, OpCode::Continuation, b"b"));
+    let (seen, _, _) = drive(&mut conn, &input);
+    assert_eq!(seen.len(), 1);
+    assert!(conn.message.is_empty());
+}
+
+#[test]
+fn small_state() {
+    // The daemon keeps one per connection; keep it lean.
+    assert!(
+        std::mem::size_of::<Connection>() <= 96,
+        "{}",
+        std::mem::size_of::<Connection>()
+    );
+}

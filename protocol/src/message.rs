@@ -1,0 +1,197 @@
+//! Reassembly of fragmented messages (RFC 6455 section 5.4).
+//!
+//! An unfragmented message is never copied: the connection hands out its
+//! payload where it lies. Only a message split over several frames is
+//! gathered here, with its total size capped (not only each frame's) and its
+//! text validated as each fragment arrives.
+
+use crate::error::ProtocolError;
+use crate::utf8::{self, Utf8Status};
+
+/// What kind of data message is being gathered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Opcode 0x1: must be UTF-8.
+    Text,
+    /// Opcode 0x2.
+    Binary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No fragmented message in progress.
+    Idle,
+    /// Fragments of a text message; `buf[..validated]` is complete characters.
+    Text { validated: usize },
+    /// Fragments of a binary message.
+    Binary,
+    /// A whole message was handed out; the buffer is released on the next call.
+    Delivered,
+}
+
+/// Gathers the fragments of one message.
+#[derive(Debug, Clone)]
+pub struct Assembler {
+    buf: Vec<u8>,
+    phase: Phase,
+}
+
+impl Default for Assembler {
+    fn default() -> Self {
+        Assembler {
+            buf: Vec::new(),
+            phase: Phase::Idle,
+        }
+    }
+}
+
+impl Assembler {
+    /// Is a fragmented message in progress (so a continuation is expected)?
+    pub fn in_progress(&self) -> bool {
+        matches!(self.phase, Phase::Text { .. } | Phase::Binary)
+    }
+
+    /// Bytes gathered so far.
+    pub fn len(&self) -> usize {
+        match self.phase {
+            Phase::Idle | Phase::Delivered => 0,
+            _ => self.buf.len(),
+        }
+    }
+
+    /// True when nothing is gathered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Frees the last delivered message. An idle connection holds no buffer.
+    pub fn release(&mut self) {
+        if self.phase == Phase::Delivered {
+            self.buf = Vec::new();
+            self.phase = Phase::Idle;
+        }
+    }
+
+    /// Would a frame of `frame_len` more bytes push the message past `max`?
+    pub fn check_size(&self, frame_len: u64, max: usize) -> Result<(), ProtocolError> {
+        let size = self.len() as u64 + frame_len;
+        if size > max as u64 {
+            return Err(ProtocolError::MessageTooBig { size, max });
+        }
+        Ok(())
+    }
+
+    /// Starts a fragmented message with its first (non-final) frame.
+    pub fn start(&mut self, kind: Kind, payload: &[u8]) -> Result<(), ProtocolError> {
+        self.release();
+        self.buf.clear();
+        self.buf.extend_from_slice(payload);
+        self.phase = match kind {
+            Kind::Text => Phase::Text { validated: 0 },
+            Kind::Binary => Phase::Binary,
+        };
+        self.validate(false)
+    }
+
+    /// Adds a continuation frame. On the final one, returns the whole message.
+    pub fn push(
+        &mut self,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<Option<(Kind, &[u8])>, ProtocolError> {
+        self.buf.extend_from_slice(payload);
+        self.validate(fin)?;
+        if !fin {
+            return Ok(None);
+        }
+        let kind = match self.phase {
+            Phase::Text { .. } => Kind::Text,
+            _ => Kind::Binary,
+        };
+        self.phase = Phase::Delivered;
+        Ok(Some((kind, &self.buf)))
+    }
+
+    fn validate(&mut self, complete: bool) -> Result<(), ProtocolError> {
+        if let Phase::Text { validated } = self.phase {
+            match utf8::validate(&self.buf, validated, complete) {
+                Utf8Status::Valid { pending } => {
+                    self.phase = Phase::Text {
+                        validated: self.buf.len() - pending,
+                    }
+                }
+                Utf8Status::Invalid => return Err(ProtocolError::InvalidUtf8),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_fragments() {
+        let mut a = Assembler::default();
+        assert!(!a.in_progress());
+        a.start(Kind::Text, b"Hel").unwrap();
+        assert!(a.in_progress());
+        assert_eq!(a.push(b"l", false).unwrap(), None);
+        assert_eq!(a.len(), 4);
+        assert_eq!(
+            a.push(b"o", true).unwrap(),
+            Some((Kind::Text, &b"Hello"[..]))
+        );
+        assert!(!a.in_progress());
+        a.release();
+        assert_eq!(a.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn caps_the_whole_message() {
+        let mut a = Assembler::default();
+        a.start(Kind::Binary, &[0; 60]).unwrap();
+        assert!(a.check_size(4, 64).is_ok());
+        assert_eq!(
+            a.check_size(5, 64),
+            Err(ProtocolError::MessageTooBig { size: 65, max: 64 })
+        );
+    }
+
+    #[test]
+    fn utf8_split_across_fragments() {
+        let mut a = Assembler::default();
+        a.start(Kind::Text, b"\xce").unwrap();
+        assert_eq!(
+            a.push(b"\xba", true).unwrap(),
+            Some((Kind::Text, "κ".as_bytes()))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_on_its_fragment() {
+        let mut a = Assembler::default();
+        a.start(Kind::Text, b"ok").unwrap();
+        assert_eq!(a.push(b"\xff", false), Err(ProtocolError::InvalidUtf8));
+        let mut a = Assembler::default();
+        assert_eq!(
+            a.start(Kind::Text, b"\xc0\xaf"),
+            Err(ProtocolError::InvalidUtf8)
+        );
+        // An incomplete character at the end of the whole message is invalid.
+        let mut a = Assembler::default();
+        a.start(Kind::Text, b"a").unwrap();
+        assert_eq!(a.push(b"\xce", true), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn binary_is_not_validated() {
+        let mut a = Assembler::default();
+        a.start(Kind::Binary, b"\xff").unwrap();
+        assert_eq!(
+            a.push(b"\xfe", true).unwrap(),
+            Some((Kind::Binary, &b"\xff\xfe"[..]))
+        );
+    }
+}

@@ -1,0 +1,717 @@
+//! Daemon configuration (SPEC section 2): `config/websocket.toml`.
+//!
+//! Parsing and validation are separate steps: [`Config::from_str`] / [`Config::load`] only turn TOML
+//! into a [`Config`] (unknown keys and wrong types are errors that name the key), and
+//! [`Config::validate`] checks the values, so command-line overrides can be applied in between.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file read when no `--config` is given; relative to the current directory.
+pub const DEFAULT_PATH: &str = "config/websocket.toml";
+
+/// Who may send `{"command": ...}` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandPolicy {
+    /// Every connection, guests included.
+    Any,
+    /// Any connection with a valid session token.
+    Authenticated,
+    /// Only users whose token carries `"admin": true`; the safe default.
+    #[default]
+    Admin,
+    /// Nobody: commands are disabled.
+    Off,
+}
+
+impl fmt::Display for CommandPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CommandPolicy::Any => "any",
+            CommandPolicy::Authenticated => "authenticated",
+            CommandPolicy::Admin => "admin",
+            CommandPolicy::Off => "off",
+        })
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogOutput {
+    /// Standard output (not stderr: stderr is kept for the one-line fatal errors).
+    #[default]
+    Stdout,
+    /// Appended to `logging_file`.
+    File,
+}
+
+/// The most verbose level that is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter for this level.
+    pub fn to_level_filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// The `[session]` table: how session tokens (SPEC section 4) are found and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Cookie carrying the token; deliberately not the web framework's own session cookie.
+    pub cookie: String,
+    /// HS256 key; empty disables sessions (everyone is a guest).
+    pub secret: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            cookie: "rakit_ws_session".to_owned(),
+            secret: String::new(),
+        }
+    }
+}
+
+/// Every key of SPEC section 2. Missing keys take their defaults, so an empty file is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub max_buffer_size: usize,
+    pub max_handshake_size: usize,
+    pub max_connections: usize,
+    pub max_send_buffer: usize,
+    pub max_channels_per_client: usize,
+    pub origin_required: bool,
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub supported_protocols: Vec<String>,
+    /// Seconds; 0 disables server pings.
+    pub ping_interval: u64,
+    /// Seconds.
+    pub ping_timeout: u64,
+    /// Seconds.
+    pub handshake_timeout: u64,
+    pub presence: bool,
+    pub presence_interval_ms: u64,
+    pub presence_max_users: usize,
+    pub command_policy: CommandPolicy,
+    pub logging_enabled: bool,
+    pub logging_output: LogOutput,
+    pub logging_file: PathBuf,
+    pub logging_level: LogLevel,
+    /// Kept last: TOML requires tables after plain keys, which matters for [`Config::describe`].
+    pub session: SessionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".to_owned(),
+            port: 6001,
+            max_buffer_size: 65536,
+            max_handshake_size: 8192,
+            max_connections: 10000,
+            max_send_buffer: 1_048_576,
+            max_channels_per_client: 100,
+            origin_required: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            supported_protocols: Vec::new(),
+            ping_interval: 25,
+            ping_timeout: 10,
+            handshake_timeout: 10,
+            presence: true,
+            presence_interval_ms: 200,
+            presence_max_users: 100,
+            command_policy: CommandPolicy::Admin,
+            logging_enabled: true,
+            logging_output: LogOutput::Stdout,
+            logging_file: PathBuf::from("storage/logs/websocket.log"),
+            logging_level: LogLevel::Info,
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// A configuration problem. Its `Display` is one line naming the key (or the file), because it is
+/// printed as-is on stderr before exiting with code 2.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A key that the config does not have (dotted, e.g. `session.foo`).
+    UnknownKey { path: Option<PathBuf>, key: String },
+    /// Invalid TOML, or a value of the wrong type (`key` is then the dotted key when it is known).
+    Parse {
+        path: Option<PathBuf>,
+        key: Option<String>,
+        message: String,
+    },
+    /// A well-typed value that `validate` refuses.
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    /// The dotted key this error is about, when there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Parse { key, .. } => key.as_deref(),
+        }
+    }
+
+    /// Attaches the file name, so the error says which file is wrong.
+    fn with_path(self, file: &Path) -> Self {
+        match self {
+            ConfigError::UnknownKey { key, .. } => ConfigError::UnknownKey {
+                path: Some(file.to_path_buf()),
+                key,
+            },
+            ConfigError::Parse { key, message, .. } => ConfigError::Parse {
+                path: Some(file.to_path_buf()),
+                key,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = |f: &mut fmt::Formatter<'_>, path: &Option<PathBuf>| match path {
+            Some(path) => write!(f, "{}: ", path.display()),
+            None => Ok(()),
+        };
+        match self {
+            ConfigError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            ConfigError::UnknownKey { path, key } => {
+                prefix(f, path)?;
+                write!(f, "unknown key `{key}`")
+            }
+            ConfigError::Parse { path, key, message } => {
+                prefix(f, path)?;
+                match key {
+                    Some(key) => write!(f, "{key}: {message}"),
+                    None => f.write_str(message),
+                }
+            }
+            ConfigError::Invalid { key, message } => write!(f, "{key}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text. Does not validate: see [`Config::validate`].
+    #[allow(clippy::should_implement_trait)] // an inherent fn keeps the typed error without FromStr boilerplate
+    pub fn from_str(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|error| toml_error(text, &error))
+    }
+
+    /// Reads and parses one file; errors name the file. Does not validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Config::from_str(&text).map_err(|e| e.with_path(path))
+    }
+
+    /// Reads [`DEFAULT_PATH`] if it exists, else returns the defaults: the daemon runs with zero
+    /// configuration. Any other read error (a directory, no permission) is reported, not ignored.
+    pub fn load_default() -> Result<Config, ConfigError> {
+        let path = Path::new(DEFAULT_PATH);
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_str(&text).map_err(|e| e.with_path(path)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(error) => Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                error,
+            }),
+        }
+    }
+
+    /// Checks values that have the right type but make no sense; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.is_empty() {
+            return invalid("host", "must not be empty");
+        }
+        if self.host != "localhost" && self.host.parse::<IpAddr>().is_err() {
+            return invalid(
+                "host",
+                format!("`{}` is not an IP address or `localhost`", self.host),
+            );
+        }
+        at_least("max_buffer_size", self.max_buffer_size, 1)?;
+        // A request line plus the mandatory upgrade headers need a few hundred bytes.
+        at_least("max_handshake_size", self.max_handshake_size, 256)?;
+        at_least("max_connections", self.max_connections, 1)?;
+        // Smaller than one close frame plus a typical message would drop every client.
+        at_least("max_send_buffer", self.max_send_buffer, 1024)?;
+        at_least("max_channels_per_client", self.max_channels_per_client, 1)?;
+        at_least("handshake_timeout", self.handshake_timeout as usize, 1)?;
+        if self.ping_interval > 0 && self.ping_timeout == 0 {
+            return invalid("ping_timeout", "must be at least 1 when ping_interval is set");
+        }
+        if self.allowed_origins.iter().any(|o| o.trim().is_empty()) {
+            return invalid("allowed_origins", "entries must not be empty");
+        }
+        if self.allowed_hosts.iter().any(|h| h.trim().is_empty()) {
+            return invalid("allowed_hosts", "entries must not be empty");
+        }
+        // Protocols are HTTP tokens listed with commas; a comma or space inside one could never match.
+        if let Some(p) = self
+            .supported_protocols
+            .iter()
+            .find(|p| p.is_empty() || p.contains(|c: char| c == ',' || c.is_whitespace()))
+        {
+            return invalid(
+                "supported_protocols",
+                format!("`{p}` is not a protocol name (empty, comma or whitespace)"),
+            );
+        }
+        if self.logging_enabled
+            && self.logging_output == LogOutput::File
+            && self.logging_file.as_os_str().is_empty()
+        {
+            return invalid("logging_file", "must not be empty when logging_output is \"file\"");
+        }
+        let cookie = &self.session.cookie;
+        if cookie.is_empty() {
+            return invalid("session.cookie", "must not be empty");
+        }
+        if cookie
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | '=' | ','))
+        {
+            return invalid(
+                "session.cookie",
+                format!("`{cookie}` is not a valid cookie name (no whitespace, `;`, `=` or `,`)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective values as TOML, one `key = value` per line, for `websocket:check`. The session
+    /// secret is masked so the output can be pasted into a bug report.
+    pub fn describe(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.session.secret.is_empty() {
+            shown.session.secret = "<set>".to_owned();
+        }
+        // TOML strings must be UTF-8; a lossy path is good enough for display.
+        shown.logging_file = PathBuf::from(shown.logging_file.to_string_lossy().into_owned());
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}
+
+fn invalid<T>(key: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    })
+}
+
+fn at_least(key: &str, value: usize, min: usize) -> Result<(), ConfigError> {
+    if value < min {
+        return invalid(key, format!("must be at least {min}"));
+    }
+    Ok(())
+}
+
+/// Turns toml's multi-line error into one line that names the key.
+///
+/// toml 0.8 does not expose the key path of an error, only a message and a byte span, so the key is
+/// recovered from the source text: for an unknown field from the message, for a type error from the
+/// `key =` line the span points into, prefixed by the enclosing `[table]`.
+fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = error.message().trim().replace('\n', "; ");
+    let span = error.span();
+    let table = span.as_ref().and_then(|s| enclosing_table(text, s.start));
+    let dotted = |key: &str| match &table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((key, _)) = rest.split_once('`') {
+            return ConfigError::UnknownKey {
+                path: None,
+                key: dotted(key),
+            };
+        }
+    }
+    let key = span.as_ref().and_then(|s| key_before(text, s.start));
+    match key {
+        Some(key) => ConfigError::Parse {
+            path: None,
+            key: Some(dotted(&key)),
+            message,
+        },
+        None => {
+            let at = match &span {
+                Some(s) => {
+                    let (line, column) = line_column(text, s.start);
+                    format!("line {line}, column {column}: ")
+                }
+                None => String::new(),
+            };
+            ConfigError::Parse {
+                path: None,
+                key: None,
+                message: format!("{at}{message}"),
+            }
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// The lines before `offset`, nearest first, with the line holding `offset` cut at it.
+fn lines_back(text: &str, offset: usize) -> impl Iterator<Item = &str> {
+    text[..floor_char_boundary(text, offset)].rsplit('\n')
+}
+
+/// The key of the nearest `key = value` line at or before `offset` (a multi-line array's element
+/// sits on its own line, below its key). Stops at a table header: the key must be inside it.
+fn key_before(text: &str, offset: usize) -> Option<String> {
+    for line in lines_back(text, offset) {
+        let line = line.trim_start();
+        if line.starts_with('[') {
+            // Either a table header (the value is the table itself) or an array element line.
+            if let Some(name) = table_header(line) {
+                return Some(name);
+            }
+            continue;
+        }
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+            if !key.is_empty() && key.chars().all(bare) {
+                return Some(key.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// The `[table]` a byte offset lies in, if any.
+fn enclosing_table(text: &str, offset: usize) -> Option<String> {
+    let mut lines = lines_back(text, offset);
+    // The line holding the offset can be the header itself (a wrong type for the whole table);
+    // then the key found by `key_before` is already the table name.
+    lines.next();
+    lines.find_map(|line| table_header(line.trim_start()))
+}
+
+/// `session` for a `[session]` line (comments allowed after it); None for anything else.
+fn table_header(line: &str) -> Option<String> {
+    let inner = line.strip_prefix('[')?;
+    if inner.starts_with('[') {
+        return None; // arrays of tables are not part of this config
+    }
+    let (name, rest) = inner.split_once(']')?;
+    let rest = rest.trim();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return None;
+    }
+    let name = name.trim().trim_matches('"');
+    let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    (!name.is_empty() && name.chars().all(bare)).then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/websocket.example.toml");
+
+    #[track_caller]
+    fn parse_err(text: &str) -> ConfigError {
+        Config::from_str(text).expect_err("should fail")
+    }
+
+    #[track_caller]
+    fn invalid_key(config: &Config) -> String {
+        match config.validate() {
+            Err(ConfigError::Invalid { key, message }) => {
+                let line = ConfigError::Invalid {
+                    key: key.clone(),
+                    message,
+                }
+                .to_string();
+                assert!(line.starts_with(&format!("{key}: ")), "{line}");
+                assert!(!line.contains('\n'));
+                key
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = Config::default();
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.port, 6001);
+        assert_eq!(c.max_buffer_size, 65536);
+        assert_eq!(c.max_handshake_size, 8192);
+        assert_eq!(c.max_connections, 10000);
+        assert_eq!(c.max_send_buffer, 1048576);
+        assert_eq!(c.max_channels_per_client, 100);
+        assert!(!c.origin_required);
+        assert!(c.allowed_origins.is_empty());
+        assert!(c.allowed_hosts.is_empty());
+        assert!(c.supported_protocols.is_empty());
+        assert_eq!(c.ping_interval, 25);
+        assert_eq!(c.ping_timeout, 10);
+        assert_eq!(c.handshake_timeout, 10);
+        assert!(c.presence);
+        assert_eq!(c.presence_interval_ms, 200);
+        assert_eq!(c.presence_max_users, 100);
+        assert_eq!(c.command_policy, CommandPolicy::Admin);
+        assert!(c.logging_enabled);
+        assert_eq!(c.logging_output, LogOutput::Stdout);
+        assert_eq!(c.logging_file, PathBuf::from("storage/logs/websocket.log"));
+        assert_eq!(c.logging_level, LogLevel::Info);
+        assert_eq!(c.session.cookie, "rakit_ws_session");
+        assert_eq!(c.session.secret, "");
+        c.validate().unwrap();
+        assert_eq!(Config::from_str("").unwrap(), c);
+    }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let c = Config::from_str(EXAMPLE).unwrap();
+        assert_eq!(c, Config::default());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn describe_round_trips_and_masks_the_secret() {
+        let mut c = Config::default();
+        c.allowed_origins = vec!["https://a.example.com".into(), "*.b.org".into()];
+        c.command_policy = CommandPolicy::Any;
+        let text = c.describe();
+        assert_eq!(Config::from_str(&text).unwrap(), c);
+        assert!(text.contains("port = 6001\n"), "{text}");
+        assert!(text.contains("command_policy = \"any\"\n"), "{text}");
+        assert!(text.contains("secret = \"\"\n"), "{text}");
+        c.session.secret = "hunter2".into();
+        let text = c.describe();
+        assert!(text.contains("secret = \"<set>\"\n"), "{text}");
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn parses_every_enum_spelling() {
+        for (s, p) in [
+            ("any", CommandPolicy::Any),
+            ("authenticated", CommandPolicy::Authenticated),
+            ("admin", CommandPolicy::Admin),
+            ("off", CommandPolicy::Off),
+        ] {
+            let c = Config::from_str(&format!("command_policy = \"{s}\"")).unwrap();
+            assert_eq!(c.command_policy, p);
+            assert_eq!(p.to_string(), s);
+        }
+        let c = Config::from_str("logging_output = \"file\"\nlogging_level = \"trace\"").unwrap();
+        assert_eq!(c.logging_output, LogOutput::File);
+        assert_eq!(c.logging_level.to_level_filter(), log::LevelFilter::Trace);
+        assert_eq!(LogLevel::Warn.to_level_filter(), log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named() {
+        let e = parse_err("port = 1\nmaxbuffer = 5\n");
+        assert_eq!(e.key(), Some("maxbuffer"));
+        assert_eq!(e.to_string(), "unknown key `maxbuffer`");
+        let e = e.with_path(Path::new("config/websocket.toml"));
+        assert_eq!(
+            e.to_string(),
+            "config/websocket.toml: unknown key `maxbuffer`"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_session_is_named() {
+        let e = parse_err("port = 1\n[session]\ncookie = \"x\"\nsecrte = \"y\"\n");
+        assert_eq!(e.key(), Some("session.secrte"));
+        assert_eq!(e.to_string(), "unknown key `session.secrte`");
+        let e = parse_err("[sesion]\nsecret = \"y\"\n");
+        assert_eq!(e.to_string(), "unknown key `sesion`");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = parse_err("host = \"0.0.0.0\"\nport = \"abc\"\n");
+        assert_eq!(e.key(), Some("port"));
+        let line = e.to_string();
+        assert!(
+            line.starts_with("port: invalid type: string \"abc\", expected u16"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+
+        let e = parse_err("port = 70000");
+        assert_eq!(e.key(), Some("port"), "{e}");
+        let e = parse_err("presence = 1");
+        assert_eq!(e.key(), Some("presence"), "{e}");
+        let e = parse_err("command_policy = \"everyone\"");
+        assert_eq!(e.key(), Some("command_policy"), "{e}");
+        let e = parse_err("allowed_origins = [\n  \"https://a\",\n  5,\n]\n");
+        assert_eq!(e.key(), Some("allowed_origins"), "{e}");
+        let e = parse_err("session = 5");
+        assert_eq!(e.key(), Some("session"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_in_session_names_the_dotted_key() {
+        let e = parse_err("port = 1\n\n[session]\ncookie = \"c\"\nsecret = 42 # comment\n");
+        assert_eq!(e.key(), Some("session.secret"), "{e}");
+        assert!(e.to_string().starts_with("session.secret: invalid type: integer"));
+        let e = parse_err("session.secret = 42\n");
+        assert_eq!(e.key(), Some("session.secret"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_is_one_line_with_position() {
+        let e = parse_err("port = 1\nhost = \n");
+        let line = e.to_string();
+        assert!(line.starts_with("line 2, column"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let e = Config::load(Path::new("/nonexistent/rakit/websocket.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::Io { .. }));
+        assert!(e.to_string().starts_with("/nonexistent/rakit/websocket.toml: "));
+
+        let dir = std::env::temp_dir().join(format!("rakit-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "port = \"x\"\n").unwrap();
+        let e = Config::load(&file).unwrap_err();
+        assert_eq!(e.to_string().split(": ").nth(1), Some("port"), "{e}");
+        assert!(e.to_string().starts_with(&file.display().to_string()));
+        std::fs::write(&file, "port = 7000\n").unwrap();
+        assert_eq!(Config::load(&file).unwrap().port, 7000);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validate_accepts_port_zero_and_hosts() {
+        let mut c = Config {
+            port: 0,
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        for host in ["0.0.0.0", "::1", "::", "localhost", "10.1.2.3"] {
+            c.host = host.into();
+            c.validate().unwrap();
+        }
+        c.ping_interval = 0;
+        c.ping_timeout = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_names_each_key() {
+        let d = Config::default;
+        let cases: Vec<(Config, &str)> = vec![
+            (Config { host: "".into(), ..d() }, "host"),
+            (Config { host: "example.com".into(), ..d() }, "host"),
+            (Config { max_buffer_size: 0, ..d() }, "max_buffer_size"),
+            (Config { max_handshake_size: 255, ..d() }, "max_handshake_size"),
+            (Config { max_connections: 0, ..d() }, "max_connections"),
+            (Config { max_send_buffer: 1023, ..d() }, "max_send_buffer"),
+            (Config { max_channels_per_client: 0, ..d() }, "max_channels_per_client"),
+            (Config { handshake_timeout: 0, ..d() }, "handshake_timeout"),
+            (Config { ping_timeout: 0, ..d() }, "ping_timeout"),
+            (Config { allowed_origins: vec!["".into()], ..d() }, "allowed_origins"),
+            (Config { allowed_hosts: vec![" ".into()], ..d() }, "allowed_hosts"),
+            (Config { supported_protocols: vec!["a,b".into()], ..d() }, "supported_protocols"),
+            (
+                Config {
+                    logging_output: LogOutput::File,
+                    logging_file: PathBuf::new(),
+                    ..d()
+                },
+                "logging_file",
+            ),
+        ];
+        for (config, key) in cases {
+            assert_eq!(invalid_key(&config), key);
+        }
+        for cookie in ["", "a b", "a;b", "a=b", "a,b", "a\tb"] {
+            let mut c = d();
+            c.session.cookie = cookie.into();
+            assert_eq!(invalid_key(&c), "session.cookie", "{cookie:?}");
+        }
+        let e = Config { max_buffer_size: 0, ..d() }.validate().unwrap_err();
+        assert_eq!(e.to_string(), "max_buffer_size: must be at least 1");
+        // The minimums themselves are accepted.
+        Config {
+            max_buffer_size: 1,
+            max_handshake_size: 256,
+            max_connections: 1,
+            max_send_buffer: 1024,
+            max_channels_per_client: 1,
+            handshake_timeout: 1,
+            ping_timeout: 1,
+            ..d()
+        }
+        .validate()
+        .unwrap();
+    }
+}

@@ -1,0 +1,223 @@
+//! Channel membership, indexed both ways.
+//!
+//! `channel -> members` makes a channel message cost O(subscribers), and
+//! `member -> channels` makes a disconnect cost O(its channels) rather than
+//! a scan of every channel. A channel exists only while it has members, so
+//! a client cycling through random names cannot grow the index.
+//!
+//! Members are kept in subscription order (keyed by a sequence number), so
+//! delivery order is deterministic and easy to reason about in tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use super::ConnId;
+
+/// Longest channel name, in bytes (SPEC section 5).
+pub(crate) const MAX_NAME_LEN: usize = 128;
+
+/// Channel names: 1 to 128 bytes, no control characters (SPEC section 5).
+/// Control characters are refused because names end up in logs and UIs.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len()) && !name.chars().any(char::is_control)
+}
+
+/// Subscribing would exceed the per-client channel limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManyChannels;
+
+/// The two-way membership index.
+#[derive(Debug, Default)]
+pub(crate) struct Channels {
+    /// Channel name -> (subscription sequence number -> member).
+    members: HashMap<Rc<str>, BTreeMap<u64, ConnId>>,
+    /// Member -> (channel name -> its subscription sequence number). The
+    /// name is shared with `members`, so it is stored once.
+    subscriptions: HashMap<ConnId, HashMap<Rc<str>, u64>>,
+    next_seq: u64,
+}
+
+impl Channels {
+    /// Subscribes `conn` to `name`. Subscribing again is a no-op that keeps
+    /// the original position and does not count twice against `max`.
+    pub(crate) fn subscribe(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        max: usize,
+    ) -> Result<(), TooManyChannels> {
+        let subs = self.subscriptions.entry(conn).or_default();
+        if subs.contains_key(name) {
+            return Ok(());
+        }
+        if subs.len() >= max {
+            if subs.is_empty() {
+                // `max` is 0: do not leave an empty entry behind.
+                self.subscriptions.remove(&conn);
+            }
+            return Err(TooManyChannels);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let key = match self.members.get_key_value(name) {
+            Some((key, _)) => Rc::clone(key),
+            None => Rc::from(name),
+        };
+        subs.insert(Rc::clone(&key), seq);
+        self.members.entry(key).or_default().insert(seq, conn);
+        Ok(())
+    }
+
+    /// Unsubscribes `conn` from `name`; a no-op when it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, conn: ConnId, name: &str) {
+        let Some(subs) = self.subscriptions.get_mut(&conn) else {
+            return;
+        };
+        let Some(seq) = subs.remove(name) else {
+            return;
+        };
+        if subs.is_empty() {
+            self.subscriptions.remove(&conn);
+        }
+        self.remove_member(name, seq);
+    }
+
+    /// Removes `conn` from every channel it is in (it disconnected).
+    pub(crate) fn remove_conn(&mut self, conn: ConnId) {
+        let Some(subs) = self.subscriptions.remove(&conn) else {
+            return;
+        };
+        for (name, seq) in subs {
+            self.remove_member(&name, seq);
+        }
+    }
+
+    fn remove_member(&mut self, name: &str, seq: u64) {
+        if let Some(members) = self.members.get_mut(name) {
+            members.remove(&seq);
+            if members.is_empty() {
+                self.members.remove(name);
+            }
+        }
+    }
+
+    /// The members of `name` in subscription order (none for an unknown channel).
+    pub(crate) fn members(&self, name: &str) -> impl Iterator<Item = ConnId> + '_ {
+        self.members
+            .get(name)
+            .into_iter()
+            .flat_map(|members| members.values().copied())
+    }
+
+    /// Whether `name` has any member.
+    pub(crate) fn has_members(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+    }
+
+    /// How many channels `conn` is subscribed to.
+    #[cfg(test)]
+    pub(crate) fn count(&self, conn: ConnId) -> usize {
+        self.subscriptions.get(&conn).map_or(0, HashMap::len)
+    }
+
+    /// How many channels have members.
+    #[cfg(test)]
+    pub(crate) fn channel_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// How many connections are subscribed to anything.
+    #[cfg(test)]
+    pub(crate) fn member_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(c: &Channels, name: &str) -> Vec<ConnId> {
+        c.members(name).collect()
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(is_valid_name("a"));
+        assert!(is_valid_name("chat room/éü 💬"));
+        assert!(is_valid_name(&"x".repeat(128)));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(&"x".repeat(129)));
+        // 128 bytes is the limit, not 128 characters.
+        assert!(!is_valid_name(&"é".repeat(65)));
+        assert!(is_valid_name(&"é".repeat(64)));
+        for bad in ["a\nb", "\0", "tab\t", "del\u{7f}", "c1\u{85}"] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn members_are_in_subscription_order() {
+        let mut c = Channels::default();
+        for conn in [5, 1, 9, 3] {
+            c.subscribe(conn, "chat", 10).unwrap();
+        }
+        assert_eq!(members(&c, "chat"), [5, 1, 9, 3]);
+        // Re-subscribing keeps the original position.
+        c.subscribe(5, "chat", 10).unwrap();
+        assert_eq!(members(&c, "chat"), [5, 1, 9, 3]);
+        c.unsubscribe(1, "chat");
+        c.subscribe(1, "chat", 10).unwrap();
+        assert_eq!(members(&c, "chat"), [5, 9, 3, 1]);
+    }
+
+    #[test]
+    fn limit_counts_distinct_channels() {
+        let mut c = Channels::default();
+        c.subscribe(1, "a", 2).unwrap();
+        c.subscribe(1, "b", 2).unwrap();
+        assert_eq!(c.subscribe(1, "c", 2), Err(TooManyChannels));
+        // Already subscribed: fine even at the limit.
+        assert_eq!(c.subscribe(1, "a", 2), Ok(()));
+        assert_eq!(c.count(1), 2);
+        assert!(!c.has_members("c"));
+        c.unsubscribe(1, "a");
+        assert_eq!(c.subscribe(1, "c", 2), Ok(()));
+    }
+
+    #[test]
+    fn zero_limit_leaves_nothing_behind() {
+        let mut c = Channels::default();
+        assert_eq!(c.subscribe(1, "a", 0), Err(TooManyChannels));
+        assert_eq!(c.member_count(), 0);
+        assert_eq!(c.channel_count(), 0);
+    }
+
+    #[test]
+    fn emptied_channels_and_members_are_removed() {
+        let mut c = Channels::default();
+        c.subscribe(1, "a", 10).unwrap();
+        c.subscribe(1, "b", 10).unwrap();
+        c.subscribe(2, "b", 10).unwrap();
+        c.unsubscribe(1, "a");
+        assert!(!c.has_members("a"));
+        assert_eq!(c.channel_count(), 1);
+        c.remove_conn(2);
+        assert_eq!(members(&c, "b"), [1]);
+        c.unsubscribe(1, "b");
+        assert_eq!(c.channel_count(), 0);
+        assert_eq!(c.member_count(), 0);
+    }
+
+    #[test]
+    fn unknown_things_are_no_ops() {
+        let mut c = Channels::default();
+        c.unsubscribe(1, "a");
+        c.remove_conn(1);
+        c.subscribe(2, "a", 10).unwrap();
+        c.unsubscribe(1, "a");
+        c.unsubscribe(2, "other");
+        assert_eq!(members(&c, "a"), [2]);
+        assert_eq!(members(&c, "nope"), Vec::<ConnId>::new());
+    }
+}
