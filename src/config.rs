@@ -242,6 +242,11 @@ impl Config {
     /// Parses TOML text. Does not validate: see [`Config::validate`].
     #[allow(clippy::should_implement_trait)] // an inherent fn keeps the typed error without FromStr boilerplate
     pub fn from_str(text: &str) -> Result<Config, ConfigError> {
+        // Syntax first: for a syntax error the position is what helps, and the nearest key could
+        // mislead; only a well-formed document gets its type errors attributed to a key.
+        if let Err(error) = text.parse::<toml::Table>() {
+            return Err(syntax_error(text, &error));
+        }
         toml::from_str(text).map_err(|error| toml_error(text, &error))
     }
 
@@ -288,7 +293,10 @@ impl Config {
         at_least("max_channels_per_client", self.max_channels_per_client, 1)?;
         at_least("handshake_timeout", self.handshake_timeout as usize, 1)?;
         if self.ping_interval > 0 && self.ping_timeout == 0 {
-            return invalid("ping_timeout", "must be at least 1 when ping_interval is set");
+            return invalid(
+                "ping_timeout",
+                "must be at least 1 when ping_interval is set",
+            );
         }
         if self.allowed_origins.iter().any(|o| o.trim().is_empty()) {
             return invalid("allowed_origins", "entries must not be empty");
@@ -311,7 +319,10 @@ impl Config {
             && self.logging_output == LogOutput::File
             && self.logging_file.as_os_str().is_empty()
         {
-            return invalid("logging_file", "must not be empty when logging_output is \"file\"");
+            return invalid(
+                "logging_file",
+                "must not be empty when logging_output is \"file\"",
+            );
         }
         let cookie = &self.session.cookie;
         if cookie.is_empty() {
@@ -338,7 +349,8 @@ impl Config {
         }
         // TOML strings must be UTF-8; a lossy path is good enough for display.
         shown.logging_file = PathBuf::from(shown.logging_file.to_string_lossy().into_owned());
-        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+        toml::to_string(&shown)
+            .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
 }
 
@@ -365,9 +377,19 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
     let message = error.message().trim().replace('\n', "; ");
     let span = error.span();
     let table = span.as_ref().and_then(|s| enclosing_table(text, s.start));
-    let dotted = |key: &str| match &table {
-        Some(table) => format!("{table}.{key}"),
-        None => key.to_owned(),
+    // A dotted key (`session.secrte = 1`) names its table on the same line, before the span.
+    let same_line = span.as_ref().and_then(|s| {
+        let before = lines_back(text, s.start).next()?.trim_start();
+        let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        (before.ends_with('.') && before.chars().all(bare)).then(|| before.to_owned())
+    });
+    let dotted = |key: &str| match (&table, &same_line) {
+        (_, Some(prefix)) => format!(
+            "{}{prefix}{key}",
+            table.as_ref().map_or(String::new(), |t| format!("{t}."))
+        ),
+        (Some(table), None) => format!("{table}.{key}"),
+        (None, None) => key.to_owned(),
     };
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((key, _)) = rest.split_once('`') {
@@ -377,27 +399,30 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
             };
         }
     }
-    let key = span.as_ref().and_then(|s| key_before(text, s.start));
-    match key {
+    match span.as_ref().and_then(|s| key_before(text, s.start)) {
         Some(key) => ConfigError::Parse {
             path: None,
             key: Some(dotted(&key)),
             message,
         },
-        None => {
-            let at = match &span {
-                Some(s) => {
-                    let (line, column) = line_column(text, s.start);
-                    format!("line {line}, column {column}: ")
-                }
-                None => String::new(),
-            };
-            ConfigError::Parse {
-                path: None,
-                key: None,
-                message: format!("{at}{message}"),
-            }
+        None => syntax_error(text, error),
+    }
+}
+
+/// Invalid TOML: one line with the position.
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = error.message().trim().replace('\n', "; ");
+    let at = match error.span() {
+        Some(s) => {
+            let (line, column) = line_column(text, s.start);
+            format!("line {line}, column {column}: ")
         }
+        None => String::new(),
+    };
+    ConfigError::Parse {
+        path: None,
+        key: None,
+        message: format!("{at}{message}"),
     }
 }
 
@@ -481,21 +506,17 @@ mod tests {
         Config::from_str(text).expect_err("should fail")
     }
 
+    /// The key a validation error names, checking the error is one `key: message` line.
     #[track_caller]
     fn invalid_key(config: &Config) -> String {
-        match config.validate() {
-            Err(ConfigError::Invalid { key, message }) => {
-                let line = ConfigError::Invalid {
-                    key: key.clone(),
-                    message,
-                }
-                .to_string();
-                assert!(line.starts_with(&format!("{key}: ")), "{line}");
-                assert!(!line.contains('\n'));
-                key
-            }
-            other => panic!("expected Invalid, got {other:?}"),
-        }
+        let e = config.validate().expect_err("should be invalid");
+        let (key, line) = (e.key().expect("names a key").to_owned(), e.to_string());
+        assert!(matches!(e, ConfigError::Invalid { .. }), "{e:?}");
+        assert!(
+            line.starts_with(&format!("{key}: ")) && !line.contains('\n'),
+            "{line}"
+        );
+        key
     }
 
     #[test]
@@ -538,9 +559,11 @@ mod tests {
 
     #[test]
     fn describe_round_trips_and_masks_the_secret() {
-        let mut c = Config::default();
-        c.allowed_origins = vec!["https://a.example.com".into(), "*.b.org".into()];
-        c.command_policy = CommandPolicy::Any;
+        let mut c = Config {
+            allowed_origins: vec!["https://a.example.com".into(), "*.b.org".into()],
+            command_policy: CommandPolicy::Any,
+            ..Config::default()
+        };
         let text = c.describe();
         assert_eq!(Config::from_str(&text).unwrap(), c);
         assert!(text.contains("port = 6001\n"), "{text}");
@@ -587,6 +610,8 @@ mod tests {
         let e = parse_err("port = 1\n[session]\ncookie = \"x\"\nsecrte = \"y\"\n");
         assert_eq!(e.key(), Some("session.secrte"));
         assert_eq!(e.to_string(), "unknown key `session.secrte`");
+        let e = parse_err("session.secrte = \"y\"\n");
+        assert_eq!(e.key(), Some("session.secrte"));
         let e = parse_err("[sesion]\nsecret = \"y\"\n");
         assert_eq!(e.to_string(), "unknown key `sesion`");
     }
@@ -618,7 +643,9 @@ mod tests {
     fn wrong_type_in_session_names_the_dotted_key() {
         let e = parse_err("port = 1\n\n[session]\ncookie = \"c\"\nsecret = 42 # comment\n");
         assert_eq!(e.key(), Some("session.secret"), "{e}");
-        assert!(e.to_string().starts_with("session.secret: invalid type: integer"));
+        assert!(e
+            .to_string()
+            .starts_with("session.secret: invalid type: integer"));
         let e = parse_err("session.secret = 42\n");
         assert_eq!(e.key(), Some("session.secret"), "{e}");
     }
@@ -635,7 +662,9 @@ mod tests {
     fn load_names_the_file() {
         let e = Config::load(Path::new("/nonexistent/rakit/websocket.toml")).unwrap_err();
         assert!(matches!(e, ConfigError::Io { .. }));
-        assert!(e.to_string().starts_with("/nonexistent/rakit/websocket.toml: "));
+        assert!(e
+            .to_string()
+            .starts_with("/nonexistent/rakit/websocket.toml: "));
 
         let dir = std::env::temp_dir().join(format!("rakit-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -667,38 +696,35 @@ mod tests {
 
     #[test]
     fn validate_names_each_key() {
-        let d = Config::default;
-        let cases: Vec<(Config, &str)> = vec![
-            (Config { host: "".into(), ..d() }, "host"),
-            (Config { host: "example.com".into(), ..d() }, "host"),
-            (Config { max_buffer_size: 0, ..d() }, "max_buffer_size"),
-            (Config { max_handshake_size: 255, ..d() }, "max_handshake_size"),
-            (Config { max_connections: 0, ..d() }, "max_connections"),
-            (Config { max_send_buffer: 1023, ..d() }, "max_send_buffer"),
-            (Config { max_channels_per_client: 0, ..d() }, "max_channels_per_client"),
-            (Config { handshake_timeout: 0, ..d() }, "handshake_timeout"),
-            (Config { ping_timeout: 0, ..d() }, "ping_timeout"),
-            (Config { allowed_origins: vec!["".into()], ..d() }, "allowed_origins"),
-            (Config { allowed_hosts: vec![" ".into()], ..d() }, "allowed_hosts"),
-            (Config { supported_protocols: vec!["a,b".into()], ..d() }, "supported_protocols"),
+        let cases = [
+            ("host = \"\"", "host"),
+            ("host = \"example.com\"", "host"),
+            ("max_buffer_size = 0", "max_buffer_size"),
+            ("max_handshake_size = 255", "max_handshake_size"),
+            ("max_connections = 0", "max_connections"),
+            ("max_send_buffer = 1023", "max_send_buffer"),
+            ("max_channels_per_client = 0", "max_channels_per_client"),
+            ("handshake_timeout = 0", "handshake_timeout"),
+            ("ping_timeout = 0", "ping_timeout"),
+            ("allowed_origins = [\"\"]", "allowed_origins"),
+            ("allowed_hosts = [\" \"]", "allowed_hosts"),
+            ("supported_protocols = [\"a,b\"]", "supported_protocols"),
+            ("supported_protocols = [\"\"]", "supported_protocols"),
             (
-                Config {
-                    logging_output: LogOutput::File,
-                    logging_file: PathBuf::new(),
-                    ..d()
-                },
+                "logging_output = \"file\"\nlogging_file = \"\"",
                 "logging_file",
             ),
         ];
-        for (config, key) in cases {
-            assert_eq!(invalid_key(&config), key);
+        for (text, key) in cases {
+            assert_eq!(invalid_key(&Config::from_str(text).unwrap()), key, "{text}");
         }
         for cookie in ["", "a b", "a;b", "a=b", "a,b", "a\tb"] {
-            let mut c = d();
+            let mut c = Config::default();
             c.session.cookie = cookie.into();
             assert_eq!(invalid_key(&c), "session.cookie", "{cookie:?}");
         }
-        let e = Config { max_buffer_size: 0, ..d() }.validate().unwrap_err();
+        let e = Config::from_str("max_buffer_size = 0").unwrap().validate();
+        let e = e.unwrap_err();
         assert_eq!(e.to_string(), "max_buffer_size: must be at least 1");
         // The minimums themselves are accepted.
         Config {
@@ -709,7 +735,7 @@ mod tests {
             max_channels_per_client: 1,
             handshake_timeout: 1,
             ping_timeout: 1,
-            ..d()
+            ..Config::default()
         }
         .validate()
         .unwrap();

@@ -1,3 +1,26 @@
+//! rakit-websocket: a small, fast, single-threaded WebSocket messaging daemon.
+//!
+//! The data path, one module a step:
+//!
+//! ```text
+//! bytes --> rakit_protocol (handshake, frames) --> events --> accept / router --> frames --> bytes
+//!           sans-IO, no sockets or clocks                     synchronous, no IO
+//!           event_loop owns every socket, the slab, timers and all IO
+//! ```
+//!
+//! Embed the server with [`Server`]; observe it with an [`events::Handler`].
+#![forbid(unsafe_code)]
+
+pub mod accept;
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod event_loop;
 pub mod events;
+pub mod logging;
 pub mod router;
 pub mod session;
+pub mod timers;
+
+pub use event_loop::{Bound, Server, ServerError, ShutdownHandle};

@@ -1,1 +1,121 @@
-fn main() {}
+//! The `rakit` binary: parse arguments, load the config, start logging, run.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use rakit::cli::{self, Command};
+use rakit::session::{self, User};
+use rakit::{logging, Server};
+
+/// Exit code for configuration and usage errors.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for runtime errors (a port in use, a crashed loop).
+const EXIT_RUNTIME: u8 = 1;
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("rakit-websocket {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match cli::load_config(config.as_deref()) {
+            Ok(config) => {
+                println!("# config is valid; effective values:");
+                print!("{}", config.describe());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_CONFIG, &e),
+        },
+        Command::Token {
+            secret,
+            sub,
+            name,
+            email,
+            admin,
+            ttl,
+        } => {
+            let user = User {
+                id: sub,
+                name,
+                email,
+                admin,
+            };
+            let exp = session::now_unix().saturating_add(ttl);
+            println!("{}", session::issue(secret.as_bytes(), &user, exp));
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            config,
+            host,
+            port,
+            echo,
+        } => run(config, host, port, echo),
+    }
+}
+
+fn run(
+    config: Option<std::path::PathBuf>,
+    host: Option<String>,
+    port: Option<u16>,
+    echo: bool,
+) -> ExitCode {
+    let mut config = match cli::load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    cli::apply_overrides(&mut config, host, port);
+    if let Err(e) = config.validate() {
+        return fail(EXIT_CONFIG, &e);
+    }
+    if let Err(e) = logging::init(&config) {
+        return fail(EXIT_CONFIG, &e);
+    }
+    // A panic is logged as one line; the loop turns it into a 1011 close
+    // (in a handler) or a crash event and exit code 1 (in the loop).
+    std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
+    raise_open_files_limit(config.max_connections);
+    let server = match Server::new(config).echo(echo).handle_signals(true).bind() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_RUNTIME, &e),
+    };
+    println!(
+        "rakit-websocket listening on ws://{}{}",
+        server.local_addr(),
+        if echo { " (echo mode)" } else { "" }
+    );
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_RUNTIME, &e),
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, as nginx and the Go
+/// runtime do: the default soft limit (often 1024) would cap connections.
+fn raise_open_files_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            // A few descriptors go to the listener, poll, signals and logs.
+            let room = limit.saturating_sub(16);
+            log::info!("open files limit: {limit} (room for about {room} connections)");
+            if room < max_connections as u64 {
+                log::warn!(
+                    "max_connections = {max_connections} exceeds what the open files limit allows ({room})"
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
+}
+
+fn fail(code: u8, error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("rakit: {error}");
+    ExitCode::from(code)
+}

@@ -258,7 +258,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(byte);
                 i += 3;
@@ -301,7 +303,11 @@ mod tests {
     }
 
     fn claims(payload: &str) -> Result<User, TokenError> {
-        verify(&signed(r#"{"alg":"HS256","typ":"JWT"}"#, payload), SECRET, NOW)
+        verify(
+            &signed(r#"{"alg":"HS256","typ":"JWT"}"#, payload),
+            SECRET,
+            NOW,
+        )
     }
 
     #[test]
@@ -347,11 +353,21 @@ mod tests {
             r#"{"alg":"HS256","typ":5}"#,
         ] {
             let token = signed(header, r#"{"sub":"1","name":"M","exp":9999999999}"#);
-            assert_eq!(verify(&token, SECRET, NOW), Err(TokenError::Algorithm), "{header}");
+            assert_eq!(
+                verify(&token, SECRET, NOW),
+                Err(TokenError::Algorithm),
+                "{header}"
+            );
         }
-        let token = signed(r#"{"alg":"HS256","typ":"jwt"}"#, r#"{"sub":"1","name":"M","exp":9999999999}"#);
+        let token = signed(
+            r#"{"alg":"HS256","typ":"jwt"}"#,
+            r#"{"sub":"1","name":"M","exp":9999999999}"#,
+        );
         assert!(verify(&token, SECRET, NOW).is_ok());
-        let token = signed(r#"{"alg":"HS256"}"#, r#"{"sub":"1","name":"M","exp":9999999999}"#);
+        let token = signed(
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"1","name":"M","exp":9999999999}"#,
+        );
         assert!(verify(&token, SECRET, NOW).is_ok());
     }
 
@@ -359,8 +375,14 @@ mod tests {
     fn time_claims() {
         let token = issue(SECRET, &alice(), NOW);
         assert_eq!(verify(&token, SECRET, NOW), Err(TokenError::Expired));
-        assert_eq!(verify(&token, SECRET, NOW - 1).map(|u| u.id), Ok("42".into()));
-        assert_eq!(claims(r#"{"sub":"1","name":"M","exp":-5}"#), Err(TokenError::Expired));
+        assert_eq!(
+            verify(&token, SECRET, NOW - 1).map(|u| u.id),
+            Ok("42".into())
+        );
+        assert_eq!(
+            claims(r#"{"sub":"1","name":"M","exp":-5}"#),
+            Err(TokenError::Expired)
+        );
         assert!(claims(r#"{"sub":"1","name":"M","exp":1700000000.5}"#).is_err());
         assert!(claims(r#"{"sub":"1","name":"M","exp":1700000001.5}"#).is_ok());
         assert_eq!(
@@ -386,10 +408,16 @@ mod tests {
             r#""just a string""#,
             "not json",
         ] {
-            assert!(matches!(claims(payload), Err(TokenError::Claims(_))), "{payload}");
+            assert!(
+                matches!(claims(payload), Err(TokenError::Claims(_))),
+                "{payload}"
+            );
         }
         let user = claims(r#"{"sub":"1","name":"","email":null,"exp":9999999999}"#).unwrap();
-        assert_eq!((user.name.as_str(), user.email, user.admin), ("", None, false));
+        assert_eq!(
+            (user.name.as_str(), user.email, user.admin),
+            ("", None, false)
+        );
     }
 
     #[test]
@@ -403,36 +431,66 @@ mod tests {
             format!("{token}.{}", parts[2]),
             format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
             format!("{}.{}.{}=", parts[0], parts[1], parts[2]),
-            format!("{}.{}.{}", parts[0], parts[1], parts[2].replace('-', "+").replace('_', "/") + "+/"),
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                parts[2].replace('-', "+").replace('_', "/") + "+/"
+            ),
             format!("{}.{}.{}", "!!!", parts[1], parts[2]),
             format!("{}.{}.{}", b64("[1]"), parts[1], parts[2]),
             format!("{}.{}.{}", b64("{"), parts[1], parts[2]),
         ];
         for case in cases {
-            assert_eq!(verify(&case, SECRET, NOW), Err(TokenError::Malformed), "{case}");
+            assert_eq!(
+                verify(&case, SECRET, NOW),
+                Err(TokenError::Malformed),
+                "{case}"
+            );
         }
         // A padded payload is refused even though the signature covers it as written.
-        let padded = signed(r#"{"alg":"HS256"}"#, r#"{"sub":"1","name":"M","exp":9999999999}"#);
+        let padded = signed(
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"1","name":"M","exp":9999999999}"#,
+        );
         let mut parts: Vec<String> = padded.split('.').map(str::to_owned).collect();
         parts[1] = URL_SAFE_NO_PAD.encode(r#"{"sub":"1","name":"Mx","exp":9999999999}"#) + "=";
         let input = format!("{}.{}", parts[0], parts[1]);
         let mut mac = HmacSha256::new_from_slice(SECRET).unwrap();
         mac.update(input.as_bytes());
-        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        let token = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
         assert_eq!(verify(&token, SECRET, NOW), Err(TokenError::Malformed));
     }
 
     #[test]
     fn token_from_query_is_percent_decoded() {
-        assert_eq!(token_from_request(Some("token=a.b.c"), None, "c"), Some("a.b.c".into()));
+        assert_eq!(
+            token_from_request(Some("token=a.b.c"), None, "c"),
+            Some("a.b.c".into())
+        );
         assert_eq!(
             token_from_request(Some("x=1&token=a%2Eb%2ec%zz%4&token=second"), None, "c"),
             Some("a.b.c%zz%4".into())
         );
-        assert_eq!(token_from_request(Some("to%6Ben=x+y"), None, "c"), Some("x+y".into()));
-        assert_eq!(token_from_request(Some("tokens=1&xtoken=2"), None, "c"), None);
-        assert_eq!(token_from_request(Some("token="), None, "c"), Some(String::new()));
-        assert_eq!(token_from_request(Some("a=1&token"), None, "c"), Some(String::new()));
+        assert_eq!(
+            token_from_request(Some("to%6Ben=x+y"), None, "c"),
+            Some("x+y".into())
+        );
+        assert_eq!(
+            token_from_request(Some("tokens=1&xtoken=2"), None, "c"),
+            None
+        );
+        assert_eq!(
+            token_from_request(Some("token="), None, "c"),
+            Some(String::new())
+        );
+        assert_eq!(
+            token_from_request(Some("a=1&token"), None, "c"),
+            Some(String::new())
+        );
         assert_eq!(token_from_request(Some(""), None, "c"), None);
         assert_eq!(token_from_request(None, None, "c"), None);
     }
@@ -448,9 +506,18 @@ mod tests {
             token_from_request(None, Some("rakit_ws_session=x.y.z"), "rakit_ws_session"),
             Some("x.y.z".into())
         );
-        assert_eq!(token_from_request(None, Some("other=1; junk"), "rakit_ws_session"), None);
-        assert_eq!(token_from_request(None, Some("rakit_ws_session="), "rakit_ws_session"), None);
-        assert_eq!(token_from_request(Some("a=1"), Some("c=v"), "c"), Some("v".into()));
+        assert_eq!(
+            token_from_request(None, Some("other=1; junk"), "rakit_ws_session"),
+            None
+        );
+        assert_eq!(
+            token_from_request(None, Some("rakit_ws_session="), "rakit_ws_session"),
+            None
+        );
+        assert_eq!(
+            token_from_request(Some("a=1"), Some("c=v"), "c"),
+            Some("v".into())
+        );
     }
 
     #[test]

@@ -175,7 +175,14 @@ mod tests {
             ClientId::parse("aZ09bY18").map(|id| id.as_str().to_owned()),
             Some("aZ09bY18".to_owned())
         );
-        for bad in ["", "short", "toolong12", "abc-efgh", "abcdefgé", "abcdefg\0"] {
+        for bad in [
+            "",
+            "short",
+            "toolong12",
+            "abc-efgh",
+            "abcdefgé",
+            "abcdefg\0",
+        ] {
             assert!(ClientId::parse(bad).is_none(), "{bad:?}");
         }
     }

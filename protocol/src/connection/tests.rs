@@ -327,7 +327,7 @@ fn size_rules_close_with_1009() {
     // A single frame over the limit is refused from its header alone.
     let big = frame(true, OpCode::Binary, &[0; 1001]);
     fails_with(
-        &big[..4],
+        &big[..8],
         ProtocolError::MessageTooBig {
             size: 1001,
             max: 1000,

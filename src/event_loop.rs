@@ -1,0 +1,1032 @@
+//! The event loop: one thread, one `mio::Poll`, every socket, every timer.
+//!
+//! ```text
+//! listener --accept--> Slab<Conn> --read--> protocol::Connection --events--> accept::decide
+//!                                                                       \--> router (or echo)
+//! router --Outbox--> SendQueue per Conn --one writev per socket per turn--> socket
+//! ```
+//!
+//! A turn: wait for readiness (or the earliest timer), handle every event
+//! (accept until `WouldBlock`, read and process until `WouldBlock` or a fair
+//! share), fire due timers, then flush every connection that has output.
+//! Tokens are slab keys; the listener, the signal pipe and the waker have
+//! reserved tokens at the top of the range. A stale event (its connection
+//! gone) finds nothing in the slab and does nothing.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use rakit_protocol::{CloseCode, Event, Limits, OpCode, State};
+use slab::Slab;
+
+use crate::accept::{self, Decision};
+use crate::config::Config;
+use crate::conn::{Conn, Phase};
+use crate::events::{Handler, LogHandler};
+use crate::router::{ConnId, Frame, Outbox, Router, RouterConfig};
+use crate::session;
+use crate::timers::TimerQueue;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+/// Wakes the loop from other threads (shutdown today; scale-out later).
+const WAKER: Token = Token(usize::MAX - 3);
+
+/// The shared read buffer: every socket is read into it, and only an
+/// unconsumed tail is copied to the connection.
+const READ_BUF: usize = 64 * 1024;
+/// Reads per connection per turn before others get their turn.
+const MAX_READS_PER_TURN: usize = 16;
+/// How long to wait for the peer's close frame, or for it to close TCP
+/// after ours, and how long shutdown waits for clients.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Most header lines in an upgrade request.
+const MAX_HEADERS: usize = 100;
+
+/// A fatal error: the server could not start or the loop failed.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// Setting up or polling failed.
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Why.
+        error: io::Error,
+    },
+    /// The loop itself panicked.
+    Panic(String),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Bind { addr, error } if error.kind() == io::ErrorKind::AddrInUse => {
+                write!(f, "cannot listen on {addr}: address already in use")
+            }
+            ServerError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            ServerError::Io { context, error } => write!(f, "{context}: {error}"),
+            ServerError::Panic(msg) => write!(f, "event loop panicked: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Builds a server: configuration, mode and event handler.
+///
+/// ```no_run
+/// use rakit::config::Config;
+/// use rakit::events::Handler;
+/// use rakit::session::User;
+/// use rakit::Server;
+///
+/// struct Audit;
+/// impl Handler for Audit {
+///     fn connect(&mut self, client_id: &str, user: Option<&User>) {
+///         println!("{client_id} joined as {:?}", user.map(|u| &u.name));
+///     }
+/// }
+///
+/// let config = Config { port: 0, ..Config::default() };
+/// let server = Server::new(config).handler(Audit).bind()?;
+/// println!("listening on {}", server.local_addr());
+/// let stop = server.shutdown_handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_secs(60));
+///     stop.shutdown();
+/// });
+/// server.run()?;
+/// # Ok::<(), rakit::ServerError>(())
+/// ```
+pub struct Server {
+    config: Config,
+    echo: bool,
+    signals: bool,
+    handler: Box<dyn Handler>,
+}
+
+impl Server {
+    /// A server with `config`, the logging handler, no signal handling.
+    pub fn new(config: Config) -> Server {
+        Server {
+            config,
+            echo: false,
+            signals: false,
+            handler: Box::new(LogHandler),
+        }
+    }
+
+    /// Echo mode (conformance testing): every message comes back unchanged.
+    pub fn echo(mut self, on: bool) -> Server {
+        self.echo = on;
+        self
+    }
+
+    /// Shut down gracefully on SIGINT and SIGTERM (the daemon does).
+    pub fn handle_signals(mut self, on: bool) -> Server {
+        self.signals = on;
+        self
+    }
+
+    /// The handler that receives the server's events.
+    pub fn handler(mut self, handler: impl Handler + 'static) -> Server {
+        self.handler = Box::new(handler);
+        self
+    }
+
+    /// Binds the listen address; the server runs when [`Bound::run`] is called.
+    pub fn bind(self) -> Result<Bound, ServerError> {
+        let addr_text = format!("{}:{}", self.config.host, self.config.port);
+        let std_listener = std::net::TcpListener::bind(addr_text.as_str()).map_err(|error| {
+            ServerError::Bind {
+                addr: addr_text.clone(),
+                error,
+            }
+        })?;
+        let io_err = |context| move |error| ServerError::Io { context, error };
+        std_listener
+            .set_nonblocking(true)
+            .map_err(io_err("setting the listener non-blocking"))?;
+        let local_addr = std_listener
+            .local_addr()
+            .map_err(io_err("reading the listen address"))?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let poll = Poll::new().map_err(io_err("creating the poll"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("registering the listener"))?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("creating the waker"))?);
+        let signals = if self.signals {
+            let mut signals = signal_hook_mio::v1_0::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])
+            .map_err(io_err("installing signal handlers"))?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(io_err("registering signals"))?;
+            Some(signals)
+        } else {
+            None
+        };
+        let router = Router::new(
+            RouterConfig {
+                max_channels_per_client: self.config.max_channels_per_client,
+                presence: self.config.presence,
+                presence_interval: Duration::from_millis(self.config.presence_interval_ms),
+                presence_max_users: self.config.presence_max_users,
+                command_policy: match self.config.command_policy {
+                    crate::config::CommandPolicy::Any => crate::router::CommandPolicy::Any,
+                    crate::config::CommandPolicy::Authenticated => {
+                        crate::router::CommandPolicy::Authenticated
+                    }
+                    crate::config::CommandPolicy::Admin => crate::router::CommandPolicy::Admin,
+                    crate::config::CommandPolicy::Off => crate::router::CommandPolicy::Off,
+                },
+            },
+            self.handler,
+            random_seed(),
+        );
+        let limits = Limits {
+            max_handshake_size: self.config.max_handshake_size,
+            max_headers: MAX_HEADERS,
+            max_message_size: self.config.max_buffer_size,
+        };
+        let secs = Duration::from_secs;
+        let core = Core {
+            handshake_timers: TimerQueue::new(secs(self.config.handshake_timeout)),
+            idle_timers: TimerQueue::new(secs(self.config.ping_interval)),
+            pong_timers: TimerQueue::new(secs(self.config.ping_timeout)),
+            close_timers: TimerQueue::new(CLOSE_TIMEOUT),
+            // Room for handshakes in flight beyond the open-connection limit,
+            // so that a full server can still answer 503.
+            max_sockets: self
+                .config
+                .max_connections
+                .saturating_add((self.config.max_connections / 8).max(64)),
+            config: self.config,
+            echo: self.echo,
+            limits,
+            poll,
+            listener,
+            conns: Slab::new(),
+            router,
+            open: 0,
+            serial: 0,
+            now: Instant::now(),
+            dirty: Vec::new(),
+            resume: Vec::new(),
+            overflowed: Vec::new(),
+            scratch: Vec::new(),
+            text: String::new(),
+            accept_paused_until: None,
+            shutdown_deadline: None,
+        };
+        Ok(Bound {
+            core,
+            readbuf: vec![0; READ_BUF],
+            local_addr,
+            signals,
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// Stops a running server from another thread, as SIGTERM would.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown: close 1001 to every client, exit the loop.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop: {e}");
+        }
+    }
+}
+
+/// A server bound to its address, ready to run.
+pub struct Bound {
+    core: Core,
+    readbuf: Vec<u8>,
+    local_addr: SocketAddr,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Bound {
+    /// The address the server listens on (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that shuts the server down from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            waker: Arc::clone(&self.waker),
+            stop: Arc::clone(&self.stop),
+        }
+    }
+
+    /// Runs until shutdown. A fatal error fires the handler's `crash` event
+    /// before it is returned.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        self.core.router.handler_mut().start(self.local_addr);
+        let result = match catch_unwind(AssertUnwindSafe(|| self.run_loop())) {
+            Ok(result) => result,
+            Err(panic) => Err(ServerError::Panic(panic_message(&*panic))),
+        };
+        if let Err(e) = &result {
+            self.core.router.handler_mut().crash(e);
+        }
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.core.resume.is_empty() {
+                self.core.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(error) = self.core.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Io {
+                    context: "polling",
+                    error,
+                });
+            }
+            self.core.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.core.accept_all(),
+                    SIGNALS => {
+                        if let Some(signals) = &mut self.signals {
+                            if signals.pending().next().is_some() {
+                                log::info!("signal received: shutting down");
+                                self.core.begin_shutdown();
+                            }
+                        }
+                    }
+                    WAKER => {
+                        if self.stop.load(Ordering::SeqCst) {
+                            self.core.begin_shutdown();
+                        }
+                    }
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.core.on_readable(key, &mut self.readbuf);
+                        }
+                        if event.is_writable() {
+                            self.core.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.core.resume) {
+                self.core.on_readable(key, &mut self.readbuf);
+            }
+            self.core.fire_timers();
+            self.core.flush_dirty();
+            if let Some(deadline) = self.core.shutdown_deadline {
+                if self.core.conns.is_empty() || Instant::now() >= deadline {
+                    log::info!("shutdown complete");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// A seed for client ids: from the OS's randomness, via the standard
+/// library's randomly keyed hasher, mixed with the time.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Everything the loop owns but the shared read buffer.
+struct Core {
+    config: Config,
+    echo: bool,
+    limits: Limits,
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    router: Router,
+    /// Open WebSocket connections (what `max_connections` limits).
+    open: usize,
+    /// Sockets held at most, handshakes included.
+    max_sockets: usize,
+    serial: u32,
+    now: Instant,
+    handshake_timers: TimerQueue,
+    idle_timers: TimerQueue,
+    pong_timers: TimerQueue,
+    close_timers: TimerQueue,
+    /// Connections with output to flush at the end of the turn.
+    dirty: Vec<usize>,
+    /// Connections that used their share of reads this turn.
+    resume: Vec<usize>,
+    /// Connections whose send queue overflowed, to drop.
+    overflowed: Vec<usize>,
+    /// Protocol output (pongs, close frames, handshake responses).
+    scratch: Vec<u8>,
+    /// The text message being routed.
+    text: String,
+    accept_paused_until: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+}
+
+/// Queues router output on connections (the router's view of the loop).
+struct Deliver<'a> {
+    conns: &'a mut Slab<Conn>,
+    dirty: &'a mut Vec<usize>,
+    overflowed: &'a mut Vec<usize>,
+    close_timers: &'a mut TimerQueue,
+    scratch: &'a mut Vec<u8>,
+    max_send_buffer: usize,
+    now: Instant,
+}
+
+fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(key);
+    }
+}
+
+impl Outbox for Deliver<'_> {
+    fn send(&mut self, key: ConnId, frame: &Frame) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.proto.is_open() || conn.overflowed {
+            return;
+        }
+        conn.outq.push_shared(frame);
+        mark_dirty(conn, key, self.dirty);
+        if conn.outq.len() > self.max_send_buffer {
+            conn.overflowed = true;
+            self.overflowed.push(key);
+        }
+    }
+
+    fn close(&mut self, key: ConnId, code: u16, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.scratch.clear();
+        if conn.proto.close(code, reason, self.scratch) {
+            conn.outq.push_bytes(self.scratch);
+            self.close_timers.arm(self.now, key, conn.serial);
+            mark_dirty(conn, key, self.dirty);
+        }
+    }
+}
+
+/// What a processed frame asks of the loop once the connection is released.
+enum Then {
+    Nothing,
+    Decide(rakit_protocol::Request),
+    RouteText,
+    RouteBinary,
+}
+
+impl Core {
+    fn deliver(&mut self) -> (&mut Router, Deliver<'_>) {
+        (
+            &mut self.router,
+            Deliver {
+                conns: &mut self.conns,
+                dirty: &mut self.dirty,
+                overflowed: &mut self.overflowed,
+                close_timers: &mut self.close_timers,
+                scratch: &mut self.scratch,
+                max_send_buffer: self.config.max_send_buffer,
+                now: self.now,
+            },
+        )
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.handshake_timers.next_deadline(),
+            self.idle_timers.next_deadline(),
+            self.pong_timers.next_deadline(),
+            self.close_timers.next_deadline(),
+            self.router.poll_timeout(),
+            self.accept_paused_until,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            mark_dirty(conn, key, &mut self.dirty);
+        }
+    }
+
+    // ---- accepting ----
+
+    fn accept_all(&mut self) {
+        if self.shutdown_deadline.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((socket, _addr)) => self.admit(socket),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Out of descriptors (or kernel memory): keep serving the
+                    // clients we have and try again shortly, rather than spin
+                    // on a listener that stays readable.
+                    log::warn!(
+                        "accept failed ({e}) with {} connections; pausing accepts for {:?}",
+                        self.conns.len(),
+                        ACCEPT_BACKOFF
+                    );
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // The peer gave up before we accepted (ECONNABORTED, ...).
+                Err(e) => log::debug!("accept failed: {e}"),
+            }
+        }
+    }
+
+    fn admit(&mut self, mut socket: TcpStream) {
+        if self.conns.len() >= self.max_sockets {
+            // Far past the limit even for handshakes in flight: no room to
+            // answer 503, so drop the socket at once.
+            log::debug!("refusing a socket: {} held", self.conns.len());
+            return;
+        }
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("set_nodelay failed: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
+            log::warn!("cannot register a socket: {e}");
+            return;
+        }
+        self.serial = self.serial.wrapping_add(1);
+        entry.insert(Conn::new(socket, self.limits, self.serial, self.now));
+        self.handshake_timers.arm(self.now, key, self.serial);
+    }
+
+    // ---- reading ----
+
+    fn on_readable(&mut self, key: usize, readbuf: &mut [u8]) {
+        for _ in 0..MAX_READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.phase == Phase::Draining {
+                return self.drain(key, readbuf);
+            }
+            if conn.proto.state() == State::Closed {
+                // Waiting for output to flush; further input is dropped.
+                return self.drain_discard(key, readbuf);
+            }
+            if conn.inbuf.is_empty() {
+                let n = match read_some(&mut conn.socket, readbuf) {
+                    ReadOutcome::Data(n) => n,
+                    ReadOutcome::Blocked => return,
+                    ReadOutcome::Closed => return self.remove(key),
+                };
+                conn.last_rx = self.now;
+                let consumed = self.process(key, &mut readbuf[..n]);
+                if consumed < n {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        if conn.proto.state() != State::Closed {
+                            conn.inbuf.extend_from_slice(&readbuf[consumed..n]);
+                        }
+                    }
+                }
+            } else {
+                let mut buf = std::mem::take(&mut conn.inbuf);
+                let len = buf.len();
+                buf.resize(len + READ_BUF, 0);
+                let outcome = read_some(&mut conn.socket, &mut buf[len..]);
+                let n = match outcome {
+                    ReadOutcome::Data(n) => n,
+                    ReadOutcome::Blocked => 0,
+                    ReadOutcome::Closed => return self.remove(key),
+                };
+                buf.truncate(len + n);
+                if n > 0 {
+                    conn.last_rx = self.now;
+                }
+                let consumed = if n > 0 { self.process(key, &mut buf) } else { 0 };
+                buf.drain(..consumed);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    if !buf.is_empty() && conn.proto.state() != State::Closed {
+                        conn.inbuf = buf;
+                    }
+                }
+                if matches!(outcome, ReadOutcome::Blocked) {
+                    return;
+                }
+            }
+        }
+        // Fair share used: come back after the others.
+        self.resume.push(key);
+    }
+
+    /// After our side is shut down: read and drop until the peer closes.
+    fn drain(&mut self, key: usize, readbuf: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        loop {
+            match read_some(&mut conn.socket, readbuf) {
+                ReadOutcome::Data(_) => continue,
+                ReadOutcome::Blocked => return,
+                ReadOutcome::Closed => return self.remove(key),
+            }
+        }
+    }
+
+    /// Protocol closed, output still queued: drop input, notice a vanished peer.
+    fn drain_discard(&mut self, key: usize, readbuf: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.inbuf = Vec::new();
+        for _ in 0..MAX_READS_PER_TURN {
+            match read_some(&mut conn.socket, readbuf) {
+                ReadOutcome::Data(_) => continue,
+                ReadOutcome::Blocked => return,
+                ReadOutcome::Closed => return self.remove(key),
+            }
+        }
+    }
+
+    /// Feeds `input` to the connection's protocol state, item by item, and
+    /// acts on each event. Returns how many bytes were consumed.
+    fn process(&mut self, key: usize, input: &mut [u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return pos;
+            };
+            let Conn { proto, outq, .. } = conn;
+            self.scratch.clear();
+            let mut then = Then::Nothing;
+            let mut stop = false;
+            match proto.read(&mut input[pos..], &mut self.scratch) {
+                Ok((0, None)) => stop = true,
+                Ok((n, event)) => {
+                    pos += n;
+                    match event {
+                        None | Some(Event::Ping(_) | Event::Pong(_) | Event::Close(_)) => {}
+                        Some(Event::Request(req)) => then = Then::Decide(req),
+                        Some(Event::Text(text)) if self.echo => {
+                            outq.push_frame(OpCode::Text, text.as_bytes())
+                        }
+                        Some(Event::Binary(data)) if self.echo => {
+                            outq.push_frame(OpCode::Binary, data)
+                        }
+                        Some(Event::Text(text)) => {
+                            self.text.clear();
+                            self.text.push_str(text);
+                            then = Then::RouteText;
+                        }
+                        Some(Event::Binary(_)) => then = Then::RouteBinary,
+                    }
+                }
+                Err(e) => {
+                    log::debug!("connection {key}: {e}");
+                    stop = true;
+                }
+            }
+            outq.push_bytes(&self.scratch);
+            if !outq.is_empty() {
+                mark_dirty(conn, key, &mut self.dirty);
+            }
+            match then {
+                Then::Nothing => {}
+                Then::Decide(req) => self.decide(key, req),
+                Then::RouteText => self.route(key, true),
+                Then::RouteBinary => self.route(key, false),
+            }
+            self.settle(key);
+            if stop {
+                return pos;
+            }
+        }
+    }
+
+    fn decide(&mut self, key: usize, req: rakit_protocol::Request) {
+        let decision = accept::decide(&req, &self.config, self.open, session::now_unix());
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.scratch.clear();
+        match decision {
+            Decision::Health => conn.proto.respond(200, "ok", &mut self.scratch),
+            Decision::Refuse(e) => {
+                log::debug!("handshake refused: {e} ({} {})", req.method, req.path);
+                conn.proto.reject(&e, &mut self.scratch);
+            }
+            Decision::Upgrade {
+                accept_key,
+                protocol,
+                user,
+            } => {
+                conn.proto
+                    .accept(&accept_key, protocol.as_deref(), &mut self.scratch);
+                conn.outq.push_bytes(&self.scratch);
+                conn.routed = true;
+                self.open += 1;
+                if self.config.ping_interval > 0 {
+                    self.idle_timers.arm(self.now, key, conn.serial);
+                }
+                mark_dirty(conn, key, &mut self.dirty);
+                if !self.echo {
+                    let now = self.now;
+                    let (router, mut out) = self.deliver();
+                    let guarded = catch_unwind(AssertUnwindSafe(|| {
+                        router.connect(key, user, session::now_unix(), now, &mut out);
+                    }));
+                    if guarded.is_err() {
+                        self.fail_client(key);
+                    }
+                    self.drop_overflowed();
+                }
+                return;
+            }
+        }
+        conn.outq.push_bytes(&self.scratch);
+        mark_dirty(conn, key, &mut self.dirty);
+    }
+
+    /// Hands the message to the router. A panic in it (or in an event
+    /// handler) closes this client with 1011 and nobody else notices.
+    fn route(&mut self, key: usize, text: bool) {
+        let now = self.now;
+        let message = std::mem::take(&mut self.text);
+        let (router, mut out) = self.deliver();
+        let guarded = catch_unwind(AssertUnwindSafe(|| {
+            if text {
+                router.handle_text(key, &message, now, &mut out);
+            } else {
+                router.handle_binary(key, now, &mut out);
+            }
+        }));
+        self.text = message;
+        if guarded.is_err() {
+            self.fail_client(key);
+        }
+        self.drop_overflowed();
+    }
+
+    fn fail_client(&mut self, key: usize) {
+        log::error!("closing connection {key} with 1011 after a panic");
+        let (_, mut out) = self.deliver();
+        out.close(key, CloseCode::INTERNAL_ERROR, "internal error");
+        self.settle(key);
+    }
+
+    /// Brings the loop's view of a connection up to date with its protocol
+    /// state: tell the router it left, shut the socket down once all is sent.
+    fn settle(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.routed && !conn.proto.is_open() {
+            conn.routed = false;
+            self.open -= 1;
+            if !self.echo {
+                let now = self.now;
+                let (router, mut out) = self.deliver();
+                // Disconnect hooks run user code too.
+                let _ = catch_unwind(AssertUnwindSafe(|| router.disconnect(key, now, &mut out)));
+                self.drop_overflowed();
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.proto.state() == State::Closed
+            && conn.outq.is_empty()
+            && conn.phase == Phase::Active
+        {
+            conn.phase = Phase::Draining;
+            conn.inbuf = Vec::new();
+            if conn.socket.shutdown(Shutdown::Write).is_err() {
+                return self.remove(key);
+            }
+            self.close_timers.arm(self.now, key, conn.serial);
+        }
+    }
+
+    /// Drops clients whose send queue passed `max_send_buffer`: a 4008 close
+    /// frame if the socket takes it at once, queued data discarded, and a
+    /// reset (SO_LINGER 0) so the kernel does not keep pushing it.
+    fn drop_overflowed(&mut self) {
+        while let Some(key) = self.overflowed.pop() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            log::info!(
+                "connection {key}: {} bytes queued (max_send_buffer {}); dropping it",
+                conn.outq.len(),
+                self.config.max_send_buffer
+            );
+            // Finish a frame cut short, or the close frame would be garbage.
+            let mut last = conn.outq.front_rest().to_vec();
+            rakit_protocol::encode_close(
+                &mut last,
+                CloseCode::SEND_BUFFER_EXCEEDED,
+                "send buffer exceeded",
+            );
+            let _ = conn.socket.write(&last);
+            conn.outq.clear();
+            conn.proto.abort();
+            if let Err(e) = socket2::SockRef::from(&conn.socket).set_linger(Some(Duration::ZERO)) {
+                log::debug!("set_linger failed: {e}");
+            }
+            self.remove(key);
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().deregister(&mut conn.socket) {
+            log::debug!("deregister failed: {e}");
+        }
+        if conn.routed {
+            self.open -= 1;
+            if !self.echo {
+                let now = self.now;
+                let (router, mut out) = self.deliver();
+                let _ = catch_unwind(AssertUnwindSafe(|| router.disconnect(key, now, &mut out)));
+                self.drop_overflowed();
+            }
+        }
+    }
+
+    // ---- writing ----
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            self.flush(key);
+        }
+        // Keep the list's memory for the next turn.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        let done = match conn.outq.flush(&mut conn.socket) {
+            Ok(done) => done,
+            Err(e) => {
+                log::debug!("connection {key}: write failed: {e}");
+                return self.remove(key);
+            }
+        };
+        // WRITABLE interest only while output waits.
+        if done == conn.writable {
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.socket, Token(key), interest)
+            {
+                log::debug!("reregister failed: {e}");
+                return self.remove(key);
+            }
+            conn.writable = !done;
+        }
+        self.settle(key);
+    }
+
+    // ---- timers ----
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        self.now = now;
+        while let Some(t) = self.handshake_timers.pop_due(now) {
+            if let Some(conn) = self.live(t.key, t.serial) {
+                if matches!(
+                    conn.proto.state(),
+                    State::Handshaking | State::AwaitingDecision
+                ) {
+                    log::debug!("connection {}: handshake timed out", t.key);
+                    self.remove(t.key);
+                }
+            }
+        }
+        while let Some(t) = self.idle_timers.pop_due(now) {
+            let interval = self.idle_timers.duration();
+            let Some(conn) = self.live(t.key, t.serial) else {
+                continue;
+            };
+            if !conn.proto.is_open() {
+                continue;
+            }
+            if now.saturating_duration_since(conn.last_rx) >= interval {
+                conn.outq.push_frame(OpCode::Ping, b"");
+                conn.ping_sent = Some(now);
+                self.pong_timers.arm(now, t.key, t.serial);
+                self.mark_dirty(t.key);
+            } else {
+                let from = conn.last_rx;
+                self.idle_timers.arm(from, t.key, t.serial);
+            }
+        }
+        while let Some(t) = self.pong_timers.pop_due(now) {
+            let Some(conn) = self.live(t.key, t.serial) else {
+                continue;
+            };
+            match conn.ping_sent {
+                Some(sent) if conn.last_rx <= sent => {
+                    log::debug!("connection {}: no answer to ping; dropping it", t.key);
+                    conn.proto.abort();
+                    self.remove(t.key);
+                }
+                _ => {
+                    conn.ping_sent = None;
+                    let from = conn.last_rx;
+                    if conn.proto.is_open() {
+                        self.idle_timers.arm(from, t.key, t.serial);
+                    }
+                }
+            }
+        }
+        while let Some(t) = self.close_timers.pop_due(now) {
+            if let Some(conn) = self.live(t.key, t.serial) {
+                if !conn.proto.is_open() {
+                    self.remove(t.key);
+                }
+            }
+        }
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept_all();
+        }
+        if self.router.poll_timeout().is_some_and(|t| t <= now) {
+            let (router, mut out) = self.deliver();
+            let _ = catch_unwind(AssertUnwindSafe(|| router.handle_timeout(now, &mut out)));
+            self.drop_overflowed();
+        }
+    }
+
+    /// The connection a timer was armed for, if it is still there.
+    fn live(&mut self, key: usize, serial: u32) -> Option<&mut Conn> {
+        self.conns.get_mut(key).filter(|c| c.serial == serial)
+    }
+
+    // ---- shutdown ----
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(self.now + CLOSE_TIMEOUT);
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            log::debug!("deregistering the listener: {e}");
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match conn.proto.state() {
+                State::Open => {
+                    let (_, mut out) = self.deliver();
+                    out.close(key, CloseCode::GOING_AWAY, "server shutting down");
+                    self.settle(key);
+                }
+                State::Handshaking | State::AwaitingDecision => self.remove(key),
+                State::Closing | State::Closed => {}
+            }
+        }
+    }
+}
+
+enum ReadOutcome {
+    Data(usize),
+    Blocked,
+    Closed,
+}
+
+fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
+    loop {
+        return match socket.read(buf) {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => ReadOutcome::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => ReadOutcome::Closed,
+        };
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}

@@ -1,0 +1,544 @@
+//! The message router (SPEC section 5): client ids, broadcast, private
+//! messages, channels, presence and commands.
+//!
+//! The router is synchronous and does no IO. The event loop feeds it
+//! connections and complete text messages (`connect`, `handle_text`, ...),
+//! and it answers through an [`Outbox`]: "queue this frame for that
+//! connection", "close that connection". Time is passed in, so the presence
+//! throttle runs on the loop's timer ([`Router::poll_timeout`] /
+//! [`Router::handle_timeout`]) and tests need no clock.
+//!
+//! Fan-out is cheap by construction: every outgoing message is serialised
+//! and framed once into a [`Frame`], and each recipient gets a clone of the
+//! same `Rc`, so a broadcast to n clients costs one encoding and n pointer
+//! copies.
+
+mod channels;
+mod command;
+mod ids;
+mod presence;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+pub use self::command::CommandPolicy;
+
+use self::channels::{Channels, TooManyChannels};
+use self::ids::{ClientId, IdGenerator};
+use self::presence::{PresenceUsers, Throttle};
+use self::wire::{ErrorCode, Out, Outgoing, Reject};
+use crate::events::Handler;
+use crate::session::User;
+
+/// A connection, as the event loop knows it (its slab key).
+pub type ConnId = usize;
+
+/// One complete encoded WebSocket frame, shared by all of its recipients.
+pub type Frame = Rc<[u8]>;
+
+/// The router's way out, implemented by the event loop.
+pub trait Outbox {
+    /// Queues `frame` for `conn`.
+    fn send(&mut self, conn: ConnId, frame: &Frame);
+    /// Closes `conn` with a close frame (`code`, `reason`). The router has
+    /// already forgotten the client, so a later `Router::disconnect` for it
+    /// is a no-op.
+    fn close(&mut self, conn: ConnId, code: u16, reason: &str);
+}
+
+/// The router's part of the configuration (SPEC section 2).
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Subscribing beyond this many channels gets `too_many_channels`.
+    pub max_channels_per_client: usize,
+    /// Whether presence messages are sent at all.
+    pub presence: bool,
+    /// Presence changes within this window share one message.
+    pub presence_interval: Duration,
+    /// Above this many connections presence carries the count only.
+    pub presence_max_users: usize,
+    /// Who may send commands.
+    pub command_policy: CommandPolicy,
+}
+
+impl Default for RouterConfig {
+    /// The defaults of SPEC section 2.
+    fn default() -> RouterConfig {
+        RouterConfig {
+            max_channels_per_client: 100,
+            presence: true,
+            presence_interval: Duration::from_millis(200),
+            presence_max_users: 100,
+            command_policy: CommandPolicy::Admin,
+        }
+    }
+}
+
+/// The close code of the `disconnect` command (SPEC section 6).
+pub const DISCONNECT_CODE: u16 = 4000;
+/// The close reason of the `disconnect` command.
+pub const DISCONNECT_REASON: &str = "disconnected by server";
+
+/// One live client.
+#[derive(Debug)]
+pub(crate) struct Client {
+    id: ClientId,
+    user: Option<User>,
+    /// Unix seconds, for presence.
+    connected_at: u64,
+    /// Its key in `Router::order`.
+    seq: u64,
+}
+
+/// Routes client messages (see the module docs).
+pub struct Router {
+    config: RouterConfig,
+    handler: Box<dyn Handler>,
+    ids: IdGenerator,
+    /// Live clients by connection. A map rather than a `Vec` indexed by
+    /// `ConnId`, so no key the loop hands in can make it grow or panic.
+    clients: HashMap<ConnId, Client>,
+    /// Live clients by id, for private messages and the disconnect command.
+    by_id: HashMap<ClientId, ConnId>,
+    /// Connection order (a sequence number per connect), for broadcasts and
+    /// presence.
+    order: BTreeMap<u64, ConnId>,
+    next_seq: u64,
+    channels: Channels,
+    presence: Throttle,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("config", &self.config)
+            .field("clients", &self.clients.len())
+            .field("presence", &self.presence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// A router with no clients. `seed` seeds the client-id generator; give
+    /// it something that differs between runs (time, pid).
+    pub fn new(config: RouterConfig, handler: Box<dyn Handler>, seed: u64) -> Router {
+        Router {
+            presence: Throttle::new(config.presence_interval),
+            config,
+            handler,
+            ids: IdGenerator::new(seed),
+            clients: HashMap::new(),
+            by_id: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            channels: Channels::default(),
+        }
+    }
+
+    /// A connection finished its handshake: gives it a fresh client id,
+    /// fires `Handler::connect`, sends it the welcome (its first message)
+    /// and schedules a presence update. Returns the client id.
+    ///
+    /// `connected_at_unix` is reported in presence. Connecting a `conn` that
+    /// is already connected first disconnects the old client, so the tables
+    /// never hold a stale entry.
+    pub fn connect(
+        &mut self,
+        conn: ConnId,
+        user: Option<User>,
+        connected_at_unix: u64,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> &str {
+        if self.clients.contains_key(&conn) {
+            self.disconnect(conn, now, out);
+        }
+        let by_id = &self.by_id;
+        let id = self.ids.generate(|id| by_id.contains_key(id));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // Fully registered before any handler code runs, so a panicking
+        // handler cannot leave a half-known client behind.
+        self.order.insert(seq, conn);
+        self.by_id.insert(id, conn);
+        self.clients.insert(
+            conn,
+            Client {
+                id,
+                user,
+                connected_at: connected_at_unix,
+                seq,
+            },
+        );
+        if let Some(client) = self.clients.get(&conn) {
+            self.handler.connect(id.as_str(), client.user.as_ref());
+            let welcome = Outgoing::encode(&Out::Welcome {
+                client_id: id.as_str(),
+                user: client.user.as_ref().map(wire::PublicUser::from),
+            });
+            if let Some(welcome) = welcome {
+                deliver(&self.clients, &mut *self.handler, &welcome, [conn], out);
+            }
+        }
+        self.presence_changed(now);
+        self.client_id(conn).unwrap_or_default()
+    }
+
+    /// The connection left. Removes it from every channel, fires
+    /// `Handler::disconnect` and schedules a presence update. Unknown
+    /// connections are ignored, so calling this twice is harmless.
+    pub fn disconnect(&mut self, conn: ConnId, now: Instant, _out: &mut impl Outbox) {
+        if let Some(client) = self.forget(conn) {
+            self.handler
+                .disconnect(client.id.as_str(), client.user.as_ref());
+            self.presence_changed(now);
+        }
+    }
+
+    /// Removes every trace of `conn` and returns its client.
+    fn forget(&mut self, conn: ConnId) -> Option<Client> {
+        let client = self.clients.remove(&conn)?;
+        self.by_id.remove(&client.id);
+        self.order.remove(&client.seq);
+        self.channels.remove_conn(conn);
+        Some(client)
+    }
+
+    /// One complete text message from `conn`: fires `Handler::receive` with
+    /// the raw text, then routes it (SPEC section 5). Problems become an
+    /// `error` message to the sender; the connection stays open. Unknown
+    /// connections are ignored.
+    pub fn handle_text(&mut self, conn: ConnId, text: &str, now: Instant, out: &mut impl Outbox) {
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        self.handler
+            .receive(client.id.as_str(), client.user.as_ref(), text);
+        if let Err(reject) = self.route(conn, text, now, out) {
+            self.send_error(conn, &reject, out);
+        }
+    }
+
+    /// One binary message from `conn`: the protocol is JSON text, so the
+    /// sender gets `binary_unsupported`. `Handler::receive` does not fire,
+    /// as it carries text.
+    pub fn handle_binary(&mut self, conn: ConnId, _now: Instant, out: &mut impl Outbox) {
+        let reject = Reject::new(
+            ErrorCode::BinaryUnsupported,
+            "binary messages are not supported; send JSON text",
+        );
+        self.send_error(conn, &reject, out);
+    }
+
+    /// When [`Router::handle_timeout`] should next be called (a pending
+    /// presence update), or `None`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.presence.deadline()
+    }
+
+    /// Sends the pending presence update if it is due at `now`. The message
+    /// reflects the state at this moment, not at the changes; with nobody
+    /// connected it is dropped.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut impl Outbox) {
+        if self.presence.take_due(now) {
+            self.send_presence(now, out);
+        }
+    }
+
+    /// The event handler, e.g. to fire `start` or `crash` from the loop.
+    pub fn handler_mut(&mut self) -> &mut dyn Handler {
+        &mut *self.handler
+    }
+
+    /// The client id of `conn`, if it is connected.
+    pub fn client_id(&self, conn: ConnId) -> Option<&str> {
+        self.clients.get(&conn).map(|c| c.id.as_str())
+    }
+
+    /// The user of `conn`, if it is connected and not a guest.
+    pub fn user(&self, conn: ConnId) -> Option<&User> {
+        self.clients.get(&conn).and_then(|c| c.user.as_ref())
+    }
+
+    /// The number of connected clients.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// Routing precedence: `command`, then `event`, then `to`, then
+    /// `message`, then `ping` (by key presence, SPEC section 5).
+    fn route(
+        &mut self,
+        conn: ConnId,
+        text: &str,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), Reject> {
+        let msg = wire::parse(text)?;
+        if let Some(name) = msg.command {
+            self.command(conn, name, &msg, now, out)
+        } else if let Some(event) = msg.event {
+            self.channel_event(conn, event, &msg, out)
+        } else if let Some(to) = msg.to {
+            let to = wire::required_str(Some(to), "to")?;
+            let message = wire::required(msg.message, "message")?;
+            self.private(conn, &to, message, out)
+        } else if let Some(message) = msg.message {
+            let sender = self.sender(conn)?;
+            self.send_to_all(
+                &Out::Message {
+                    client_id: Some(sender.as_str()),
+                    message,
+                },
+                out,
+            );
+            Ok(())
+        } else if msg.ping.is_some() {
+            self.send_to(conn, &Out::Pong, out);
+            Ok(())
+        } else {
+            Err(Reject::bad_request(
+                "nothing to do: expected a `command`, `event`, `to`, `message` or `ping` key",
+            ))
+        }
+    }
+
+    /// A private message `{"to":ID,"message":M}`. Sending to yourself is
+    /// allowed: it is a valid id, and refusing it would only surprise.
+    fn private(
+        &mut self,
+        conn: ConnId,
+        to: &str,
+        message: &RawValue,
+        out: &mut impl Outbox,
+    ) -> Result<(), Reject> {
+        let sender = self.sender(conn)?;
+        let target = self.lookup(to)?;
+        self.send_to(
+            target,
+            &Out::Private {
+                client_id: Some(sender.as_str()),
+                message,
+            },
+            out,
+        );
+        Ok(())
+    }
+
+    /// `{"event":...,"channel":C,...}`: subscribe, unsubscribe, or publish.
+    ///
+    /// Publishing (`"event":"message"`) does not require the sender to be
+    /// subscribed, like a Pusher/Centrifugo server-side publish; the sender
+    /// receives its own message only if it is subscribed.
+    fn channel_event(
+        &mut self,
+        conn: ConnId,
+        event: &RawValue,
+        msg: &wire::Incoming<'_>,
+        out: &mut impl Outbox,
+    ) -> Result<(), Reject> {
+        let event = wire::as_str(event)
+            .ok_or_else(|| Reject::bad_request("field `event` must be a string"))?;
+        match &*event {
+            "subscribe" => {
+                let channel = channel_name(msg.channel)?;
+                self.channels
+                    .subscribe(conn, &channel, self.config.max_channels_per_client)
+                    .map_err(|TooManyChannels| {
+                        Reject::new(
+                            ErrorCode::TooManyChannels,
+                            format!(
+                                "at most {} channels per client",
+                                self.config.max_channels_per_client
+                            ),
+                        )
+                    })?;
+                self.send_to(conn, &Out::Subscribed { channel: &channel }, out);
+            }
+            "unsubscribe" => {
+                let channel = channel_name(msg.channel)?;
+                self.channels.unsubscribe(conn, &channel);
+                self.send_to(conn, &Out::Unsubscribed { channel: &channel }, out);
+            }
+            "message" => {
+                // Field presence and types (bad_request) before the name
+                // rules (invalid_channel).
+                let channel = wire::required_str(msg.channel, "channel")?;
+                let data = wire::required(msg.data, "data")?;
+                let channel = valid_channel(channel)?;
+                let sender = self.sender(conn)?;
+                self.send_to_channel(
+                    &channel,
+                    &Out::Channel {
+                        channel: &channel,
+                        client_id: Some(sender.as_str()),
+                        data,
+                    },
+                    out,
+                );
+            }
+            _ => {
+                return Err(Reject::new(
+                    ErrorCode::UnknownEvent,
+                    "unknown event: expected subscribe, unsubscribe or message",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of the connection a message came from.
+    fn sender(&self, conn: ConnId) -> Result<ClientId, Reject> {
+        // handle_text only routes for known connections; this is a guard,
+        // not a path clients can reach.
+        self.clients
+            .get(&conn)
+            .map(|c| c.id)
+            .ok_or_else(|| Reject::new(ErrorCode::UnknownClient, "the sender is not connected"))
+    }
+
+    /// The connection of a client id a client named.
+    fn lookup(&self, id: &str) -> Result<ConnId, Reject> {
+        ClientId::parse(id)
+            .and_then(|id| self.by_id.get(&id).copied())
+            .ok_or_else(|| Reject::new(ErrorCode::UnknownClient, "no connected client has that id"))
+    }
+
+    fn presence_changed(&mut self, now: Instant) {
+        if self.config.presence {
+            self.presence.changed(now);
+        }
+    }
+
+    /// Sends a presence message to everyone now (if presence is enabled and
+    /// anyone is connected), built from the current state.
+    fn send_presence(&mut self, now: Instant, out: &mut impl Outbox) {
+        if !self.config.presence || self.clients.is_empty() {
+            return;
+        }
+        let count = self.clients.len();
+        let truncated = count > self.config.presence_max_users;
+        let msg = Out::Presence {
+            users: PresenceUsers::new(&self.clients, &self.order, truncated),
+            count,
+            truncated,
+        };
+        if let Some(encoded) = Outgoing::encode(&msg) {
+            deliver(
+                &self.clients,
+                &mut *self.handler,
+                &encoded,
+                self.order.values().copied(),
+                out,
+            );
+        }
+        self.presence.sent(now);
+    }
+
+    fn send_error(&mut self, conn: ConnId, reject: &Reject, out: &mut impl Outbox) {
+        self.send_to(
+            conn,
+            &Out::Error {
+                code: reject.code.as_str(),
+                message: &reject.text,
+            },
+            out,
+        );
+    }
+
+    fn send_to(&mut self, conn: ConnId, msg: &Out<'_>, out: &mut impl Outbox) {
+        if let Some(encoded) = Outgoing::encode(msg) {
+            self.deliver(&encoded, [conn], out);
+        }
+    }
+
+    fn send_to_all(&mut self, msg: &Out<'_>, out: &mut impl Outbox) {
+        if self.clients.is_empty() {
+            return;
+        }
+        if let Some(encoded) = Outgoing::encode(msg) {
+            deliver(
+                &self.clients,
+                &mut *self.handler,
+                &encoded,
+                self.order.values().copied(),
+                out,
+            );
+        }
+    }
+
+    /// Sends to the subscribers of `channel` (nothing, and no encoding, when
+    /// it has none).
+    fn send_to_channel(&mut self, channel: &str, msg: &Out<'_>, out: &mut impl Outbox) {
+        if !self.channels.has_members(channel) {
+            return;
+        }
+        if let Some(encoded) = Outgoing::encode(msg) {
+            deliver(
+                &self.clients,
+                &mut *self.handler,
+                &encoded,
+                self.channels.members(channel),
+                out,
+            );
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        msg: &Outgoing,
+        recipients: impl IntoIterator<Item = ConnId>,
+        out: &mut impl Outbox,
+    ) {
+        deliver(&self.clients, &mut *self.handler, msg, recipients, out);
+    }
+}
+
+/// Queues `msg` for each recipient that is still connected and fires
+/// `Handler::send` for it. A free function so that callers can iterate the
+/// router's tables while the handler is borrowed mutably.
+fn deliver(
+    clients: &HashMap<ConnId, Client>,
+    handler: &mut dyn Handler,
+    msg: &Outgoing,
+    recipients: impl IntoIterator<Item = ConnId>,
+    out: &mut impl Outbox,
+) {
+    for conn in recipients {
+        if let Some(client) = clients.get(&conn) {
+            out.send(conn, &msg.frame);
+            handler.send(client.id.as_str(), client.user.as_ref(), &msg.json);
+        }
+    }
+}
+
+/// A `channel` field: required, a string, and a valid name.
+fn channel_name(field: Option<&RawValue>) -> Result<Cow<'_, str>, Reject> {
+    valid_channel(wire::required_str(field, "channel")?)
+}
+
+/// Applies the channel name rules (SPEC section 5) to a decoded name.
+fn valid_channel(name: Cow<'_, str>) -> Result<Cow<'_, str>, Reject> {
+    if channels::is_valid_name(&name) {
+        Ok(name)
+    } else {
+        Err(Reject::new(
+            ErrorCode::InvalidChannel,
+            "channel names are 1 to 128 bytes without control characters",
+        ))
+    }
+}
