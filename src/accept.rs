@@ -166,13 +166,25 @@ mod tests {
 
     #[test]
     fn origin_patterns() {
-        assert!(origin_matches("https://app.example.com", "https://app.example.com"));
-        assert!(!origin_matches("https://app.example.com", "http://app.example.com"));
+        assert!(origin_matches(
+            "https://app.example.com",
+            "https://app.example.com"
+        ));
+        assert!(!origin_matches(
+            "https://app.example.com",
+            "http://app.example.com"
+        ));
         assert!(origin_matches("*.example.com", "https://a.example.com"));
-        assert!(origin_matches("*.example.com", "http://a.b.example.com:8080"));
+        assert!(origin_matches(
+            "*.example.com",
+            "http://a.b.example.com:8080"
+        ));
         assert!(!origin_matches("*.example.com", "https://example.com"));
         assert!(!origin_matches("*.example.com", "https://badexample.com"));
-        assert!(!origin_matches("*.example.com", "https://example.com.evil.org"));
+        assert!(!origin_matches(
+            "*.example.com",
+            "https://example.com.evil.org"
+        ));
         assert!(!origin_matches("*.example.com", "null"));
     }
 
@@ -199,8 +211,14 @@ mod tests {
             allowed_hosts: vec!["LOCALHOST:6001".into()],
             ..Config::default()
         };
-        assert!(matches!(decide(&request(&[]), &cfg, 0, 0), Decision::Upgrade { .. }));
-        assert_eq!(refused(decide(&request(&[("host", "evil:6001")]), &cfg, 0, 0)), 400);
+        assert!(matches!(
+            decide(&request(&[]), &cfg, 0, 0),
+            Decision::Upgrade { .. }
+        ));
+        assert_eq!(
+            refused(decide(&request(&[("host", "evil:6001")]), &cfg, 0, 0)),
+            400
+        );
         cfg.origin_required = true;
         assert_eq!(refused(decide(&request(&[]), &cfg, 0, 0)), 403);
         cfg.allowed_origins = vec!["*.example.com".into()];
@@ -218,7 +236,10 @@ mod tests {
             allowed_origins: vec!["https://app.example.com".into()],
             ..Config::default()
         };
-        assert!(matches!(decide(&request(&[]), &cfg, 0, 0), Decision::Upgrade { .. }));
+        assert!(matches!(
+            decide(&request(&[]), &cfg, 0, 0),
+            Decision::Upgrade { .. }
+        ));
     }
 
     #[test]
@@ -243,10 +264,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Expired, and wrongly signed.
-        assert_eq!(refused(decide(&request(&[("query", &q)]), &cfg, 0, 3_000)), 401);
+        assert_eq!(
+            refused(decide(&request(&[("query", &q)]), &cfg, 0, 3_000)),
+            401
+        );
         let forged = session::issue(b"other", &user, 2_000);
         let q = format!("token={forged}");
-        assert_eq!(refused(decide(&request(&[("query", &q)]), &cfg, 0, 1_000)), 401);
+        assert_eq!(
+            refused(decide(&request(&[("query", &q)]), &cfg, 0, 1_000)),
+            401
+        );
         // No token: a guest.
         assert!(matches!(
             decide(&request(&[]), &cfg, 0, 1_000),

@@ -13,31 +13,8 @@ use serde::{Deserialize, Serialize};
 /// The file read when no `--config` is given; relative to the current directory.
 pub const DEFAULT_PATH: &str = "config/websocket.toml";
 
-/// Who may send `{"command": ...}` messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CommandPolicy {
-    /// Every connection, guests included.
-    Any,
-    /// Any connection with a valid session token.
-    Authenticated,
-    /// Only users whose token carries `"admin": true`; the safe default.
-    #[default]
-    Admin,
-    /// Nobody: commands are disabled.
-    Off,
-}
-
-impl fmt::Display for CommandPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CommandPolicy::Any => "any",
-            CommandPolicy::Authenticated => "authenticated",
-            CommandPolicy::Admin => "admin",
-            CommandPolicy::Off => "off",
-        })
-    }
-}
+/// Who may send `{"command": ...}` messages (defined with the router, which enforces it).
+pub use crate::router::CommandPolicy;
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

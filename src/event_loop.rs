@@ -152,12 +152,11 @@ impl Server {
     /// Binds the listen address; the server runs when [`Bound::run`] is called.
     pub fn bind(self) -> Result<Bound, ServerError> {
         let addr_text = format!("{}:{}", self.config.host, self.config.port);
-        let std_listener = std::net::TcpListener::bind(addr_text.as_str()).map_err(|error| {
-            ServerError::Bind {
+        let std_listener =
+            std::net::TcpListener::bind(addr_text.as_str()).map_err(|error| ServerError::Bind {
                 addr: addr_text.clone(),
                 error,
-            }
-        })?;
+            })?;
         let io_err = |context| move |error| ServerError::Io { context, error };
         std_listener
             .set_nonblocking(true)
@@ -191,14 +190,7 @@ impl Server {
                 presence: self.config.presence,
                 presence_interval: Duration::from_millis(self.config.presence_interval_ms),
                 presence_max_users: self.config.presence_max_users,
-                command_policy: match self.config.command_policy {
-                    crate::config::CommandPolicy::Any => crate::router::CommandPolicy::Any,
-                    crate::config::CommandPolicy::Authenticated => {
-                        crate::router::CommandPolicy::Authenticated
-                    }
-                    crate::config::CommandPolicy::Admin => crate::router::CommandPolicy::Admin,
-                    crate::config::CommandPolicy::Off => crate::router::CommandPolicy::Off,
-                },
+                command_policy: self.config.command_policy,
             },
             self.handler,
             random_seed(),
@@ -308,7 +300,9 @@ impl Bound {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.core.resume.is_empty() {
-                self.core.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+                self.core
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -468,7 +462,7 @@ impl Outbox for Deliver<'_> {
 /// What a processed frame asks of the loop once the connection is released.
 enum Then {
     Nothing,
-    Decide(rakit_protocol::Request),
+    Decide(Box<rakit_protocol::Request>),
     RouteText,
     RouteBinary,
 }
@@ -607,7 +601,11 @@ impl Core {
                 if n > 0 {
                     conn.last_rx = self.now;
                 }
-                let consumed = if n > 0 { self.process(key, &mut buf) } else { 0 };
+                let consumed = if n > 0 {
+                    self.process(key, &mut buf)
+                } else {
+                    0
+                };
                 buf.drain(..consumed);
                 if let Some(conn) = self.conns.get_mut(key) {
                     if !buf.is_empty() && conn.proto.state() != State::Closed {
@@ -707,7 +705,7 @@ impl Core {
         }
     }
 
-    fn decide(&mut self, key: usize, req: rakit_protocol::Request) {
+    fn decide(&mut self, key: usize, req: Box<rakit_protocol::Request>) {
         let decision = accept::decide(&req, &self.config, self.open, session::now_unix());
         let Some(conn) = self.conns.get_mut(key) else {
             return;

@@ -96,9 +96,15 @@ mod tests {
         q.arm(t0 + Duration::from_secs(1), 2, 2);
         assert_eq!(q.next_deadline(), Some(t0 + Duration::from_secs(10)));
         assert_eq!(q.pop_due(t0 + Duration::from_secs(9)), None);
-        assert_eq!(q.pop_due(t0 + Duration::from_secs(10)).map(|e| e.key), Some(1));
+        assert_eq!(
+            q.pop_due(t0 + Duration::from_secs(10)).map(|e| e.key),
+            Some(1)
+        );
         assert_eq!(q.pop_due(t0 + Duration::from_secs(10)), None);
-        assert_eq!(q.pop_due(t0 + Duration::from_secs(11)).map(|e| e.key), Some(2));
+        assert_eq!(
+            q.pop_due(t0 + Duration::from_secs(11)).map(|e| e.key),
+            Some(2)
+        );
         assert!(q.is_empty());
     }
 

@@ -18,7 +18,9 @@ use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use rakit_protocol::connection::Error;
 use rakit_protocol::mask::apply_mask_naive;
-use rakit_protocol::{encode_frame, encode_masked, Connection, Event, FrameHeader, Limits, OpCode, State};
+use rakit_protocol::{
+    encode_frame, encode_masked, Connection, Event, FrameHeader, Limits, OpCode, State,
+};
 
 const MAX: usize = 4096;
 
@@ -55,7 +57,11 @@ fn close_frame_code(out: &[u8]) -> Option<u16> {
     let (h, n) = FrameHeader::decode(out).unwrap().unwrap();
     assert_eq!(h.opcode, OpCode::Close);
     assert!(h.fin && h.mask.is_none());
-    assert_eq!(out.len(), n + h.payload_len as usize, "trailing bytes after close");
+    assert_eq!(
+        out.len(),
+        n + h.payload_len as usize,
+        "trailing bytes after close"
+    );
     let payload = &out[n..];
     assert!(payload.len() <= 125);
     match payload {
@@ -114,7 +120,10 @@ fn pump(
                 // Nothing is consumed unless a whole frame is there.
                 if before != State::Closed {
                     if let Some(e) = &expected {
-                        panic!("whole frame of {} bytes not consumed: {:?}", e.total, e.header);
+                        panic!(
+                            "whole frame of {} bytes not consumed: {:?}",
+                            e.total, e.header
+                        );
                     }
                 }
                 return None;
@@ -175,7 +184,8 @@ fn pump(
                 if before == State::Open && !h.opcode.is_control() {
                     let whole = match h.opcode {
                         OpCode::Continuation => {
-                            let (text, mut acc) = frag.take().expect("continuation accepted with no message");
+                            let (text, mut acc) =
+                                frag.take().expect("continuation accepted with no message");
                             acc.extend_from_slice(&p);
                             if h.fin {
                                 Some((text, acc))
@@ -227,7 +237,9 @@ fn pump(
                 }
                 // Closed: nothing more is read or written.
                 let mut more = Vec::new();
-                let again = conn.read(&mut buf[..], &mut more).map(|(n, ev)| (n, ev.map(own)));
+                let again = conn
+                    .read(&mut buf[..], &mut more)
+                    .map(|(n, ev)| (n, ev.map(own)));
                 assert_eq!(again, Ok((0, None)));
                 assert!(more.is_empty());
                 return Some(err);

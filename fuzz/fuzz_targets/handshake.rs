@@ -154,7 +154,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => {
                 let written = check_refusal(&e);
-                assert_eq!(conn_result, Err(rakit_protocol::connection::Error::Handshake(e)));
+                assert_eq!(
+                    conn_result,
+                    Err(rakit_protocol::connection::Error::Handshake(e))
+                );
                 assert_eq!(out, written);
                 assert_eq!(conn.state(), State::Closed);
                 return;

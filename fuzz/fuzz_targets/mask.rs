@@ -23,7 +23,12 @@ fuzz_target!(|data: &[u8]| {
     // Whole buffer, one pass.
     let mut fast = buf.to_vec();
     apply_mask(&mut fast, key, offset);
-    assert_eq!(fast, naive, "fast != naive (len {}, offset {offset})", buf.len());
+    assert_eq!(
+        fast,
+        naive,
+        "fast != naive (len {}, offset {offset})",
+        buf.len()
+    );
 
     // Two pieces with the right offsets equal one pass.
     let mut pieces = buf.to_vec();

@@ -121,7 +121,13 @@ fn read_binary(c: &mut Criterion) {
     for size in [16, KIB, 64 * KIB, MIB] {
         group.throughput(Throughput::Bytes(size as u64));
         let frame = masked_frame(OpCode::Binary, &payload(size));
-        bench_read(&mut group, BenchmarkId::from_parameter(label(size)), &frame, size, false);
+        bench_read(
+            &mut group,
+            BenchmarkId::from_parameter(label(size)),
+            &frame,
+            size,
+            false,
+        );
     }
     group.finish();
 }
@@ -137,7 +143,13 @@ fn read_text(c: &mut Criterion) {
         assert_eq!(text.len(), size);
         group.throughput(Throughput::Bytes(size as u64));
         let frame = masked_frame(OpCode::Text, text.as_bytes());
-        bench_read(&mut group, BenchmarkId::new(kind, label(size)), &frame, size, true);
+        bench_read(
+            &mut group,
+            BenchmarkId::new(kind, label(size)),
+            &frame,
+            size,
+            true,
+        );
     }
     group.finish();
 }
@@ -195,16 +207,19 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
     let limits = Limits::default();
     let mut group = c.benchmark_group("handshake");
     group.throughput(Throughput::Bytes(request.len() as u64));
-    group.bench_function(BenchmarkId::new("decode", format!("{} B", request.len())), |b| {
-        b.iter(|| {
-            let (req, n) = Decoder::default()
-                .decode(black_box(request), &limits)
-                .unwrap()
-                .unwrap();
-            assert_eq!(n, request.len());
-            req
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("decode", format!("{} B", request.len())),
+        |b| {
+            b.iter(|| {
+                let (req, n) = Decoder::default()
+                    .decode(black_box(request), &limits)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(n, request.len());
+                req
+            })
+        },
+    );
     group.bench_function(
         BenchmarkId::new("decode+validate", format!("{} B", request.len())),
         |b| {

@@ -47,7 +47,7 @@ pub enum State {
 pub enum Event<'a> {
     /// A whole upgrade request: decide with [`Connection::accept`] or
     /// [`Connection::reject`].
-    Request(Request),
+    Request(Box<Request>),
     /// A whole text message (valid UTF-8).
     Text(&'a str),
     /// A whole binary message.
@@ -173,7 +173,7 @@ impl Connection {
             Ok(None) => Ok((0, None)),
             Ok(Some((request, n))) => {
                 self.state = State::AwaitingDecision;
-                Ok((n, Some(Event::Request(request))))
+                Ok((n, Some(Event::Request(Box::new(request)))))
             }
             Err(e) => {
                 self.reject(&e, out);

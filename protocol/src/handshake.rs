@@ -69,7 +69,7 @@ impl Request {
         if self.http_minor < 1 {
             return Err(HandshakeError::WrongHttpVersion);
         }
-        if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+        if self.host.as_deref().map_or(true, |h| h.trim().is_empty()) {
             return Err(HandshakeError::MissingHost);
         }
         if !has_token(self.upgrade.as_deref(), "websocket") {
