@@ -146,16 +146,35 @@ pub fn set_timeout(ws: &Client) {
     }
 }
 
-/// The next text message, parsed as JSON (pings and pongs are skipped).
-#[track_caller]
-pub fn recv_json(ws: &mut Client) -> Value {
+/// `ws.read()`, retried when a signal interrupts it. A socket read with a
+/// timeout (SO_RCVTIMEO, see [`set_timeout`]) is not restarted after the
+/// process is stopped or frozen and resumed: it fails with EINTR, which
+/// happens now and then on loaded or paused machines.
+pub fn read(ws: &mut Client) -> Result<Message, Box<tungstenite::Error>> {
     loop {
-        match ws.read().expect("read") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON from the server"),
+        match ws.read() {
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other.map_err(Box::new),
+        }
+    }
+}
+
+/// The next text message, raw (pings and pongs are skipped).
+#[track_caller]
+pub fn recv_text(ws: &mut Client) -> String {
+    loop {
+        match read(ws).expect("read") {
+            Message::Text(t) => return t,
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected text, got {other:?}"),
         }
     }
+}
+
+/// The next text message, parsed as JSON (pings and pongs are skipped).
+#[track_caller]
+pub fn recv_json(ws: &mut Client) -> Value {
+    serde_json::from_str(&recv_text(ws)).expect("JSON from the server")
 }
 
 /// The next message whose `type` is `ty`, skipping others (e.g. presence).
@@ -207,4 +226,350 @@ pub fn status_of(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+// ---- Raw sockets and processes, for the daemon tests (tests/daemon_*.rs) ----
+
+/// Wraps a child already spawned in `dir` (stdout piped) once it prints its
+/// listen line; panics with its stderr if it exits first.
+#[track_caller]
+pub fn daemon_from(mut child: Child, dir: PathBuf) -> Daemon {
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+    let Some(addr) = read_listen_line(&mut stdout) else {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("daemon did not print its address; stderr: {err}");
+    };
+    Daemon {
+        child,
+        addr,
+        dir,
+        stdout: Some(stdout),
+    }
+}
+
+/// Polls until `child` exits, at most `limit`; `None` if it is still running.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a finished `rakit` run printed.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion (killing it after [`WAIT`], which fails the test).
+#[track_caller]
+pub fn run_to_exit(cmd: &mut Command) -> Finished {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rakit");
+    // Drain both pipes on threads so a chatty child cannot block on them.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let Some(status) = wait_exit(&mut child, WAIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not exit within {WAIT:?}");
+    };
+    Finished {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+#[track_caller]
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// Reads an HTTP response head (through the blank line) one byte at a time,
+/// so that no WebSocket bytes after it are consumed.
+#[track_caller]
+pub fn read_http_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(0) => panic!(
+                "connection closed inside the response head: {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => panic!(
+                "reading the response head: {e}; got {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    String::from_utf8(head).expect("ASCII response head")
+}
+
+/// Writes `request` on a new raw connection and reads the response head;
+/// the socket stays open.
+#[track_caller]
+pub fn raw_handshake(daemon: &Daemon, request: &[u8]) -> (TcpStream, String) {
+    let mut s = daemon.tcp();
+    s.write_all(request).unwrap();
+    let head = read_http_head(&mut s);
+    (s, head)
+}
+
+/// A raw connection past a successful handshake.
+#[track_caller]
+pub fn raw_ws(daemon: &Daemon) -> TcpStream {
+    let (s, head) = raw_handshake(daemon, &upgrade_request("/", ""));
+    assert_eq!(status_of(&head), 101, "{head}");
+    assert!(
+        head.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    s
+}
+
+/// Sends one masked client frame.
+#[track_caller]
+pub fn send_frame(s: &mut TcpStream, fin: bool, opcode: rakit_protocol::OpCode, payload: &[u8]) {
+    let mut out = Vec::new();
+    rakit_protocol::encode_masked(&mut out, fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d]);
+    s.write_all(&out).unwrap();
+}
+
+/// One frame as the server sent it, parsed by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// FIN, RSV1-3 and the opcode: 0x81 is a whole text frame, 0x88 a close.
+    pub byte0: u8,
+    /// The mask bit (a server frame must not have it).
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The code of a close frame.
+    #[track_caller]
+    pub fn close_code(&self) -> u16 {
+        assert_eq!(self.byte0, 0x88, "not a close frame: {self:?}");
+        assert!(self.payload.len() >= 2, "close frame without a code");
+        u16::from_be_bytes([self.payload[0], self.payload[1]])
+    }
+}
+
+/// Reads one whole server frame.
+#[track_caller]
+pub fn read_frame(s: &mut TcpStream) -> RawFrame {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).expect("frame header");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).expect("16-bit length");
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).expect("64-bit length");
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let masked = head[1] & 0x80 != 0;
+    if masked {
+        let mut key = [0u8; 4];
+        s.read_exact(&mut key).expect("mask key");
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).expect("frame payload");
+    RawFrame {
+        byte0: head[0],
+        masked,
+        payload,
+    }
+}
+
+/// Reads a close frame with `code` (unmasked, reason UTF-8), then expects
+/// the server to close the TCP connection.
+#[track_caller]
+pub fn expect_close(s: &mut TcpStream, code: u16) {
+    let frame = read_frame(s);
+    assert!(!frame.masked, "server frames are never masked");
+    assert_eq!(frame.close_code(), code, "{frame:?}");
+    assert!(
+        std::str::from_utf8(&frame.payload[2..]).is_ok(),
+        "close reason is UTF-8"
+    );
+    expect_eof(s);
+}
+
+/// Waits (up to the socket's read timeout) for the server to close the TCP
+/// connection: a read returns 0, or the connection is reset. Data is a failure.
+#[track_caller]
+pub fn expect_eof(s: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    let read = loop {
+        match s.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    match read {
+        Ok(0) => {}
+        Ok(n) => panic!("expected the connection to close, got {:?}", &buf[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("expected the connection to close: {e}"),
+    }
+}
+
+/// Helpers of the messaging tests (tests/messaging*.rs, tests/browser.rs).
+pub mod msg {
+    use super::*;
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::http::HeaderValue;
+
+    pub use super::{read, recv_json, recv_text, recv_type};
+
+    /// [`Daemon::client_at`].
+    #[track_caller]
+    pub fn client_at(daemon: &Daemon, path: &str) -> (Client, Value) {
+        daemon.client_at(path)
+    }
+
+    /// [`Daemon::client`].
+    #[track_caller]
+    pub fn client(daemon: &Daemon) -> (Client, Value) {
+        daemon.client()
+    }
+
+    /// Reads until a close frame (skipping text, e.g. presence) and returns
+    /// its code and reason.
+    #[track_caller]
+    pub fn recv_close(ws: &mut Client) -> (u16, String) {
+        loop {
+            match read(ws).expect("read") {
+                Message::Close(Some(f)) => return (u16::from(f.code), f.reason.into_owned()),
+                Message::Close(None) => panic!("close frame without a code"),
+                Message::Binary(b) => panic!("unexpected binary message {b:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends `{"ping":"sync"}` and returns every message that arrives before
+    /// the pong, in order. The server answers each client in order, so this
+    /// is everything queued for it before the ping was handled.
+    #[track_caller]
+    pub fn until_pong(ws: &mut Client) -> Vec<Value> {
+        send_json(ws, &serde_json::json!({"ping": "sync"}));
+        let mut before = Vec::new();
+        loop {
+            let v = recv_json(ws);
+            if v == serde_json::json!({"type": "pong"}) {
+                return before;
+            }
+            before.push(v);
+        }
+    }
+
+    /// Asserts that nothing was queued for `ws` (see [`until_pong`]).
+    #[track_caller]
+    pub fn assert_quiet(ws: &mut Client, who: &str) {
+        let got = until_pong(ws);
+        assert!(
+            got.is_empty(),
+            "{who} should have received nothing: {got:?}"
+        );
+    }
+
+    /// A session token from `rakit websocket:token` (the CLI under test).
+    #[track_caller]
+    pub fn cli_token(
+        secret: &str,
+        sub: &str,
+        name: &str,
+        email: Option<&str>,
+        admin: bool,
+        ttl: u64,
+    ) -> String {
+        let mut cmd = rakit();
+        cmd.args([
+            "websocket:token",
+            "--secret",
+            secret,
+            "--sub",
+            sub,
+            "--name",
+            name,
+        ]);
+        if let Some(email) = email {
+            cmd.args(["--email", email]);
+        }
+        if admin {
+            cmd.arg("--admin");
+        }
+        cmd.arg(format!("--ttl={ttl}"));
+        let out = cmd.output().expect("run rakit websocket:token");
+        assert!(out.status.success(), "websocket:token failed: {out:?}");
+        let stdout = String::from_utf8(out.stdout).expect("UTF-8 token");
+        let token = stdout.trim_end_matches('\n');
+        assert!(
+            !token.is_empty() && !token.contains(char::is_whitespace),
+            "one token on one line: {stdout:?}"
+        );
+        token.to_owned()
+    }
+
+    /// Connects to `path` with a `Cookie` header; does not read the welcome.
+    pub fn ws_with_cookie(
+        daemon: &Daemon,
+        path: &str,
+        cookie: &str,
+    ) -> Result<Client, Box<tungstenite::Error>> {
+        let mut req = format!("ws://{}{}", daemon.addr, path)
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "Cookie",
+            HeaderValue::from_str(cookie).expect("cookie header"),
+        );
+        let (ws, _resp) = tungstenite::connect(req).map_err(Box::new)?;
+        set_timeout(&ws);
+        Ok(ws)
+    }
 }
