@@ -139,7 +139,7 @@ fuzz_target!(|data: &[u8]| {
                 match conn_result {
                     Ok((n, Some(Event::Request(r)))) => {
                         assert_eq!(n, consumed);
-                        assert_eq!(r, req);
+                        assert_eq!(*r, req);
                     }
                     other => panic!("connection disagrees: {other:?}"),
                 }

@@ -282,7 +282,7 @@ fn read_frame<'a>(
         // After our close frame, data is read and dropped (1.4).
         (OpCode::Text | OpCode::Binary | OpCode::Continuation, _) if closing => None,
         (OpCode::Text, false) if header.fin => Some(Event::Text(
-            std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?,
+            crate::utf8::whole(payload).ok_or(ProtocolError::InvalidUtf8)?,
         )),
         (OpCode::Binary, false) if header.fin => Some(Event::Binary(payload)),
         (OpCode::Text, false) => {
@@ -298,7 +298,7 @@ fn read_frame<'a>(
             Some((Kind::Binary, data)) => Some(Event::Binary(data)),
             // Validated fragment by fragment; checked once more whole.
             Some((Kind::Text, data)) => Some(Event::Text(
-                std::str::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
+                crate::utf8::whole(data).ok_or(ProtocolError::InvalidUtf8)?,
             )),
         },
         // "Control frames MAY be injected in the middle of a fragmented

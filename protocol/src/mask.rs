@@ -12,20 +12,28 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    let mut chunks = buf.chunks_exact_mut(32);
-    for chunk in &mut chunks {
+    let mut blocks = buf.chunks_exact_mut(32);
+    for block in &mut blocks {
         // Four independent words per iteration keep the vector units busy;
-        // each chunk length is a multiple of 4, so the key phase is unchanged.
-        for lane in chunk.chunks_exact_mut(8) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(lane);
-            lane.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+        // each block length is a multiple of 4, so the key phase is unchanged.
+        for lane in block.chunks_exact_mut(8) {
+            xor_word(lane, word);
         }
     }
-    let rest = chunks.into_remainder();
-    for (i, byte) in rest.iter_mut().enumerate() {
+    // Short payloads (most chat messages) still go a word at a time.
+    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    for lane in &mut words {
+        xor_word(lane, word);
+    }
+    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
         *byte ^= key[i & 3];
     }
+}
+
+fn xor_word(lane: &mut [u8], word: u64) {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(lane);
+    lane.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
 }
 
 /// The byte-at-a-time reference for [`apply_mask`].

@@ -17,6 +17,11 @@ pub enum Utf8Status {
     Invalid,
 }
 
+/// Checks that a whole message is UTF-8 (the common, unfragmented case).
+pub fn whole(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
+
 /// Validates `buf[from..]`, where `buf[..from]` is already known to be a
 /// sequence of complete characters. `complete` says whether `buf` is the
 /// whole message (then an incomplete final character is invalid).
@@ -24,7 +29,7 @@ pub fn validate(buf: &[u8], from: usize, complete: bool) -> Utf8Status {
     let Some(rest) = buf.get(from..) else {
         return Utf8Status::Invalid;
     };
-    match std::str::from_utf8(rest) {
+    match simdutf8::compat::from_utf8(rest) {
         Ok(_) => Utf8Status::Valid { pending: 0 },
         // `error_len() == None`: the input ended inside a character that may
         // still be completed by the next fragment.
@@ -72,6 +77,42 @@ mod tests {
             Utf8Status::Valid { pending: 1 }
         );
         assert_eq!(validate(b"\xf4\x90", 0, false), Utf8Status::Invalid);
+    }
+
+    #[test]
+    fn agrees_with_std_on_tricky_sequences() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"plain ascii",
+            "κόσμε".as_bytes(),
+            "𝄞 clef".as_bytes(),
+            b"\xc0\x80",
+            b"\xed\xa0\x80",
+            b"\xed\x9f\xbf",
+            b"\xf4\x8f\xbf\xbf",
+            b"\xf4\x90\x80\x80",
+            b"\xf8\x88\x80\x80\x80",
+            b"\xef\xbf\xbe",
+            b"\xe0\x80\xaf",
+            b"\xce",
+            b"a\xce\xba\xe1",
+            b"\x80",
+            b"\xff\xfe",
+        ];
+        for bytes in cases {
+            // Long inputs take the SIMD path; pad on both sides.
+            let long: Vec<u8> = [&[b'x'; 70][..], bytes, &[b'y'; 70][..]].concat();
+            for input in [bytes.to_vec(), long] {
+                let std_ok = std::str::from_utf8(&input).is_ok();
+                assert_eq!(whole(&input).is_some(), std_ok, "{input:x?}");
+                let ours = validate(&input, 0, true);
+                assert_eq!(
+                    ours == Utf8Status::Valid { pending: 0 },
+                    std_ok,
+                    "{input:x?}"
+                );
+            }
+        }
     }
 
     #[test]

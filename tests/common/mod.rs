@@ -60,7 +60,7 @@ impl Daemon {
         let dir = scratch_dir();
         let cfg = dir.join("websocket.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let mut child = rakit()
+        let child = rakit()
             .current_dir(&dir)
             .arg("websocket:run")
             .arg("--port=0")
@@ -71,19 +71,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rakit");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let addr = read_listen_line(&mut stdout).unwrap_or_else(|| {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            let _ = child.kill();
-            panic!("daemon did not print its address; stderr: {err}");
-        });
-        Daemon {
-            child,
-            addr,
-            dir,
-            stdout: Some(stdout),
-        }
+        daemon_from(child, dir)
     }
 
     /// Starts with no extra config (logging at warn to keep output small).
@@ -463,6 +451,7 @@ pub mod msg {
     use tungstenite::client::IntoClientRequest;
     use tungstenite::http::HeaderValue;
 
+    #[allow(unused_imports)]
     pub use super::{read, recv_json, recv_text, recv_type};
 
     /// [`Daemon::client_at`].
