@@ -12,8 +12,10 @@ use std::rc::Rc;
 
 use rakit_protocol::{encode_frame, OpCode};
 
-/// The most chunks one `writev` takes.
-pub const MAX_IOVECS: usize = 64;
+/// The most chunks one `writev` takes (Linux's `IOV_MAX`). A fan-out burst
+/// queues hundreds of small shared frames per connection; fewer, larger
+/// writes cost fewer syscalls, segments and wake-ups of the reader.
+pub const MAX_IOVECS: usize = 1024;
 
 #[derive(Debug)]
 enum Chunk {
@@ -31,8 +33,17 @@ impl Chunk {
 }
 
 /// Bytes waiting to be written to one socket.
+///
+/// An empty queue is one null pointer: the chunks and their counters live in
+/// a box that exists only while bytes wait, so ten thousand idle connections
+/// hold no queue memory and their `Conn`s stay small.
 #[derive(Debug, Default)]
 pub struct SendQueue {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     offset: usize,
@@ -43,17 +54,21 @@ pub struct SendQueue {
 impl SendQueue {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.queued
+        self.inner.as_ref().map_or(0, |i| i.queued)
     }
 
     /// Nothing waiting?
     pub fn is_empty(&self) -> bool {
-        self.queued == 0
+        self.len() == 0
     }
 
     /// Has the front chunk been partly written (so the stream is mid-frame)?
     pub fn mid_frame(&self) -> bool {
-        self.offset > 0
+        self.inner.as_ref().is_some_and(|i| i.offset > 0)
+    }
+
+    fn inner(&mut self) -> &mut Inner {
+        self.inner.get_or_insert_with(Box::default)
     }
 
     /// Queues a shared frame.
@@ -61,10 +76,60 @@ impl SendQueue {
         if frame.is_empty() {
             return;
         }
-        self.queued += frame.len();
-        self.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
+        let inner = self.inner();
+        inner.queued += frame.len();
+        inner.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
     }
 
+    /// Queues a copy of `bytes`.
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let inner = self.inner();
+        inner.tail().extend_from_slice(bytes);
+        inner.queued += bytes.len();
+    }
+
+    /// Encodes a server frame straight into the queue.
+    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let inner = self.inner();
+        let tail = inner.tail();
+        let before = tail.len();
+        encode_frame(tail, opcode, payload);
+        let added = tail.len() - before;
+        inner.queued += added;
+    }
+
+    /// Drops everything queued.
+    pub fn clear(&mut self) {
+        self.inner = None;
+    }
+
+    /// The unwritten rest of the front chunk (to finish a frame cut short).
+    pub fn front_rest(&self) -> &[u8] {
+        self.inner
+            .as_ref()
+            .and_then(|i| i.chunks.front().and_then(|c| c.bytes().get(i.offset..)))
+            .unwrap_or_default()
+    }
+
+    /// Writes as much as the socket takes. `Ok(true)`: all written;
+    /// `Ok(false)`: the socket is full (`WouldBlock`).
+    pub fn flush(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(true);
+        };
+        if !inner.flush(sink)? {
+            return Ok(false);
+        }
+        // Give back the memory of a burst: an idle connection holds nothing.
+        self.inner = None;
+        Ok(true)
+    }
+}
+
+impl Inner {
     fn tail(&mut self) -> &mut Vec<u8> {
         // A tail still being written is never appended to: the write offset
         // refers to it, but appending is safe, since bytes go only at its end.
@@ -77,51 +142,26 @@ impl SendQueue {
         }
     }
 
-    /// Queues a copy of `bytes`.
-    pub fn push_bytes(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.tail().extend_from_slice(bytes);
-        self.queued += bytes.len();
-    }
-
-    /// Encodes a server frame straight into the queue.
-    pub fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        let tail = self.tail();
-        let before = tail.len();
-        encode_frame(tail, opcode, payload);
-        let added = tail.len() - before;
-        self.queued += added;
-    }
-
-    /// Drops everything queued.
-    pub fn clear(&mut self) {
-        self.chunks = VecDeque::new();
-        self.offset = 0;
-        self.queued = 0;
-    }
-
-    /// The unwritten rest of the front chunk (to finish a frame cut short).
-    pub fn front_rest(&self) -> &[u8] {
-        self.chunks
-            .front()
-            .and_then(|c| c.bytes().get(self.offset..))
-            .unwrap_or_default()
-    }
-
-    /// Writes as much as the socket takes. `Ok(true)`: all written;
-    /// `Ok(false)`: the socket is full (`WouldBlock`).
-    pub fn flush(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+    fn flush(&mut self, sink: &mut impl Write) -> io::Result<bool> {
         while !self.chunks.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                let bytes = chunk.bytes();
-                slices[count] = IoSlice::new(if i == 0 { &bytes[self.offset..] } else { bytes });
-                count += 1;
-            }
-            let written = match sink.write_vectored(&slices[..count]) {
+            let offset = self.offset;
+            let result = if self.chunks.len() == 1 {
+                // One chunk (the common echo or reply case): a plain write.
+                sink.write(&self.chunks[0].bytes()[offset..])
+            } else {
+                let slices: Vec<IoSlice<'_>> = self
+                    .chunks
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let bytes = chunk.bytes();
+                        IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes })
+                    })
+                    .collect();
+                sink.write_vectored(&slices)
+            };
+            let written = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -130,8 +170,6 @@ impl SendQueue {
             };
             self.advance(written);
         }
-        // Give back the memory of a burst: an idle connection holds nothing.
-        self.chunks = VecDeque::new();
         Ok(true)
     }
 
@@ -202,6 +240,7 @@ mod tests {
         assert!(q.flush(&mut sink).unwrap());
         assert_eq!(sink.got, b"abcshared-framedefghi");
         assert!(q.is_empty() && !q.mid_frame());
+        assert!(q.inner.is_none(), "a flushed queue holds no memory");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use slab::Slab;
 
 use crate::accept::{self, Decision};
 use crate::config::Config;
-use crate::conn::{Conn, Phase};
+use crate::conn::{Conn, Phase, Stamp};
 use crate::events::{Handler, LogHandler};
 use crate::router::{ConnId, Frame, Outbox, Router, RouterConfig};
 use crate::session;
@@ -43,6 +43,11 @@ const WAKER: Token = Token(usize::MAX - 3);
 const READ_BUF: usize = 64 * 1024;
 /// Reads per connection per turn before others get their turn.
 const MAX_READS_PER_TURN: usize = 16;
+/// Frames queued (fan-out deliveries) per turn before reading pauses until
+/// the next turn: the queues are flushed while their entries are still in
+/// cache, and a burst of published messages cannot pile up millions of
+/// entries before the first byte goes out.
+const DELIVERIES_PER_TURN: usize = 256 * 1024;
 /// How long to wait for the peer's close frame, or for it to close TCP
 /// after ours, and how long shutdown waits for clients.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -222,6 +227,8 @@ impl Server {
             open: 0,
             serial: 0,
             now: Instant::now(),
+            delivered: 0,
+            epoch: Instant::now(),
             dirty: Vec::new(),
             resume: Vec::new(),
             overflowed: Vec::new(),
@@ -316,6 +323,7 @@ impl Bound {
                 });
             }
             self.core.now = Instant::now();
+            self.core.delivered = 0;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.core.accept_all(),
@@ -334,7 +342,10 @@ impl Bound {
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.core.on_readable(key, &mut self.readbuf);
+                            // A FIN or an error already signalled must be
+                            // read to the end: no new edge will come for it.
+                            let to_the_end = event.is_read_closed() || event.is_error();
+                            self.core.on_readable(key, &mut self.readbuf, to_the_end);
                         }
                         if event.is_writable() {
                             self.core.mark_dirty(key);
@@ -343,7 +354,7 @@ impl Bound {
                 }
             }
             for key in std::mem::take(&mut self.core.resume) {
-                self.core.on_readable(key, &mut self.readbuf);
+                self.core.on_readable(key, &mut self.readbuf, true);
             }
             self.core.fire_timers();
             self.core.flush_dirty();
@@ -394,6 +405,10 @@ struct Core {
     max_sockets: usize,
     serial: u32,
     now: Instant,
+    /// Frames queued by the router this turn (see [`DELIVERIES_PER_TURN`]).
+    delivered: usize,
+    /// What connections' compact timestamps count from.
+    epoch: Instant,
     handshake_timers: TimerQueue,
     idle_timers: TimerQueue,
     pong_timers: TimerQueue,
@@ -421,6 +436,7 @@ struct Deliver<'a> {
     scratch: &'a mut Vec<u8>,
     max_send_buffer: usize,
     now: Instant,
+    delivered: &'a mut usize,
 }
 
 fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
@@ -439,6 +455,7 @@ impl Outbox for Deliver<'_> {
             return;
         }
         conn.outq.push_shared(frame);
+        *self.delivered += 1;
         mark_dirty(conn, key, self.dirty);
         if conn.outq.len() > self.max_send_buffer {
             conn.overflowed = true;
@@ -479,6 +496,7 @@ impl Core {
                 scratch: &mut self.scratch,
                 max_send_buffer: self.config.max_send_buffer,
                 now: self.now,
+                delivered: &mut self.delivered,
             },
         )
     }
@@ -554,14 +572,28 @@ impl Core {
             return;
         }
         self.serial = self.serial.wrapping_add(1);
-        entry.insert(Conn::new(socket, self.limits, self.serial, self.now));
+        let now = Stamp::new(self.epoch, self.now);
+        entry.insert(Conn::new(socket, self.limits, self.serial, now));
         self.handshake_timers.arm(self.now, key, self.serial);
     }
 
     // ---- reading ----
 
-    fn on_readable(&mut self, key: usize, readbuf: &mut [u8]) {
+    /// Reads and processes until the socket is drained or the connection
+    /// used its fair share of reads this turn.
+    ///
+    /// A read that does not fill the buffer emptied the socket's receive
+    /// queue, and (edge-triggered) any byte arriving after it brings a new
+    /// readiness event, so the loop stops there instead of paying a second
+    /// `recv` just to see `EAGAIN` (a third of an echo's syscalls). Unless
+    /// `to_the_end`: a FIN or error already reported gets no new edge, so
+    /// then it reads until `EAGAIN` or EOF.
+    fn on_readable(&mut self, key: usize, readbuf: &mut [u8], to_the_end: bool) {
         for _ in 0..MAX_READS_PER_TURN {
+            if self.delivered >= DELIVERIES_PER_TURN {
+                // Enough fan-out this turn: flush first, then read on.
+                break;
+            }
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
@@ -578,7 +610,7 @@ impl Core {
                     ReadOutcome::Blocked => return,
                     ReadOutcome::Closed => return self.remove(key),
                 };
-                conn.last_rx = self.now;
+                conn.last_rx = Stamp::new(self.epoch, self.now);
                 let consumed = self.process(key, &mut readbuf[..n]);
                 if consumed < n {
                     if let Some(conn) = self.conns.get_mut(key) {
@@ -587,37 +619,53 @@ impl Core {
                         }
                     }
                 }
+                if self.delivered >= DELIVERIES_PER_TURN {
+                    break;
+                }
+                if n < readbuf.len() && !to_the_end {
+                    return;
+                }
             } else {
-                let mut buf = std::mem::take(&mut conn.inbuf);
+                let mut buf = conn.inbuf.take();
                 let len = buf.len();
                 buf.resize(len + READ_BUF, 0);
                 let outcome = read_some(&mut conn.socket, &mut buf[len..]);
                 let n = match outcome {
                     ReadOutcome::Data(n) => n,
-                    ReadOutcome::Blocked => 0,
-                    ReadOutcome::Closed => return self.remove(key),
+                    // At EOF, whole frames still held (see below) are
+                    // handled first; EOF is sticky, so it is seen again.
+                    ReadOutcome::Blocked | ReadOutcome::Closed => 0,
                 };
                 buf.truncate(len + n);
                 if n > 0 {
-                    conn.last_rx = self.now;
+                    conn.last_rx = Stamp::new(self.epoch, self.now);
                 }
-                let consumed = if n > 0 {
-                    self.process(key, &mut buf)
-                } else {
+                // Also with nothing new read: whole frames may wait there,
+                // left when the turn's delivery budget ran out.
+                let consumed = if buf.is_empty() {
                     0
+                } else {
+                    self.process(key, &mut buf)
                 };
                 buf.drain(..consumed);
                 if let Some(conn) = self.conns.get_mut(key) {
-                    if !buf.is_empty() && conn.proto.state() != State::Closed {
-                        conn.inbuf = buf;
+                    if conn.proto.state() != State::Closed {
+                        conn.inbuf.put(buf);
                     }
                 }
-                if matches!(outcome, ReadOutcome::Blocked) {
+                if self.delivered >= DELIVERIES_PER_TURN {
+                    break;
+                }
+                if matches!(outcome, ReadOutcome::Closed) {
+                    return self.remove(key);
+                }
+                if matches!(outcome, ReadOutcome::Blocked) || (n < READ_BUF && !to_the_end) {
                     return;
                 }
             }
         }
-        // Fair share used: come back after the others.
+        // Fair share (or the turn's delivery budget) used: come back after
+        // the others, or next turn.
         self.resume.push(key);
     }
 
@@ -640,7 +688,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.inbuf = Vec::new();
+        conn.inbuf.clear();
         for _ in 0..MAX_READS_PER_TURN {
             match read_some(&mut conn.socket, readbuf) {
                 ReadOutcome::Data(_) => continue,
@@ -692,6 +740,15 @@ impl Core {
             if !outq.is_empty() {
                 mark_dirty(conn, key, &mut self.dirty);
             }
+            // Echoes and pongs bypass the router's Outbox, so they are held to
+            // max_send_buffer here: a peer that sends without reading must not
+            // grow its queue without bound.
+            if conn.outq.len() > self.config.max_send_buffer && !conn.overflowed {
+                conn.overflowed = true;
+                self.overflowed.push(key);
+                self.drop_overflowed();
+                return pos;
+            }
             match then {
                 Then::Nothing => {}
                 Then::Decide(req) => self.decide(key, req),
@@ -699,7 +756,7 @@ impl Core {
                 Then::RouteBinary => self.route(key, false),
             }
             self.settle(key);
-            if stop {
+            if stop || self.delivered >= DELIVERIES_PER_TURN {
                 return pos;
             }
         }
@@ -801,7 +858,7 @@ impl Core {
             && conn.phase == Phase::Active
         {
             conn.phase = Phase::Draining;
-            conn.inbuf = Vec::new();
+            conn.inbuf.clear();
             if conn.socket.shutdown(Shutdown::Write).is_err() {
                 return self.remove(key);
             }
@@ -822,8 +879,13 @@ impl Core {
                 conn.outq.len(),
                 self.config.max_send_buffer
             );
-            // Finish a frame cut short, or the close frame would be garbage.
-            let mut last = conn.outq.front_rest().to_vec();
+            // Finish a frame cut short, or the close frame would be garbage;
+            // a front chunk not yet started is queued data, and is discarded.
+            let mut last = if conn.outq.mid_frame() {
+                conn.outq.front_rest().to_vec()
+            } else {
+                Vec::new()
+            };
             rakit_protocol::encode_close(
                 &mut last,
                 CloseCode::SEND_BUFFER_EXCEEDED,
@@ -918,6 +980,7 @@ impl Core {
                 }
             }
         }
+        let epoch = self.epoch;
         while let Some(t) = self.idle_timers.pop_due(now) {
             let interval = self.idle_timers.duration();
             let Some(conn) = self.live(t.key, t.serial) else {
@@ -926,29 +989,32 @@ impl Core {
             if !conn.proto.is_open() {
                 continue;
             }
-            if now.saturating_duration_since(conn.last_rx) >= interval {
+            let last_rx = conn.last_rx.instant(epoch);
+            if now.saturating_duration_since(last_rx) >= interval {
                 conn.outq.push_frame(OpCode::Ping, b"");
-                conn.ping_sent = Some(now);
+                conn.ping_pending = true;
                 self.pong_timers.arm(now, t.key, t.serial);
                 self.mark_dirty(t.key);
             } else {
-                let from = conn.last_rx;
-                self.idle_timers.arm(from, t.key, t.serial);
+                self.idle_timers.arm(last_rx, t.key, t.serial);
             }
         }
         while let Some(t) = self.pong_timers.pop_due(now) {
+            // Pong timers are armed when the ping is sent, with the loop's
+            // monotonic `now`, so the deadline minus the timeout is that time.
+            let sent = t.deadline.checked_sub(self.pong_timers.duration());
             let Some(conn) = self.live(t.key, t.serial) else {
                 continue;
             };
-            match conn.ping_sent {
-                Some(sent) if conn.last_rx <= sent => {
+            match sent {
+                Some(sent) if conn.ping_pending && conn.last_rx <= Stamp::new(epoch, sent) => {
                     log::debug!("connection {}: no answer to ping; dropping it", t.key);
                     conn.proto.abort();
                     self.remove(t.key);
                 }
                 _ => {
-                    conn.ping_sent = None;
-                    let from = conn.last_rx;
+                    conn.ping_pending = false;
+                    let from = conn.last_rx.instant(epoch);
                     if conn.proto.is_open() {
                         self.idle_timers.arm(from, t.key, t.serial);
                     }
@@ -1027,4 +1093,112 @@ fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     // EMFILE, ENFILE, ENOBUFS, ENOMEM
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rakit_protocol::{encode_masked, FrameHeader};
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    fn client(addr: SocketAddr) -> (StdStream, Vec<u8>) {
+        let mut s = StdStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(buf.starts_with(b"HTTP/1.1 101"));
+        (s, buf.split_off(end))
+    }
+
+    /// The next text message (frames from the server are whole and unmasked).
+    fn next_text(s: &mut StdStream, buf: &mut Vec<u8>) -> String {
+        loop {
+            if let Some((h, n)) = FrameHeader::decode(buf).unwrap() {
+                let len = h.payload_len as usize;
+                if buf.len() >= n + len {
+                    let payload = buf[n..n + len].to_vec();
+                    buf.drain(..n + len);
+                    if h.opcode == OpCode::Text {
+                        return String::from_utf8(payload).unwrap();
+                    }
+                    continue;
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed early");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn send_text(out: &mut Vec<u8>, text: &str) {
+        encode_masked(out, true, OpCode::Text, text.as_bytes(), [1, 2, 3, 4]);
+    }
+
+    /// More deliveries than one turn's budget, published in one write by a
+    /// client that closes at once: reading pauses mid-buffer and resumes
+    /// next turn, and the frames held when the EOF is read still go out,
+    /// all of them, in order.
+    #[test]
+    fn a_burst_past_the_turn_budget_is_delivered_whole_even_after_eof() {
+        // All of it in one read (< READ_BUF), half again the budget, so the
+        // read that follows the pause is the EOF.
+        let subs = 400;
+        let msgs = DELIVERIES_PER_TURN * 3 / 2 / subs;
+        let config = Config {
+            port: 0,
+            presence: false,
+            logging_enabled: false,
+            ..Config::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let server = Server::new(config).bind().unwrap();
+            tx.send((server.local_addr(), server.shutdown_handle()))
+                .unwrap();
+            server.run()
+        });
+        let (addr, stop) = rx.recv().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..subs {
+            let (mut s, mut buf) = client(addr);
+            assert!(next_text(&mut s, &mut buf).contains("welcome"));
+            let mut out = Vec::new();
+            send_text(&mut out, r#"{"event":"subscribe","channel":"t"}"#);
+            s.write_all(&out).unwrap();
+            assert!(next_text(&mut s, &mut buf).contains("subscribed"));
+            clients.push((s, buf));
+        }
+        let (mut publisher, _) = client(addr);
+        let mut out = Vec::new();
+        for i in 0..msgs {
+            send_text(
+                &mut out,
+                &format!(r#"{{"event":"message","channel":"t","data":{i}}}"#),
+            );
+        }
+        assert!(out.len() < READ_BUF);
+        publisher.write_all(&out).unwrap();
+        drop(publisher);
+        for (s, buf) in &mut clients {
+            for i in 0..msgs {
+                let text = next_text(s, buf);
+                assert!(text.ends_with(&format!(r#""data":{i}}}"#)), "{i}: {text}");
+            }
+        }
+        stop.shutdown();
+        thread.join().unwrap().unwrap();
+    }
 }

@@ -52,7 +52,7 @@ fn out_of_descriptors_keeps_serving_and_recovers() {
     std::thread::spawn(move || {
         use std::io::BufRead;
         let mut line = String::new();
-        while stdout.read_line(&mut line).map_or(false, |n| n > 0) {
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
             let _ = log_tx.send(std::mem::take(&mut line));
         }
     });

@@ -1,1 +1,566 @@
-fn main(){}
+//! The load generator: one thread, one mio poll, many client connections.
+//!
+//! ```text
+//! loadgen echo      --addr A [--conns 100] [--size 20] [--secs 5] [--warmup 1]
+//! loadgen fanout    --addr A [--subs 1000] [--msgs 2000] [--size 64] [--timeout 60]
+//! loadgen broadcast --addr A [--subs 1000] [--msgs 2000] [--size 64] [--timeout 60]
+//! loadgen idle      --addr A [--conns 10000] [--inflight 100] [--settle-ms 1000]
+//! common: [--server NAME] [--server-pid PID]
+//! ```
+//!
+//! Each prints one line `RESULT workload=... server=... key=value ...`.
+//! With `--server-pid`, the server's CPU time (utime+stime from
+//! /proc/PID/stat) over the measured window and its RSS are included.
+//! Every run is bounded in time and stops by itself; `valid=0` marks a run
+//! whose numbers must not be used (loss, reordering, refused connections).
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use rakit_load::{cpu_ms, find, quantile, rss_kb, Args, ReadState, WsClient};
+
+const SCRATCH: usize = 256 * 1024;
+/// Handshakes in flight at once while a workload sets up its clients.
+const SETUP_INFLIGHT: usize = 200;
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Common {
+    addr: SocketAddr,
+    server: String,
+    pid: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    let workload = std::env::args().nth(1).unwrap_or_default();
+    let args = Args::from_env(2);
+    let Some(addr) = args.get("addr") else {
+        eprintln!("usage: loadgen echo|fanout|broadcast|idle --addr HOST:PORT [options]");
+        return ExitCode::from(2);
+    };
+    let addr = addr.trim_start_matches("ws://").trim_end_matches('/');
+    let common = Common {
+        addr: addr.parse().expect("--addr: HOST:PORT"),
+        server: args.get("server").unwrap_or_else(|| "unknown".into()),
+        pid: args
+            .get("server-pid")
+            .map(|p| p.parse().expect("--server-pid")),
+    };
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("loadgen: cannot raise RLIMIT_NOFILE: {e}");
+    }
+    let result = match workload.as_str() {
+        "echo" => echo(&common, &args),
+        "fanout" => fanout(&common, &args, false),
+        "broadcast" => fanout(&common, &args, true),
+        "idle" => idle(&common, &args),
+        other => {
+            eprintln!("loadgen: unknown workload {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(line) => {
+            println!("RESULT {line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            println!(
+                "RESULT workload={workload} server={} valid=0 error={}",
+                common.server,
+                e.to_string().replace(' ', "_")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cpu(c: &Common) -> f64 {
+    c.pid.and_then(cpu_ms).unwrap_or(f64::NAN)
+}
+
+/// A text payload of exactly `size` bytes built around `prefix` and `suffix`.
+fn padded(prefix: &str, body: &str, suffix: &str, size: usize) -> Vec<u8> {
+    let fixed = prefix.len() + body.len() + suffix.len();
+    assert!(
+        fixed <= size,
+        "--size {size} is too small for {prefix}{body}{suffix}"
+    );
+    let mut s = String::with_capacity(size);
+    s.push_str(prefix);
+    s.push_str(body);
+    s.extend(std::iter::repeat_n('x', size - fixed));
+    s.push_str(suffix);
+    s.into_bytes()
+}
+
+/// Connects `n` clients with at most `SETUP_INFLIGHT` handshakes at once;
+/// `ready(i, payload)` is told of each message and returns true once client
+/// `i` is ready (or, with `ready_on_open`, the 101 makes it ready);
+/// `on_open(i, client)` may queue the first message.
+#[allow(clippy::too_many_arguments)]
+fn setup(
+    c: &Common,
+    ready_on_open: bool,
+    poll: &mut Poll,
+    clients: &mut Vec<WsClient>,
+    n: usize,
+    scratch: &mut [u8],
+    on_open: &mut dyn FnMut(usize, &mut WsClient),
+    ready: &mut dyn FnMut(usize, &[u8]) -> bool,
+) -> io::Result<()> {
+    let base = clients.len();
+    let mut ready_count = 0;
+    let mut is_ready = vec![false; n];
+    let mut events = Events::with_capacity(1024);
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    while ready_count < n {
+        while clients.len() - base < n && clients.len() - base - ready_count < SETUP_INFLIGHT {
+            let i = clients.len();
+            let mut cl = WsClient::connect(c.addr, i as u32)?;
+            poll.registry().register(
+                &mut cl.stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            cl.flush()?;
+            clients.push(cl);
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!(
+                "setup timed out: {ready_count} of {n} clients ready"
+            )));
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let cl = &mut clients[i];
+            if ev.is_writable() {
+                cl.flush()?;
+            }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                let was_open = cl.open;
+                let mut msgs: Vec<Vec<u8>> = Vec::new();
+                let state = cl.read_ready(scratch, &mut || {}, &mut |m| msgs.push(m.to_vec()))?;
+                if !was_open && cl.open {
+                    on_open(i, cl);
+                    cl.flush()?;
+                    if ready_on_open {
+                        is_ready[i - base] = true;
+                        ready_count += 1;
+                    }
+                }
+                for m in msgs {
+                    let k = i - base;
+                    if !is_ready[k] && ready(i, &m) {
+                        is_ready[k] = true;
+                        ready_count += 1;
+                    }
+                }
+                if state == ReadState::Closed {
+                    return Err(io::Error::other(format!("client {i} closed during setup")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- echo ----
+
+fn echo(c: &Common, args: &Args) -> io::Result<String> {
+    let conns: usize = args.num("conns", 100);
+    let size: usize = args.num("size", 20);
+    let secs: f64 = args.num("secs", 5.0);
+    let warmup: f64 = args.num("warmup", 1.0);
+    let msg = padded("", "", "", size);
+    let mut poll = Poll::new()?;
+    let mut clients = Vec::with_capacity(conns);
+    let mut scratch = vec![0u8; SCRATCH];
+    // Echo servers send nothing on connect: being open is being ready.
+    setup(
+        c,
+        true,
+        &mut poll,
+        &mut clients,
+        conns,
+        &mut scratch,
+        &mut |_, _| {},
+        &mut |_, _| false,
+    )?;
+    let mut sent_at = vec![Instant::now(); conns];
+    for (i, cl) in clients.iter_mut().enumerate() {
+        cl.queue_text(&msg);
+        cl.flush()?;
+        sent_at[i] = Instant::now();
+    }
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(warmup);
+    let measure_to = measure_from + Duration::from_secs_f64(secs);
+    let mut cpu0 = f64::NAN;
+    let mut measuring = false;
+    let mut count: u64 = 0;
+    let mut bad: u64 = 0;
+    let mut lat_ns: Vec<u64> = Vec::with_capacity(4_000_000);
+    let mut events = Events::with_capacity(1024);
+    loop {
+        let now = Instant::now();
+        if !measuring && now >= measure_from {
+            measuring = true;
+            cpu0 = cpu(c);
+        }
+        if now >= measure_to {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let cl = &mut clients[i];
+            if ev.is_writable() {
+                cl.flush()?;
+            }
+            if !(ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                continue;
+            }
+            let mut got = 0u32;
+            let state = cl.read_ready(&mut scratch, &mut || {}, &mut |m| {
+                if m == msg.as_slice() {
+                    got += 1;
+                } else {
+                    bad += 1;
+                }
+            })?;
+            if state == ReadState::Closed {
+                return Err(io::Error::other(format!("client {i} closed")));
+            }
+            if got > 0 {
+                let now = Instant::now();
+                if measuring && now < measure_to {
+                    count += 1;
+                    lat_ns.push((now - sent_at[i]).as_nanos() as u64);
+                }
+                if got > 1 {
+                    bad += u64::from(got - 1);
+                }
+                cl.queue_text(&msg);
+                cl.flush()?;
+                sent_at[i] = Instant::now();
+            }
+        }
+    }
+    let cpu1 = cpu(c);
+    let window = secs;
+    lat_ns.sort_unstable();
+    let lat_us: Vec<u32> = lat_ns.iter().map(|n| (n / 1000) as u32).collect();
+    let p50 = quantile(&lat_us, 0.50);
+    let p99 = quantile(&lat_us, 0.99);
+    let cpu_used = cpu1 - cpu0;
+    let rss = c.pid.and_then(rss_kb).unwrap_or(0);
+    Ok(format!(
+        "workload=echo server={} conns={conns} size={size} secs={window} msgs={count} \
+         msgs_per_s={:.0} p50_us={p50} p99_us={p99} cpu_ms={:.0} cpu_ns_per_msg={:.0} \
+         rss_kb={rss} bad={bad} valid={}",
+        c.server,
+        count as f64 / window,
+        cpu_used,
+        cpu_used * 1e6 / count.max(1) as f64,
+        u8::from(bad == 0 && count > 0),
+    ))
+}
+
+// ---- fan-out (channel) and broadcast ----
+
+/// Where a receiver stands in the sequence.
+#[derive(Clone, Copy)]
+struct Track {
+    next: u32,
+    errors: u32,
+}
+
+fn seq_of(m: &[u8]) -> Option<u32> {
+    let at = m.iter().position(|&b| b == b'#')?;
+    let mut v: u32 = 0;
+    for &b in m.get(at + 1..at + 7)? {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(b - b'0');
+    }
+    Some(v)
+}
+
+fn client_id_of(m: &[u8]) -> Option<String> {
+    let key = b"\"client_id\":\"";
+    let at = find(m, key)? + key.len();
+    let end = m[at..].iter().position(|&b| b == b'"')? + at;
+    Some(String::from_utf8_lossy(&m[at..end]).into_owned())
+}
+
+fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
+    let subs: usize = args.num("subs", 1000);
+    let msgs: u32 = args.num("msgs", 2000);
+    let size: usize = args.num("size", 64);
+    let timeout: f64 = args.num("timeout", 60.0);
+    let workload = if broadcast { "broadcast" } else { "fanout" };
+    let channel = "bench";
+    let mut poll = Poll::new()?;
+    let mut clients: Vec<WsClient> = Vec::with_capacity(subs + 1);
+    let mut scratch = vec![0u8; SCRATCH];
+
+    // Subscribers: subscribed (channel) or welcomed (broadcast).
+    let subscribe = format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#);
+    setup(
+        c,
+        false,
+        &mut poll,
+        &mut clients,
+        subs,
+        &mut scratch,
+        &mut |_, cl| {
+            if !broadcast {
+                cl.queue_text(subscribe.as_bytes());
+            }
+        },
+        &mut |_, m| {
+            if broadcast {
+                find(m, b"\"welcome\"").is_some()
+            } else {
+                find(m, b"\"subscribed\"").is_some()
+            }
+        },
+    )?;
+    // The publisher: its client id from the welcome.
+    let mut pub_id = String::new();
+    setup(
+        c,
+        false,
+        &mut poll,
+        &mut clients,
+        1,
+        &mut scratch,
+        &mut |_, _| {},
+        &mut |_, m| {
+            if find(m, b"\"welcome\"").is_some() {
+                pub_id = client_id_of(m).unwrap_or_default();
+                true
+            } else {
+                false
+            }
+        },
+    )?;
+    if pub_id.is_empty() {
+        return Err(io::Error::other("no client_id in the publisher's welcome"));
+    }
+    let publisher = subs;
+    // Receivers: the subscribers, and for a broadcast the publisher too.
+    let receivers = if broadcast { subs + 1 } else { subs };
+    let mut track = vec![Track { next: 0, errors: 0 }; subs + 1];
+    let expected = receivers as u64 * u64::from(msgs);
+
+    // Every message is `size` bytes of client JSON with "#NNNNNN#" in it.
+    for seq in 0..msgs {
+        let body = format!("#{seq:06}#");
+        let text = if broadcast {
+            padded(r#"{"message":""#, &body, r#""}"#, size)
+        } else {
+            padded(
+                &format!(r#"{{"event":"message","channel":"{channel}","data":""#),
+                &body,
+                r#""}"#,
+                size,
+            )
+        };
+        clients[publisher].queue_text(&text);
+    }
+    let cpu0 = cpu(c);
+    let self0 = cpu_ms(std::process::id()).unwrap_or(f64::NAN);
+    let t0 = Instant::now();
+    clients[publisher].flush()?;
+    let mut published_at = (clients[publisher].pending() == 0).then(Instant::now);
+    let deadline = t0 + Duration::from_secs_f64(timeout);
+    let mut delivered: u64 = 0;
+    let mut last = t0;
+    let mut id_errors = 0u64;
+    let mut closed = 0u64;
+    let mut events = Events::with_capacity(1024);
+    while delivered < expected && Instant::now() < deadline {
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let cl = &mut clients[i];
+            if ev.is_writable() {
+                cl.flush()?;
+                if i == publisher && published_at.is_none() && cl.pending() == 0 {
+                    published_at = Some(Instant::now());
+                }
+            }
+            if !(ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                continue;
+            }
+            if i == publisher && !broadcast {
+                // The publisher is no subscriber: nothing should come.
+                let st = cl.read_ready(&mut scratch, &mut || {}, &mut |m| {
+                    if seq_of(m).is_some() {
+                        id_errors += 1;
+                    }
+                })?;
+                closed += u64::from(st == ReadState::Closed);
+                continue;
+            }
+            let t = &mut track[i];
+            let mut got = 0u64;
+            let st = cl.read_ready(&mut scratch, &mut || {}, &mut |m| {
+                let Some(seq) = seq_of(m) else {
+                    return; // presence or another control message
+                };
+                if seq != t.next {
+                    t.errors += 1;
+                }
+                if seq == 0 && client_id_of(m).as_deref() != Some(pub_id.as_str()) {
+                    id_errors += 1;
+                }
+                t.next = seq + 1;
+                got += 1;
+            })?;
+            if st == ReadState::Closed {
+                closed += 1;
+            }
+            if got > 0 {
+                delivered += got;
+                last = Instant::now();
+            }
+        }
+    }
+    let cpu1 = cpu(c);
+    let self1 = cpu_ms(std::process::id()).unwrap_or(f64::NAN);
+    let rss = c.pid.and_then(rss_kb).unwrap_or(0);
+    let order_errors: u64 = track.iter().map(|t| u64::from(t.errors)).sum();
+    let incomplete = track[..receivers].iter().filter(|t| t.next != msgs).count();
+    let secs = (last - t0).as_secs_f64();
+    let valid = delivered == expected && order_errors == 0 && incomplete == 0 && id_errors == 0;
+    let cpu_used = cpu1 - cpu0;
+    Ok(format!(
+        "workload={workload} server={} receivers={receivers} msgs={msgs} size={size} \
+         delivered={delivered} expected={expected} lost={} order_errors={order_errors} \
+         incomplete={incomplete} id_errors={id_errors} closed={closed} secs={secs:.3} \
+         publish_s={:.3} deliveries_per_s={:.0} cpu_ms={cpu_used:.0} cpu_ns_per_delivery={:.0} \
+         client_cpu_ms={:.0} rss_kb={rss} valid={}",
+        c.server,
+        expected.saturating_sub(delivered),
+        published_at.map_or(f64::NAN, |p| (p - t0).as_secs_f64()),
+        delivered as f64 / secs.max(1e-9),
+        cpu_used * 1e6 / delivered.max(1) as f64,
+        self1 - self0,
+        u8::from(valid),
+    ))
+}
+
+// ---- idle ----
+
+fn idle(c: &Common, args: &Args) -> io::Result<String> {
+    let conns: usize = args.num("conns", 10_000);
+    let inflight: usize = args.num("inflight", 100);
+    let settle_ms: u64 = args.num("settle-ms", 1000);
+    let timeout: f64 = args.num("timeout", 60.0);
+    let mut poll = Poll::new()?;
+    let mut clients: Vec<WsClient> = Vec::with_capacity(conns);
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut events = Events::with_capacity(1024);
+    let rss0 = c.pid.and_then(rss_kb).unwrap_or(0);
+    let cpu0 = cpu(c);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(timeout);
+    let mut opened = 0usize;
+    let mut closed = 0usize;
+    let mut failed = 0usize;
+    let mut dead = vec![false; conns];
+    let mut handshakes_done = t0;
+    while opened + failed < conns {
+        while clients.len() < conns && clients.len() - opened - failed < inflight {
+            let i = clients.len();
+            let mut cl = WsClient::connect(c.addr, i as u32)?;
+            poll.registry().register(
+                &mut cl.stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            cl.flush()?;
+            clients.push(cl);
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if dead[i] {
+                continue;
+            }
+            let cl = &mut clients[i];
+            let was_open = cl.open;
+            let mut fail = cl.flush().is_err();
+            if !fail && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                match cl.read_ready(&mut scratch, &mut || {}, &mut |_| {}) {
+                    Ok(ReadState::Blocked) => {}
+                    Ok(ReadState::Closed) | Err(_) => fail = true,
+                }
+            }
+            if !was_open && cl.open {
+                opened += 1;
+                if opened == conns {
+                    handshakes_done = Instant::now();
+                }
+            }
+            if fail {
+                dead[i] = true;
+                if cl.open {
+                    closed += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let handshake_secs = (handshakes_done - t0).as_secs_f64();
+    let cpu1 = cpu(c);
+    // Hold them, idle, answering whatever comes (welcome, pings).
+    let hold_until = Instant::now() + Duration::from_millis(settle_ms);
+    while Instant::now() < hold_until {
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if dead[i] {
+                continue;
+            }
+            let cl = &mut clients[i];
+            let mut fail = cl.flush().is_err();
+            if !fail {
+                match cl.read_ready(&mut scratch, &mut || {}, &mut |_| {}) {
+                    Ok(ReadState::Blocked) => {}
+                    Ok(ReadState::Closed) | Err(_) => fail = true,
+                }
+            }
+            if fail {
+                dead[i] = true;
+                closed += 1;
+            }
+        }
+    }
+    let rss1 = c.pid.and_then(rss_kb).unwrap_or(0);
+    let valid = opened == conns && closed == 0 && failed == 0;
+    Ok(format!(
+        "workload=idle server={} conns={conns} inflight={inflight} opened={opened} failed={failed} \
+         closed={closed} handshake_secs={handshake_secs:.3} handshakes_per_s={:.0} \
+         cpu_ms={:.0} cpu_us_per_handshake={:.1} rss_before_kb={rss0} rss_after_kb={rss1} \
+         rss_per_conn_b={:.0} valid={}",
+        c.server,
+        opened as f64 / handshake_secs.max(1e-9),
+        cpu1 - cpu0,
+        (cpu1 - cpu0) * 1e3 / opened.max(1) as f64,
+        (rss1 as f64 - rss0 as f64) * 1024.0 / opened.max(1) as f64,
+        u8::from(valid),
+    ))
+}
