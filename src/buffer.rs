@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
-use rakit_protocol::{encode_frame, OpCode};
+use rakit_protocol::{encode_frame, FrameHeader, OpCode};
 
 /// The most chunks one `writev` takes (Linux's `IOV_MAX`). A fan-out burst
 /// queues hundreds of small shared frames per connection; fewer, larger
@@ -62,11 +62,6 @@ impl SendQueue {
         self.len() == 0
     }
 
-    /// Has the front chunk been partly written (so the stream is mid-frame)?
-    pub fn mid_frame(&self) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.offset > 0)
-    }
-
     fn inner(&mut self) -> &mut Inner {
         self.inner.get_or_insert_with(Box::default)
     }
@@ -106,12 +101,43 @@ impl SendQueue {
         self.inner = None;
     }
 
-    /// The unwritten rest of the front chunk (to finish a frame cut short).
-    pub fn front_rest(&self) -> &[u8] {
-        self.inner
+    /// The unwritten rest of a frame the socket took only part of (empty
+    /// when the stream is between frames): what must still be sent before
+    /// another frame can be, and nothing more. A shared chunk is one frame;
+    /// an owned chunk holds several (after the HTTP response, on a new
+    /// connection), so its frame boundaries are found by decoding headers.
+    pub fn rest_of_frame(&self) -> &[u8] {
+        let Some((chunk, offset)) = self
+            .inner
             .as_ref()
-            .and_then(|i| i.chunks.front().and_then(|c| c.bytes().get(i.offset..)))
-            .unwrap_or_default()
+            .and_then(|i| i.chunks.front().map(|c| (c, i.offset)))
+        else {
+            return &[];
+        };
+        let bytes = chunk.bytes();
+        if offset == 0 {
+            return &[];
+        }
+        let Chunk::Owned(_) = chunk else {
+            return &bytes[offset..];
+        };
+        let mut pos = 0;
+        if bytes.starts_with(b"HTTP/") {
+            pos = bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(bytes.len(), |p| p + 4);
+        }
+        while pos <= offset {
+            let Ok(Some((header, len))) = FrameHeader::decode(&bytes[pos..]) else {
+                break;
+            };
+            pos = pos
+                .saturating_add(len)
+                .saturating_add(header.payload_len as usize)
+                .min(bytes.len());
+        }
+        bytes.get(offset..pos.max(offset)).unwrap_or_default()
     }
 
     /// Writes as much as the socket takes. `Ok(true)`: all written;
@@ -234,13 +260,52 @@ mod tests {
         // Write's default write_vectored takes one slice a call: "abc", then "share".
         assert!(!q.flush(&mut sink).unwrap());
         assert_eq!(q.len(), 13);
-        assert!(q.mid_frame());
-        assert_eq!(q.front_rest(), b"d-frame");
+        assert_eq!(q.rest_of_frame(), b"d-frame");
         sink.calls_left = 100;
         assert!(q.flush(&mut sink).unwrap());
         assert_eq!(sink.got, b"abcshared-framedefghi");
-        assert!(q.is_empty() && !q.mid_frame());
+        assert!(q.is_empty() && q.rest_of_frame().is_empty());
         assert!(q.inner.is_none(), "a flushed queue holds no memory");
+    }
+
+    #[test]
+    fn rest_of_frame_stops_at_the_frame_boundary() {
+        let mut q = SendQueue::default();
+        q.push_bytes(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        q.push_frame(OpCode::Text, b"first");
+        q.push_frame(OpCode::Text, b"second");
+        assert_eq!(q.rest_of_frame(), b"", "nothing written yet");
+        // The socket took the response and 3 bytes of the first frame.
+        let mut sink = Sink {
+            got: Vec::new(),
+            per_call: 36 + 3,
+            calls_left: 1,
+        };
+        assert!(!q.flush(&mut sink).unwrap());
+        assert_eq!(q.rest_of_frame(), b"irst", "the first frame's rest only");
+        // Mid-response (a refused handshake cut short): the response's rest.
+        let mut q = SendQueue::default();
+        q.push_bytes(b"HTTP/1.1 101 OK\r\n\r\n");
+        q.push_frame(OpCode::Text, b"x");
+        let mut sink = Sink {
+            got: Vec::new(),
+            per_call: 5,
+            calls_left: 1,
+        };
+        assert!(!q.flush(&mut sink).unwrap());
+        assert_eq!(q.rest_of_frame(), b"1.1 101 OK\r\n\r\n");
+        // A shared frame is one frame.
+        let mut q = SendQueue::default();
+        let shared: Rc<[u8]> = Rc::from(&b"\x81\x03abc"[..]);
+        q.push_shared(&shared);
+        q.push_shared(&shared);
+        let mut sink = Sink {
+            got: Vec::new(),
+            per_call: 2,
+            calls_left: 1,
+        };
+        assert!(!q.flush(&mut sink).unwrap());
+        assert_eq!(q.rest_of_frame(), b"abc");
     }
 
     #[test]
@@ -263,6 +328,6 @@ mod tests {
         q.push_bytes(b"abc");
         q.clear();
         assert!(q.is_empty());
-        assert_eq!(q.front_rest(), b"");
+        assert_eq!(q.rest_of_frame(), b"");
     }
 }

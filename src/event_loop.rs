@@ -14,29 +14,29 @@
 //! gone) finds nothing in the slab and does nothing.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use rakit_protocol::{CloseCode, Event, Limits, OpCode, State};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::accept::{self, Decision};
 use crate::config::Config;
 use crate::conn::{Conn, Phase, Stamp};
-use crate::events::{Handler, LogHandler};
-use crate::router::{ConnId, Frame, Outbox, Router, RouterConfig};
+use crate::router::{ConnId, Frame, Outbox, Router};
+use crate::server::ServerError;
 use crate::session;
 use crate::timers::TimerQueue;
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const SIGNALS: Token = Token(usize::MAX - 2);
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
 /// Wakes the loop from other threads (shutdown today; scale-out later).
-const WAKER: Token = Token(usize::MAX - 3);
+pub(crate) const WAKER: Token = Token(usize::MAX - 3);
 
 /// The shared read buffer: every socket is read into it, and only an
 /// unconsumed tail is copied to the connection.
@@ -56,342 +56,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Most header lines in an upgrade request.
 const MAX_HEADERS: usize = 100;
 
-/// A fatal error: the server could not start or the loop failed.
-#[derive(Debug)]
-pub enum ServerError {
-    /// The listen address could not be bound.
-    Bind {
-        /// The address.
-        addr: String,
-        /// Why.
-        error: io::Error,
-    },
-    /// Setting up or polling failed.
-    Io {
-        /// What was being done.
-        context: &'static str,
-        /// Why.
-        error: io::Error,
-    },
-    /// The loop itself panicked.
-    Panic(String),
-}
-
-impl std::fmt::Display for ServerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ServerError::Bind { addr, error } if error.kind() == io::ErrorKind::AddrInUse => {
-                write!(f, "cannot listen on {addr}: address already in use")
-            }
-            ServerError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
-            ServerError::Io { context, error } => write!(f, "{context}: {error}"),
-            ServerError::Panic(msg) => write!(f, "event loop panicked: {msg}"),
-        }
-    }
-}
-
-impl std::error::Error for ServerError {}
-
-/// Builds a server: configuration, mode and event handler.
-///
-/// ```no_run
-/// use rakit::config::Config;
-/// use rakit::events::Handler;
-/// use rakit::session::User;
-/// use rakit::Server;
-///
-/// struct Audit;
-/// impl Handler for Audit {
-///     fn connect(&mut self, client_id: &str, user: Option<&User>) {
-///         println!("{client_id} joined as {:?}", user.map(|u| &u.name));
-///     }
-/// }
-///
-/// let config = Config { port: 0, ..Config::default() };
-/// let server = Server::new(config).handler(Audit).bind()?;
-/// println!("listening on {}", server.local_addr());
-/// let stop = server.shutdown_handle();
-/// std::thread::spawn(move || {
-///     std::thread::sleep(std::time::Duration::from_secs(60));
-///     stop.shutdown();
-/// });
-/// server.run()?;
-/// # Ok::<(), rakit::ServerError>(())
-/// ```
-pub struct Server {
-    config: Config,
-    echo: bool,
-    signals: bool,
-    handler: Box<dyn Handler>,
-}
-
-impl Server {
-    /// A server with `config`, the logging handler, no signal handling.
-    pub fn new(config: Config) -> Server {
-        Server {
-            config,
-            echo: false,
-            signals: false,
-            handler: Box::new(LogHandler),
-        }
-    }
-
-    /// Echo mode (conformance testing): every message comes back unchanged.
-    pub fn echo(mut self, on: bool) -> Server {
-        self.echo = on;
-        self
-    }
-
-    /// Shut down gracefully on SIGINT and SIGTERM (the daemon does).
-    pub fn handle_signals(mut self, on: bool) -> Server {
-        self.signals = on;
-        self
-    }
-
-    /// The handler that receives the server's events.
-    pub fn handler(mut self, handler: impl Handler + 'static) -> Server {
-        self.handler = Box::new(handler);
-        self
-    }
-
-    /// Binds the listen address; the server runs when [`Bound::run`] is called.
-    pub fn bind(self) -> Result<Bound, ServerError> {
-        let addr_text = format!("{}:{}", self.config.host, self.config.port);
-        let std_listener =
-            std::net::TcpListener::bind(addr_text.as_str()).map_err(|error| ServerError::Bind {
-                addr: addr_text.clone(),
-                error,
-            })?;
-        let io_err = |context| move |error| ServerError::Io { context, error };
-        std_listener
-            .set_nonblocking(true)
-            .map_err(io_err("setting the listener non-blocking"))?;
-        let local_addr = std_listener
-            .local_addr()
-            .map_err(io_err("reading the listen address"))?;
-        let mut listener = TcpListener::from_std(std_listener);
-        let poll = Poll::new().map_err(io_err("creating the poll"))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(io_err("registering the listener"))?;
-        let waker =
-            Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("creating the waker"))?);
-        let signals = if self.signals {
-            let mut signals = signal_hook_mio::v1_0::Signals::new([
-                signal_hook::consts::SIGINT,
-                signal_hook::consts::SIGTERM,
-            ])
-            .map_err(io_err("installing signal handlers"))?;
-            poll.registry()
-                .register(&mut signals, SIGNALS, Interest::READABLE)
-                .map_err(io_err("registering signals"))?;
-            Some(signals)
-        } else {
-            None
-        };
-        let router = Router::new(
-            RouterConfig {
-                max_channels_per_client: self.config.max_channels_per_client,
-                presence: self.config.presence,
-                presence_interval: Duration::from_millis(self.config.presence_interval_ms),
-                presence_max_users: self.config.presence_max_users,
-                command_policy: self.config.command_policy,
-            },
-            self.handler,
-            random_seed(),
-        );
-        let limits = Limits {
-            max_handshake_size: self.config.max_handshake_size,
-            max_headers: MAX_HEADERS,
-            max_message_size: self.config.max_buffer_size,
-        };
-        let secs = Duration::from_secs;
-        let core = Core {
-            handshake_timers: TimerQueue::new(secs(self.config.handshake_timeout)),
-            idle_timers: TimerQueue::new(secs(self.config.ping_interval)),
-            pong_timers: TimerQueue::new(secs(self.config.ping_timeout)),
-            close_timers: TimerQueue::new(CLOSE_TIMEOUT),
-            // Room for handshakes in flight beyond the open-connection limit,
-            // so that a full server can still answer 503.
-            max_sockets: self
-                .config
-                .max_connections
-                .saturating_add((self.config.max_connections / 8).max(64)),
-            config: self.config,
-            echo: self.echo,
-            limits,
-            poll,
-            listener,
-            conns: Slab::new(),
-            router,
-            open: 0,
-            serial: 0,
-            now: Instant::now(),
-            delivered: 0,
-            epoch: Instant::now(),
-            dirty: Vec::new(),
-            resume: Vec::new(),
-            overflowed: Vec::new(),
-            scratch: Vec::new(),
-            text: String::new(),
-            accept_paused_until: None,
-            shutdown_deadline: None,
-        };
-        Ok(Bound {
-            core,
-            readbuf: vec![0; READ_BUF],
-            local_addr,
-            signals,
-            waker,
-            stop: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-/// Stops a running server from another thread, as SIGTERM would.
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
-}
-
-impl ShutdownHandle {
-    /// Starts a graceful shutdown: close 1001 to every client, exit the loop.
-    pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            log::error!("cannot wake the event loop: {e}");
-        }
-    }
-}
-
-/// A server bound to its address, ready to run.
-pub struct Bound {
-    core: Core,
-    readbuf: Vec<u8>,
-    local_addr: SocketAddr,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Bound {
-    /// The address the server listens on (with the real port when 0 was asked).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// A handle that shuts the server down from another thread.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            waker: Arc::clone(&self.waker),
-            stop: Arc::clone(&self.stop),
-        }
-    }
-
-    /// Runs until shutdown. A fatal error fires the handler's `crash` event
-    /// before it is returned.
-    pub fn run(mut self) -> Result<(), ServerError> {
-        self.core.router.handler_mut().start(self.local_addr);
-        let result = match catch_unwind(AssertUnwindSafe(|| self.run_loop())) {
-            Ok(result) => result,
-            Err(panic) => Err(ServerError::Panic(panic_message(&*panic))),
-        };
-        if let Err(e) = &result {
-            self.core.router.handler_mut().crash(e);
-        }
-        result
-    }
-
-    fn run_loop(&mut self) -> Result<(), ServerError> {
-        let mut events = Events::with_capacity(1024);
-        loop {
-            let timeout = if self.core.resume.is_empty() {
-                self.core
-                    .next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-            } else {
-                Some(Duration::ZERO)
-            };
-            if let Err(error) = self.core.poll.poll(&mut events, timeout) {
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(ServerError::Io {
-                    context: "polling",
-                    error,
-                });
-            }
-            self.core.now = Instant::now();
-            self.core.delivered = 0;
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.core.accept_all(),
-                    SIGNALS => {
-                        if let Some(signals) = &mut self.signals {
-                            if signals.pending().next().is_some() {
-                                log::info!("signal received: shutting down");
-                                self.core.begin_shutdown();
-                            }
-                        }
-                    }
-                    WAKER => {
-                        if self.stop.load(Ordering::SeqCst) {
-                            self.core.begin_shutdown();
-                        }
-                    }
-                    Token(key) => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            // A FIN or an error already signalled must be
-                            // read to the end: no new edge will come for it.
-                            let to_the_end = event.is_read_closed() || event.is_error();
-                            self.core.on_readable(key, &mut self.readbuf, to_the_end);
-                        }
-                        if event.is_writable() {
-                            self.core.mark_dirty(key);
-                        }
-                    }
-                }
-            }
-            for key in std::mem::take(&mut self.core.resume) {
-                self.core.on_readable(key, &mut self.readbuf, true);
-            }
-            self.core.fire_timers();
-            self.core.flush_dirty();
-            if let Some(deadline) = self.core.shutdown_deadline {
-                if self.core.conns.is_empty() || Instant::now() >= deadline {
-                    log::info!("shutdown complete");
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
-}
-
-/// A seed for client ids: from the OS's randomness, via the standard
-/// library's randomly keyed hasher, mixed with the time.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
 /// Everything the loop owns but the shared read buffer.
-struct Core {
+pub(crate) struct EventLoop {
     config: Config,
     echo: bool,
     limits: Limits,
@@ -424,6 +90,8 @@ struct Core {
     /// The text message being routed.
     text: String,
     accept_paused_until: Option<Instant>,
+    /// Accepting failed for lack of descriptors and has not succeeded since.
+    accept_exhausted: bool,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -484,7 +152,128 @@ enum Then {
     RouteBinary,
 }
 
-impl Core {
+impl EventLoop {
+    /// A loop over `listener`, registered with `poll` under [`LISTENER`].
+    pub(crate) fn new(
+        config: Config,
+        echo: bool,
+        poll: Poll,
+        listener: TcpListener,
+        router: Router,
+    ) -> EventLoop {
+        let limits = Limits {
+            max_handshake_size: config.max_handshake_size,
+            max_headers: MAX_HEADERS,
+            max_message_size: config.max_buffer_size,
+        };
+        let secs = Duration::from_secs;
+        EventLoop {
+            handshake_timers: TimerQueue::new(secs(config.handshake_timeout)),
+            idle_timers: TimerQueue::new(secs(config.ping_interval)),
+            pong_timers: TimerQueue::new(secs(config.ping_timeout)),
+            close_timers: TimerQueue::new(CLOSE_TIMEOUT),
+            // Room for handshakes in flight beyond the open-connection limit,
+            // so that a full server can still answer 503.
+            max_sockets: config
+                .max_connections
+                .saturating_add((config.max_connections / 8).max(64)),
+            config,
+            echo,
+            limits,
+            poll,
+            listener,
+            conns: Slab::new(),
+            router,
+            open: 0,
+            serial: 0,
+            now: Instant::now(),
+            delivered: 0,
+            epoch: Instant::now(),
+            dirty: Vec::new(),
+            resume: Vec::new(),
+            overflowed: Vec::new(),
+            scratch: Vec::new(),
+            text: String::new(),
+            accept_paused_until: None,
+            accept_exhausted: false,
+            shutdown_deadline: None,
+        }
+    }
+
+    /// The event handler (for `start` and `crash`, fired around the loop).
+    pub(crate) fn handler_mut(&mut self) -> &mut dyn crate::events::Handler {
+        self.router.handler_mut()
+    }
+
+    /// Runs turns until shutdown completes or polling fails.
+    pub(crate) fn run(
+        &mut self,
+        mut signals: Option<&mut Signals>,
+        stop: &AtomicBool,
+    ) -> Result<(), ServerError> {
+        let mut readbuf = vec![0; READ_BUF];
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.resume.is_empty() {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Io {
+                    context: "polling",
+                    error,
+                });
+            }
+            self.now = Instant::now();
+            self.delivered = 0;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => {
+                        if let Some(signals) = signals.as_deref_mut() {
+                            if signals.pending().next().is_some() {
+                                log::info!("signal received: shutting down");
+                                self.begin_shutdown();
+                            }
+                        }
+                    }
+                    WAKER => {
+                        if stop.load(Ordering::SeqCst) {
+                            self.begin_shutdown();
+                        }
+                    }
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            // A FIN or an error already signalled must be
+                            // read to the end: no new edge will come for it.
+                            let to_the_end = event.is_read_closed() || event.is_error();
+                            self.on_readable(key, &mut readbuf, to_the_end);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.resume) {
+                self.on_readable(key, &mut readbuf, true);
+            }
+            self.fire_timers();
+            self.flush_dirty();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    log::info!("shutdown complete");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     fn deliver(&mut self) -> (&mut Router, Deliver<'_>) {
         (
             &mut self.router,
@@ -530,18 +319,29 @@ impl Core {
         }
         loop {
             match self.listener.accept() {
-                Ok((socket, _addr)) => self.admit(socket),
+                Ok((socket, _addr)) => {
+                    self.accept_exhausted = false;
+                    self.admit(socket);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Out of descriptors (or kernel memory): keep serving the
                     // clients we have and try again shortly, rather than spin
                     // on a listener that stays readable.
-                    log::warn!(
+                    // Warn once per episode, not ten times a second.
+                    let level = if self.accept_exhausted {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
                         "accept failed ({e}) with {} connections; pausing accepts for {:?}",
                         self.conns.len(),
                         ACCEPT_BACKOFF
                     );
+                    self.accept_exhausted = true;
                     self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -880,12 +680,8 @@ impl Core {
                 self.config.max_send_buffer
             );
             // Finish a frame cut short, or the close frame would be garbage;
-            // a front chunk not yet started is queued data, and is discarded.
-            let mut last = if conn.outq.mid_frame() {
-                conn.outq.front_rest().to_vec()
-            } else {
-                Vec::new()
-            };
+            // every frame not yet started is queued data, and is discarded.
+            let mut last = conn.outq.rest_of_frame().to_vec();
             rakit_protocol::encode_close(
                 &mut last,
                 CloseCode::SEND_BUFFER_EXCEEDED,
@@ -1098,9 +894,10 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::Server;
     use rakit_protocol::{encode_masked, FrameHeader};
     use std::io::{Read, Write};
-    use std::net::TcpStream as StdStream;
+    use std::net::{SocketAddr, TcpStream as StdStream};
 
     fn client(addr: SocketAddr) -> (StdStream, Vec<u8>) {
         let mut s = StdStream::connect(addr).unwrap();

@@ -20,7 +20,8 @@ pub mod event_loop;
 pub mod events;
 pub mod logging;
 pub mod router;
+pub mod server;
 pub mod session;
 pub mod timers;
 
-pub use event_loop::{Bound, Server, ServerError, ShutdownHandle};
+pub use server::{Bound, Server, ServerError, ShutdownHandle};

@@ -137,7 +137,7 @@ impl Router {
         now: Instant,
         out: &mut impl Outbox,
     ) -> Result<(), Reject> {
-        let user = self.clients.get(&conn).and_then(|c| c.user.as_ref());
+        let user = self.clients.get(&conn).and_then(|c| c.user.as_deref());
         if !self.config.command_policy.allows(user) {
             return Err(Reject::new(
                 ErrorCode::Forbidden,
@@ -195,7 +195,7 @@ impl Router {
         if let Some(client) = self.forget(target) {
             out.close(target, DISCONNECT_CODE, DISCONNECT_REASON);
             self.handler
-                .disconnect(client.id.as_str(), client.user.as_ref());
+                .disconnect(client.id.as_str(), client.user.as_deref());
             self.presence_changed(now);
         }
     }

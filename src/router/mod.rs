@@ -92,7 +92,9 @@ pub const DISCONNECT_REASON: &str = "disconnected by server";
 #[derive(Debug)]
 pub(crate) struct Client {
     id: ClientId,
-    user: Option<User>,
+    /// Boxed: most clients of a big server are guests, and an inline
+    /// `User` would cost every idle client its 80 bytes.
+    user: Option<Box<User>>,
     /// Unix seconds, for presence.
     connected_at: u64,
     /// Its key in `Router::order`.
@@ -174,16 +176,16 @@ impl Router {
             conn,
             Client {
                 id,
-                user,
+                user: user.map(Box::new),
                 connected_at: connected_at_unix,
                 seq,
             },
         );
         if let Some(client) = self.clients.get(&conn) {
-            self.handler.connect(id.as_str(), client.user.as_ref());
+            self.handler.connect(id.as_str(), client.user.as_deref());
             let welcome = Outgoing::encode(&Out::Welcome {
                 client_id: id.as_str(),
-                user: client.user.as_ref().map(wire::PublicUser::from),
+                user: client.user.as_deref().map(wire::PublicUser::from),
             });
             if let Some(welcome) = welcome {
                 deliver(&self.clients, &mut *self.handler, &welcome, [conn], out);
@@ -199,7 +201,7 @@ impl Router {
     pub fn disconnect(&mut self, conn: ConnId, now: Instant, _out: &mut impl Outbox) {
         if let Some(client) = self.forget(conn) {
             self.handler
-                .disconnect(client.id.as_str(), client.user.as_ref());
+                .disconnect(client.id.as_str(), client.user.as_deref());
             self.presence_changed(now);
         }
     }
@@ -222,7 +224,7 @@ impl Router {
             return;
         };
         self.handler
-            .receive(client.id.as_str(), client.user.as_ref(), text);
+            .receive(client.id.as_str(), client.user.as_deref(), text);
         if let Err(reject) = self.route(conn, text, now, out) {
             self.send_error(conn, &reject, out);
         }
@@ -266,7 +268,7 @@ impl Router {
 
     /// The user of `conn`, if it is connected and not a guest.
     pub fn user(&self, conn: ConnId) -> Option<&User> {
-        self.clients.get(&conn).and_then(|c| c.user.as_ref())
+        self.clients.get(&conn).and_then(|c| c.user.as_deref())
     }
 
     /// The number of connected clients.
@@ -521,7 +523,7 @@ fn deliver(
     for conn in recipients {
         if let Some(client) = clients.get(&conn) {
             out.send(conn, &msg.frame);
-            handler.send(client.id.as_str(), client.user.as_ref(), &msg.json);
+            handler.send(client.id.as_str(), client.user.as_deref(), &msg.json);
         }
     }
 }

@@ -1,0 +1,251 @@
+//! The embeddable server: configuration in, a bound listener, and a
+//! blocking `run` on the calling thread (see [`Server`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Interest, Poll, Waker};
+
+use crate::config::Config;
+use crate::event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
+use crate::events::{Handler, LogHandler};
+use crate::router::{Router, RouterConfig};
+
+/// A fatal error: the server could not start or the loop failed.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// Setting up or polling failed.
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Why.
+        error: io::Error,
+    },
+    /// The loop itself panicked.
+    Panic(String),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Bind { addr, error } if error.kind() == io::ErrorKind::AddrInUse => {
+                write!(f, "cannot listen on {addr}: address already in use")
+            }
+            ServerError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            ServerError::Io { context, error } => write!(f, "{context}: {error}"),
+            ServerError::Panic(msg) => write!(f, "event loop panicked: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Builds a server: configuration, mode and event handler.
+///
+/// ```no_run
+/// use rakit::config::Config;
+/// use rakit::events::Handler;
+/// use rakit::session::User;
+/// use rakit::Server;
+///
+/// struct Audit;
+/// impl Handler for Audit {
+///     fn connect(&mut self, client_id: &str, user: Option<&User>) {
+///         println!("{client_id} joined as {:?}", user.map(|u| &u.name));
+///     }
+/// }
+///
+/// let config = Config { port: 0, ..Config::default() };
+/// let server = Server::new(config).handler(Audit).bind()?;
+/// println!("listening on {}", server.local_addr());
+/// let stop = server.shutdown_handle();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_secs(60));
+///     stop.shutdown();
+/// });
+/// server.run()?;
+/// # Ok::<(), rakit::ServerError>(())
+/// ```
+pub struct Server {
+    config: Config,
+    echo: bool,
+    signals: bool,
+    handler: Box<dyn Handler>,
+}
+
+impl Server {
+    /// A server with `config`, the logging handler, no signal handling.
+    pub fn new(config: Config) -> Server {
+        Server {
+            config,
+            echo: false,
+            signals: false,
+            handler: Box::new(LogHandler),
+        }
+    }
+
+    /// Echo mode (conformance testing): every message comes back unchanged.
+    pub fn echo(mut self, on: bool) -> Server {
+        self.echo = on;
+        self
+    }
+
+    /// Shut down gracefully on SIGINT and SIGTERM (the daemon does).
+    pub fn handle_signals(mut self, on: bool) -> Server {
+        self.signals = on;
+        self
+    }
+
+    /// The handler that receives the server's events.
+    pub fn handler(mut self, handler: impl Handler + 'static) -> Server {
+        self.handler = Box::new(handler);
+        self
+    }
+
+    /// Binds the listen address; the server runs when [`Bound::run`] is called.
+    pub fn bind(self) -> Result<Bound, ServerError> {
+        let addr_text = format!("{}:{}", self.config.host, self.config.port);
+        let std_listener =
+            std::net::TcpListener::bind(addr_text.as_str()).map_err(|error| ServerError::Bind {
+                addr: addr_text.clone(),
+                error,
+            })?;
+        let io_err = |context| move |error| ServerError::Io { context, error };
+        std_listener
+            .set_nonblocking(true)
+            .map_err(io_err("setting the listener non-blocking"))?;
+        let local_addr = std_listener
+            .local_addr()
+            .map_err(io_err("reading the listen address"))?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let poll = Poll::new().map_err(io_err("creating the poll"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("registering the listener"))?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("creating the waker"))?);
+        let signals = if self.signals {
+            let mut signals = signal_hook_mio::v1_0::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])
+            .map_err(io_err("installing signal handlers"))?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(io_err("registering signals"))?;
+            Some(signals)
+        } else {
+            None
+        };
+        let router = Router::new(
+            RouterConfig {
+                max_channels_per_client: self.config.max_channels_per_client,
+                presence: self.config.presence,
+                presence_interval: Duration::from_millis(self.config.presence_interval_ms),
+                presence_max_users: self.config.presence_max_users,
+                command_policy: self.config.command_policy,
+            },
+            self.handler,
+            random_seed(),
+        );
+        let event_loop = EventLoop::new(self.config, self.echo, poll, listener, router);
+        Ok(Bound {
+            event_loop,
+            local_addr,
+            signals,
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// Stops a running server from another thread, as SIGTERM would.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown: close 1001 to every client, exit the loop.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop: {e}");
+        }
+    }
+}
+
+/// A server bound to its address, ready to run.
+pub struct Bound {
+    event_loop: EventLoop,
+    local_addr: SocketAddr,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Bound {
+    /// The address the server listens on (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that shuts the server down from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            waker: Arc::clone(&self.waker),
+            stop: Arc::clone(&self.stop),
+        }
+    }
+
+    /// Runs until shutdown. A fatal error fires the handler's `crash` event
+    /// before it is returned.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        self.event_loop.handler_mut().start(self.local_addr);
+        let result = match catch_unwind(AssertUnwindSafe(|| {
+            self.event_loop.run(self.signals.as_mut(), &self.stop)
+        })) {
+            Ok(result) => result,
+            Err(panic) => Err(ServerError::Panic(panic_message(&*panic))),
+        };
+        if let Err(e) = &result {
+            self.event_loop.handler_mut().crash(e);
+        }
+        result
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// A seed for client ids: from the OS's randomness, via the standard
+/// library's randomly keyed hasher, mixed with the time.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
