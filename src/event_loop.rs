@@ -233,7 +233,7 @@ impl EventLoop {
             self.delivered = 0;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
+                    LISTENER => self.accept_all(&mut readbuf),
                     SIGNALS => {
                         if let Some(signals) = signals.as_deref_mut() {
                             if signals.pending().next().is_some() {
@@ -263,7 +263,7 @@ impl EventLoop {
             for key in std::mem::take(&mut self.resume) {
                 self.on_readable(key, &mut readbuf, true);
             }
-            self.fire_timers();
+            self.fire_timers(&mut readbuf);
             self.flush_dirty();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
@@ -313,7 +313,7 @@ impl EventLoop {
 
     // ---- accepting ----
 
-    fn accept_all(&mut self) {
+    fn accept_all(&mut self, readbuf: &mut [u8]) {
         if self.shutdown_deadline.is_some() || self.accept_paused_until.is_some() {
             return;
         }
@@ -321,7 +321,12 @@ impl EventLoop {
             match self.listener.accept() {
                 Ok((socket, _addr)) => {
                     self.accept_exhausted = false;
-                    self.admit(socket);
+                    if let Some(key) = self.admit(socket) {
+                        // A client writes its upgrade request as soon as it
+                        // is connected, so it is usually here already: read
+                        // it now rather than a poll turn later.
+                        self.on_readable(key, readbuf, false);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -351,12 +356,13 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, mut socket: TcpStream) {
+    /// Takes a new socket into the slab; its key, unless it was refused.
+    fn admit(&mut self, mut socket: TcpStream) -> Option<usize> {
         if self.conns.len() >= self.max_sockets {
             // Far past the limit even for handshakes in flight: no room to
             // answer 503, so drop the socket at once.
             log::debug!("refusing a socket: {} held", self.conns.len());
-            return;
+            return None;
         }
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("set_nodelay failed: {e}");
@@ -369,12 +375,13 @@ impl EventLoop {
             .register(&mut socket, Token(key), Interest::READABLE)
         {
             log::warn!("cannot register a socket: {e}");
-            return;
+            return None;
         }
         self.serial = self.serial.wrapping_add(1);
         let now = Stamp::new(self.epoch, self.now);
         entry.insert(Conn::new(socket, self.limits, self.serial, now));
         self.handshake_timers.arm(self.now, key, self.serial);
+        Some(key)
     }
 
     // ---- reading ----
@@ -762,7 +769,7 @@ impl EventLoop {
 
     // ---- timers ----
 
-    fn fire_timers(&mut self) {
+    fn fire_timers(&mut self, readbuf: &mut [u8]) {
         let now = Instant::now();
         self.now = now;
         while let Some(t) = self.handshake_timers.pop_due(now) {
@@ -826,7 +833,7 @@ impl EventLoop {
         }
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
-            self.accept_all();
+            self.accept_all(readbuf);
         }
         if self.router.poll_timeout().is_some_and(|t| t <= now) {
             let (router, mut out) = self.deliver();
