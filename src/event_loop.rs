@@ -648,14 +648,7 @@ impl EventLoop {
         };
         if conn.routed && !conn.proto.is_open() {
             conn.routed = false;
-            self.open -= 1;
-            if !self.echo {
-                let now = self.now;
-                let (router, mut out) = self.deliver();
-                // Disconnect hooks run user code too.
-                let _ = catch_unwind(AssertUnwindSafe(|| router.disconnect(key, now, &mut out)));
-                self.drop_overflowed();
-            }
+            self.left(key);
         }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -712,13 +705,20 @@ impl EventLoop {
             log::debug!("deregister failed: {e}");
         }
         if conn.routed {
-            self.open -= 1;
-            if !self.echo {
-                let now = self.now;
-                let (router, mut out) = self.deliver();
-                let _ = catch_unwind(AssertUnwindSafe(|| router.disconnect(key, now, &mut out)));
-                self.drop_overflowed();
-            }
+            self.left(key);
+        }
+    }
+
+    /// An open WebSocket connection left (closing, closed or gone): it no
+    /// longer counts against `max_connections`, and the router forgets it.
+    fn left(&mut self, key: usize) {
+        self.open -= 1;
+        if !self.echo {
+            let now = self.now;
+            let (router, mut out) = self.deliver();
+            // Disconnect hooks run user code too.
+            let _ = catch_unwind(AssertUnwindSafe(|| router.disconnect(key, now, &mut out)));
+            self.drop_overflowed();
         }
     }
 
