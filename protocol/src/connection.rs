@@ -26,6 +26,7 @@ use crate::handshake::{self, Decoder, Request};
 use crate::limits::Limits;
 use crate::mask::apply_mask;
 use crate::message::{Assembler, Kind};
+use crate::utf8::{self, Utf8Status};
 
 /// Where the connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,16 @@ pub struct Connection {
     limits: Limits,
     decoder: Decoder,
     message: Assembler,
+    partial: Partial,
+}
+
+/// How much of an incomplete text frame at the front of the input has
+/// already been unmasked in place and checked as UTF-8, so that invalid
+/// text fails as soon as its bytes arrive, not when its frame is whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Partial {
+    unmasked: u32,
+    validated: u32,
 }
 
 impl Connection {
@@ -106,6 +117,7 @@ impl Connection {
             limits,
             decoder: Decoder::default(),
             message: Assembler::default(),
+            partial: Partial::default(),
         }
     }
 
@@ -132,8 +144,9 @@ impl Connection {
         self.state == State::Open
     }
 
-    /// Handles the next item in `input` (all bytes received and not yet
-    /// consumed). Returns how many bytes were consumed and what happened;
+    /// Handles the next item in `input`: all bytes received and not yet
+    /// consumed, as the previous call left them (it may have unmasked part of
+    /// an incomplete frame in place, and remembers how much). Returns how many bytes were consumed and what happened;
     /// `(0, None)` means more bytes are needed. Call again with the rest
     /// until then. In `Closed` (or `AwaitingDecision`) nothing is consumed.
     pub fn read<'a>(
@@ -149,9 +162,10 @@ impl Connection {
                     state,
                     limits,
                     message,
+                    partial,
                     ..
                 } = self;
-                read_frame(state, limits, message, input, out).map_err(|e| {
+                read_frame(state, limits, message, partial, input, out).map_err(|e| {
                     // "_Fail the WebSocket Connection_": say why, then close.
                     if *state == State::Open {
                         encode_close(out, e.close_code(), e.reason());
@@ -234,6 +248,7 @@ fn read_frame<'a>(
     state: &mut State,
     limits: &Limits,
     message: &'a mut Assembler,
+    partial: &mut Partial,
     input: &'a mut [u8],
     out: &mut Vec<u8>,
 ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
@@ -263,13 +278,31 @@ fn read_frame<'a>(
     }
     // The check above bounds payload_len by max_message_size (or 125).
     let total = header_len + header.payload_len as usize;
+    let closing = *state == State::Closing;
     if input.len() < total {
+        // A text frame that starts a message is checked as it arrives: its
+        // bytes so far are unmasked in place (they stay in the caller's
+        // buffer, unconsumed) and validated, so invalid text fails on the
+        // bytes that break it (Autobahn 6.4.3, 6.4.4).
+        if header.opcode == OpCode::Text && !message.in_progress() && !closing {
+            let arrived = &mut input[header_len..];
+            let from = partial.unmasked as usize;
+            let len = arrived.len();
+            if let (Some(fresh), Ok(upto)) = (arrived.get_mut(from..), u32::try_from(len)) {
+                apply_mask(fresh, key, from);
+                partial.unmasked = upto;
+                match utf8::validate(arrived, partial.validated as usize, false) {
+                    Utf8Status::Valid { pending } => partial.validated = upto - pending as u32,
+                    Utf8Status::Invalid => return Err(ProtocolError::InvalidUtf8),
+                }
+            }
+        }
         return Ok((0, None));
     }
     let payload = &mut input[header_len..total];
-    apply_mask(payload, key, 0);
+    let done = (std::mem::take(partial).unmasked as usize).min(payload.len());
+    apply_mask(&mut payload[done..], key, done);
     let payload: &'a [u8] = payload;
-    let closing = *state == State::Closing;
 
     let event = match (header.opcode, message.in_progress()) {
         // "A fragmented message consists of a single frame with the FIN
@@ -282,7 +315,7 @@ fn read_frame<'a>(
         // After our close frame, data is read and dropped (1.4).
         (OpCode::Text | OpCode::Binary | OpCode::Continuation, _) if closing => None,
         (OpCode::Text, false) if header.fin => Some(Event::Text(
-            crate::utf8::whole(payload).ok_or(ProtocolError::InvalidUtf8)?,
+            utf8::whole(payload).ok_or(ProtocolError::InvalidUtf8)?,
         )),
         (OpCode::Binary, false) if header.fin => Some(Event::Binary(payload)),
         (OpCode::Text, false) => {
@@ -298,7 +331,7 @@ fn read_frame<'a>(
             Some((Kind::Binary, data)) => Some(Event::Binary(data)),
             // Validated fragment by fragment; checked once more whole.
             Some((Kind::Text, data)) => Some(Event::Text(
-                crate::utf8::whole(data).ok_or(ProtocolError::InvalidUtf8)?,
+                utf8::whole(data).ok_or(ProtocolError::InvalidUtf8)?,
             )),
         },
         // "Control frames MAY be injected in the middle of a fragmented

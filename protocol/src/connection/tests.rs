@@ -380,3 +380,62 @@ fn small_state() {
         std::mem::size_of::<Connection>()
     );
 }
+
+/// Feeds `input` the way the daemon does: `piece` bytes at a time appended
+/// to one buffer that keeps the unconsumed bytes as `read` left them.
+fn drive_in_pieces(
+    conn: &mut Connection,
+    input: &[u8],
+    piece: usize,
+) -> (Vec<Seen>, Option<Error>, usize) {
+    let mut buf = Vec::new();
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (i, chunk) in input.chunks(piece).enumerate() {
+        buf.extend_from_slice(chunk);
+        loop {
+            match conn.read(&mut buf, &mut out) {
+                Ok((0, None)) => break,
+                Ok((n, ev)) => {
+                    if let Some(Event::Text(t)) = ev {
+                        seen.push(Seen::Text(t.to_owned()));
+                    }
+                    buf.drain(..n);
+                }
+                Err(e) => return (seen, Some(e), i),
+            }
+        }
+    }
+    (seen, None, input.len().div_ceil(piece))
+}
+
+#[test]
+fn text_arriving_in_pieces_is_unmasked_once() {
+    let text: String = "κόσμε 𝄞 hello ".repeat(20);
+    let mut input = frame(true, OpCode::Text, text.as_bytes());
+    input.extend(frame(true, OpCode::Binary, b"bin"));
+    input.extend(frame(true, OpCode::Text, b"tail"));
+    for piece in [1, 2, 3, 5, 7, 64, 1000] {
+        let mut conn = Connection::open(limits());
+        let (seen, err, _) = drive_in_pieces(&mut conn, &input, piece);
+        assert_eq!(err, None, "piece {piece}");
+        assert_eq!(
+            seen,
+            vec![Seen::Text(text.clone()), Seen::Text("tail".into())],
+            "piece {piece}"
+        );
+    }
+}
+
+#[test]
+fn invalid_text_fails_before_its_frame_is_whole() {
+    let mut payload = vec![b'a'; 500];
+    payload[100] = 0xff;
+    let input = frame(true, OpCode::Text, &payload);
+    let mut conn = Connection::open(limits());
+    let (_, err, piece_index) = drive_in_pieces(&mut conn, &input, 50);
+    assert_eq!(err, Some(Error::Protocol(ProtocolError::InvalidUtf8)));
+    // The frame has 8 header bytes: byte 100 of the payload is in piece 2.
+    assert_eq!(piece_index, 2, "failed on the piece with the bad byte");
+    assert_eq!(conn.state(), State::Closed);
+}
