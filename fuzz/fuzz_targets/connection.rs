@@ -97,10 +97,13 @@ fn expected_frame(buf: &[u8]) -> Option<Expected> {
 
 /// The daemon's read loop over one buffer of unconsumed bytes. Returns the
 /// events seen; checks every invariant of one call. `frag` mirrors the
-/// message being reassembled.
+/// message being reassembled. `pristine` holds the same bytes as `buf` as
+/// they arrived: the connection may unmask an incomplete frame in place in
+/// `buf`, so the expected payloads are computed from the copy.
 fn pump(
     conn: &mut Connection,
     buf: &mut Vec<u8>,
+    pristine: &mut Vec<u8>,
     out: &mut Vec<u8>,
     frag: &mut Option<(bool, Vec<u8>)>,
     seen: &mut Vec<Seen>,
@@ -109,7 +112,7 @@ fn pump(
         let before = conn.state();
         let out_before = out.len();
         let len = buf.len();
-        let expected = expected_frame(buf);
+        let expected = expected_frame(pristine);
         let result = conn.read(&mut buf[..], out).map(|(n, ev)| (n, ev.map(own)));
         let after = conn.state();
         let written = &out[out_before..];
@@ -224,6 +227,7 @@ fn pump(
                     seen.push(ev);
                 }
                 buf.drain(..n);
+                pristine.drain(..n);
             }
             Err(err) => {
                 assert_eq!(after, State::Closed, "{err}");
@@ -256,6 +260,7 @@ fn raw(data: &[u8]) {
     let sizes = [head[2], head[3], head[4], head[5]];
     let mut conn = Connection::open(limits());
     let mut buf = Vec::new();
+    let mut pristine = Vec::new();
     let mut out = Vec::new();
     let mut frag = None;
     let mut seen = Vec::new();
@@ -267,8 +272,18 @@ fn raw(data: &[u8]) {
         };
         piece += 1;
         buf.extend_from_slice(&rest[..n]);
+        pristine.extend_from_slice(&rest[..n]);
         rest = &rest[n..];
-        if pump(&mut conn, &mut buf, &mut out, &mut frag, &mut seen).is_some() {
+        if pump(
+            &mut conn,
+            &mut buf,
+            &mut pristine,
+            &mut out,
+            &mut frag,
+            &mut seen,
+        )
+        .is_some()
+        {
             return;
         }
         if conn.state() == State::Closed {
@@ -426,6 +441,7 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
     // Feed in random-sized pieces.
     let mut conn = Connection::open(limits());
     let mut buf = Vec::new();
+    let mut pristine = Vec::new();
     let mut out = Vec::new();
     let mut frag = None;
     let mut seen = Vec::new();
@@ -437,8 +453,16 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
             u.int_in_range(1..=rest.len().min(300))?
         };
         buf.extend_from_slice(&rest[..n]);
+        pristine.extend_from_slice(&rest[..n]);
         rest = &rest[n..];
-        if let Some(err) = pump(&mut conn, &mut buf, &mut out, &mut frag, &mut seen) {
+        if let Some(err) = pump(
+            &mut conn,
+            &mut buf,
+            &mut pristine,
+            &mut out,
+            &mut frag,
+            &mut seen,
+        ) {
             panic!("valid input failed: {err}\n{messages:?}");
         }
     }
