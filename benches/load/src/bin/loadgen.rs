@@ -119,15 +119,7 @@ fn setup(
     let deadline = Instant::now() + SETUP_TIMEOUT;
     while ready_count < n {
         while clients.len() - base < n && clients.len() - base - ready_count < SETUP_INFLIGHT {
-            let i = clients.len();
-            let mut cl = WsClient::connect(c.addr, i as u32)?;
-            poll.registry().register(
-                &mut cl.stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            cl.flush()?;
-            clients.push(cl);
+            clients.push(open_client(poll, c.addr, clients.len())?);
         }
         if Instant::now() > deadline {
             return Err(io::Error::other(format!(
@@ -480,15 +472,7 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
     let mut handshakes_done = t0;
     while opened + failed < conns {
         while clients.len() < conns && clients.len() - opened - failed < inflight {
-            let i = clients.len();
-            let mut cl = WsClient::connect(c.addr, i as u32)?;
-            poll.registry().register(
-                &mut cl.stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            cl.flush()?;
-            clients.push(cl);
+            clients.push(open_client(&poll, c.addr, clients.len())?);
         }
         if Instant::now() > deadline {
             break;
@@ -563,4 +547,16 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
         (rss1 as f64 - rss0 as f64) * 1024.0 / opened.max(1) as f64,
         u8::from(valid),
     ))
+}
+
+/// Connects client `i`, registers it under `Token(i)` and sends its upgrade request.
+fn open_client(poll: &Poll, addr: SocketAddr, i: usize) -> io::Result<WsClient> {
+    let mut cl = WsClient::connect(addr, i as u32)?;
+    poll.registry().register(
+        &mut cl.stream,
+        Token(i),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    cl.flush()?;
+    Ok(cl)
 }
