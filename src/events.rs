@@ -23,6 +23,13 @@ pub trait Handler {
     fn receive(&mut self, _client_id: &str, _user: Option<&User>, _message: &str) {}
     /// A message was queued for a client (the JSON text of the frame).
     fn send(&mut self, _client_id: &str, _user: Option<&User>, _message: &str) {}
+    /// Whether to call [`Handler::send`] at all. A fan-out calls it once per
+    /// recipient; a handler that does nothing with it (or logs it at a level
+    /// that is off) returns false and spares that work. Asked once per
+    /// message.
+    fn observes_send(&self) -> bool {
+        true
+    }
     /// The event loop failed fatally; the process exits non-zero after this.
     fn crash(&mut self, _error: &dyn std::error::Error) {}
 }
@@ -50,6 +57,9 @@ impl Handler for LogHandler {
     }
     fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
         log::debug!("send: {client_id} ({}): {message}", who(user));
+    }
+    fn observes_send(&self) -> bool {
+        log::log_enabled!(log::Level::Debug)
     }
     fn crash(&mut self, error: &dyn std::error::Error) {
         log::error!("crash: {error}");

@@ -14,6 +14,7 @@
 //! copies.
 
 mod channels;
+mod clients;
 mod command;
 mod ids;
 mod presence;
@@ -33,6 +34,7 @@ use serde_json::value::RawValue;
 pub use self::command::CommandPolicy;
 
 use self::channels::{Channels, TooManyChannels};
+use self::clients::Clients;
 use self::ids::{ClientId, IdGenerator};
 use self::presence::{PresenceUsers, Throttle};
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
@@ -106,9 +108,8 @@ pub struct Router {
     config: RouterConfig,
     handler: Box<dyn Handler>,
     ids: IdGenerator,
-    /// Live clients by connection. A map rather than a `Vec` indexed by
-    /// `ConnId`, so no key the loop hands in can make it grow or panic.
-    clients: HashMap<ConnId, Client>,
+    /// Live clients by connection.
+    clients: Clients,
     /// Live clients by id, for private messages and the disconnect command.
     by_id: HashMap<ClientId, ConnId>,
     /// Connection order (a sequence number per connect), for broadcasts and
@@ -138,7 +139,7 @@ impl Router {
             config,
             handler,
             ids: IdGenerator::new(seed),
-            clients: HashMap::new(),
+            clients: Clients::default(),
             by_id: HashMap::new(),
             order: BTreeMap::new(),
             next_seq: 0,
@@ -514,16 +515,19 @@ impl Router {
 /// `Handler::send` for it. A free function so that callers can iterate the
 /// router's tables while the handler is borrowed mutably.
 fn deliver(
-    clients: &HashMap<ConnId, Client>,
+    clients: &Clients,
     handler: &mut dyn Handler,
     msg: &Outgoing,
     recipients: impl IntoIterator<Item = ConnId>,
     out: &mut impl Outbox,
 ) {
+    let observed = handler.observes_send();
     for conn in recipients {
         if let Some(client) = clients.get(&conn) {
             out.send(conn, &msg.frame);
-            handler.send(client.id.as_str(), client.user.as_deref(), &msg.json);
+            if observed {
+                handler.send(client.id.as_str(), client.user.as_deref(), &msg.json);
+            }
         }
     }
 }

@@ -14,11 +14,12 @@
 //! The `presence` command sends at once and returns to `Idle`. Time is a
 //! parameter, never read from a clock, so tests drive it with made-up instants.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+use super::clients::Clients;
 use super::{Client, ConnId};
 
 /// The throttle's state.
@@ -91,14 +92,14 @@ impl Throttle {
 /// The `users` array of a presence message, serialised straight from the
 /// router's tables (no intermediate `Vec`), in connection order.
 pub(crate) struct PresenceUsers<'a> {
-    clients: &'a HashMap<ConnId, Client>,
+    clients: &'a Clients,
     /// Connection order; empty when the list is truncated.
     order: Option<&'a BTreeMap<u64, ConnId>>,
 }
 
 impl<'a> PresenceUsers<'a> {
     pub(crate) fn new(
-        clients: &'a HashMap<ConnId, Client>,
+        clients: &'a Clients,
         order: &'a BTreeMap<u64, ConnId>,
         truncated: bool,
     ) -> PresenceUsers<'a> {

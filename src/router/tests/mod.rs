@@ -211,3 +211,33 @@ fn assert_error_shape(msg: &Value) {
     assert!(msg["code"].is_string());
     assert!(!msg["message"].as_str().expect("a text").is_empty());
 }
+
+/// A handler that says it does not observe `send`.
+struct Deaf(Rc<RefCell<usize>>);
+
+impl Handler for Deaf {
+    fn send(&mut self, _: &str, _: Option<&User>, _: &str) {
+        *self.0.borrow_mut() += 1;
+    }
+    fn observes_send(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn send_is_not_called_for_a_handler_that_does_not_observe_it() {
+    let calls = Rc::new(RefCell::new(0));
+    let mut router = Router::new(
+        RouterConfig::default(),
+        Box::new(Deaf(Rc::clone(&calls))),
+        1,
+    );
+    let mut out = MockOut::default();
+    let now = Instant::now();
+    router.connect(1, None, 0, now, &mut out);
+    router.connect(2, None, 0, now, &mut out);
+    router.handle_text(1, r#"{"message":"hi"}"#, now, &mut out);
+    // Welcomes and the broadcast were all delivered, and none reported.
+    assert_eq!(out.sent.len(), 2 + 2);
+    assert_eq!(*calls.borrow(), 0);
+}
