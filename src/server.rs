@@ -214,8 +214,10 @@ impl Bound {
     /// Runs until shutdown. A fatal error fires the handler's `crash` event
     /// before it is returned.
     pub fn run(mut self) -> Result<(), ServerError> {
-        self.event_loop.handler_mut().start(self.local_addr);
+        // A panic in `start` (user code) or in the loop itself is fatal:
+        // there is no one client to blame and close.
         let result = match catch_unwind(AssertUnwindSafe(|| {
+            self.event_loop.handler_mut().start(self.local_addr);
             self.event_loop.run(self.signals.as_mut(), &self.stop)
         })) {
             Ok(result) => result,

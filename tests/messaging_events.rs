@@ -296,3 +296,41 @@ fn refused_handshakes_fire_no_event() {
     );
     server.shutdown(vec![ws]);
 }
+
+/// Panics when the server starts; records crashes.
+struct FailsToStart(Log);
+
+impl Handler for FailsToStart {
+    fn start(&mut self, _addr: SocketAddr) {
+        panic!("cannot start today");
+    }
+    fn crash(&mut self, error: &dyn std::error::Error) {
+        self.0.lock().unwrap().push(Ev::Crash(error.to_string()));
+    }
+}
+
+#[test]
+fn a_fatal_failure_fires_crash_once_and_run_returns_the_error() {
+    let log = Log::default();
+    let handler_log = Arc::clone(&log);
+    let result = std::thread::spawn(move || {
+        let config = Config {
+            port: 0,
+            ..Config::default()
+        };
+        Server::new(config)
+            .handler(FailsToStart(handler_log))
+            .bind()?
+            .run()
+    })
+    .join()
+    .expect("run() returns; the panic does not escape");
+    let err = result.expect_err("a fatal failure is an error");
+    assert!(matches!(err, ServerError::Panic(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot start today"), "{err}");
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![Ev::Crash(err.to_string())],
+        "crash fires once, with the error"
+    );
+}
