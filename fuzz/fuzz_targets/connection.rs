@@ -252,18 +252,52 @@ fn pump(
     }
 }
 
+/// One connection fed the way the daemon feeds it, with the bytes as
+/// they arrived kept beside the buffer the connection may rewrite.
+struct Feed {
+    conn: Connection,
+    buf: Vec<u8>,
+    pristine: Vec<u8>,
+    out: Vec<u8>,
+    frag: Option<(bool, Vec<u8>)>,
+    seen: Vec<Seen>,
+}
+
+impl Feed {
+    fn new() -> Feed {
+        Feed {
+            conn: Connection::open(limits()),
+            buf: Vec::new(),
+            pristine: Vec::new(),
+            out: Vec::new(),
+            frag: None,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Appends newly arrived bytes and reads all it can; the error that
+    /// ended the connection, if any.
+    fn push(&mut self, bytes: &[u8]) -> Option<Error> {
+        self.buf.extend_from_slice(bytes);
+        self.pristine.extend_from_slice(bytes);
+        pump(
+            &mut self.conn,
+            &mut self.buf,
+            &mut self.pristine,
+            &mut self.out,
+            &mut self.frag,
+            &mut self.seen,
+        )
+    }
+}
+
 fn raw(data: &[u8]) {
     let Some((head, mut rest)) = data.split_first_chunk::<6>() else {
         return;
     };
     let close_after = head[1] as usize;
     let sizes = [head[2], head[3], head[4], head[5]];
-    let mut conn = Connection::open(limits());
-    let mut buf = Vec::new();
-    let mut pristine = Vec::new();
-    let mut out = Vec::new();
-    let mut frag = None;
-    let mut seen = Vec::new();
+    let mut feed = Feed::new();
     let mut piece = 0;
     while !rest.is_empty() {
         let n = match sizes[piece % 4] {
@@ -271,21 +305,12 @@ fn raw(data: &[u8]) {
             n => (n as usize).min(rest.len()),
         };
         piece += 1;
-        buf.extend_from_slice(&rest[..n]);
-        pristine.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
-        if pump(
-            &mut conn,
-            &mut buf,
-            &mut pristine,
-            &mut out,
-            &mut frag,
-            &mut seen,
-        )
-        .is_some()
-        {
+        let (now, later) = rest.split_at(n);
+        rest = later;
+        if feed.push(now).is_some() {
             return;
         }
+        let Feed { conn, buf, out, .. } = &mut feed;
         if conn.state() == State::Closed {
             // Whatever follows the peer's close is never consumed.
             let mut more = Vec::new();
@@ -297,12 +322,12 @@ fn raw(data: &[u8]) {
         if piece == close_after {
             let was_open = conn.state() == State::Open;
             let start = out.len();
-            assert_eq!(conn.close(1000, "bye", &mut out), was_open);
+            assert_eq!(conn.close(1000, "bye", out), was_open);
             assert_eq!(conn.state(), State::Closing);
             if was_open {
                 assert_eq!(close_frame_code(&out[start..]), Some(1000));
             }
-            assert!(!conn.close(1001, "", &mut out));
+            assert!(!conn.close(1001, "", out));
         }
     }
 }
@@ -439,12 +464,7 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
     }
 
     // Feed in random-sized pieces.
-    let mut conn = Connection::open(limits());
-    let mut buf = Vec::new();
-    let mut pristine = Vec::new();
-    let mut out = Vec::new();
-    let mut frag = None;
-    let mut seen = Vec::new();
+    let mut feed = Feed::new();
     let mut rest = &wire[..];
     while !rest.is_empty() {
         let n = if u.is_empty() {
@@ -452,20 +472,19 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
         } else {
             u.int_in_range(1..=rest.len().min(300))?
         };
-        buf.extend_from_slice(&rest[..n]);
-        pristine.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
-        if let Some(err) = pump(
-            &mut conn,
-            &mut buf,
-            &mut pristine,
-            &mut out,
-            &mut frag,
-            &mut seen,
-        ) {
+        let (now, later) = rest.split_at(n);
+        rest = later;
+        if let Some(err) = feed.push(now) {
             panic!("valid input failed: {err}\n{messages:?}");
         }
     }
+    let Feed {
+        conn,
+        buf,
+        out,
+        seen,
+        ..
+    } = feed;
     assert_eq!(seen, want);
     assert_eq!(out, pongs);
     let state = if close.is_some() {

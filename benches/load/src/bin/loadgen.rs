@@ -485,13 +485,8 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
             }
             let cl = &mut clients[i];
             let was_open = cl.open;
-            let mut fail = cl.flush().is_err();
-            if !fail && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
-                match cl.read_ready(&mut scratch, &mut || {}, &mut |_| {}) {
-                    Ok(ReadState::Blocked) => {}
-                    Ok(ReadState::Closed) | Err(_) => fail = true,
-                }
-            }
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            let fail = !service_idle(cl, readable, &mut scratch);
             if !was_open && cl.open {
                 opened += 1;
                 if opened == conns {
@@ -520,13 +515,7 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
                 continue;
             }
             let cl = &mut clients[i];
-            let mut fail = cl.flush().is_err();
-            if !fail {
-                match cl.read_ready(&mut scratch, &mut || {}, &mut |_| {}) {
-                    Ok(ReadState::Blocked) => {}
-                    Ok(ReadState::Closed) | Err(_) => fail = true,
-                }
-            }
+            let fail = !service_idle(cl, true, &mut scratch);
             if fail {
                 dead[i] = true;
                 closed += 1;
@@ -559,4 +548,17 @@ fn open_client(poll: &Poll, addr: SocketAddr, i: usize) -> io::Result<WsClient> 
     )?;
     cl.flush()?;
     Ok(cl)
+}
+
+/// One readiness event for an idle client: flush what it owes, read (and
+/// ignore) what came. False once the connection failed or closed.
+fn service_idle(cl: &mut WsClient, readable: bool, scratch: &mut [u8]) -> bool {
+    if cl.flush().is_err() {
+        return false;
+    }
+    !readable
+        || matches!(
+            cl.read_ready(scratch, &mut || {}, &mut |_| {}),
+            Ok(ReadState::Blocked)
+        )
 }
