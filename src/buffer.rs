@@ -17,6 +17,10 @@ use rakit_protocol::{encode_frame, FrameHeader, OpCode};
 /// writes cost fewer syscalls, segments and wake-ups of the reader.
 pub const MAX_IOVECS: usize = 1024;
 
+/// Small writes share an owned chunk until it holds this many bytes; then a
+/// new one starts, so memory is given back as the front chunks are written.
+const OWNED_CHUNK: usize = 16 * 1024;
+
 #[derive(Debug)]
 enum Chunk {
     Shared(Rc<[u8]>),
@@ -156,10 +160,20 @@ impl SendQueue {
 }
 
 impl Inner {
+    /// The owned chunk that small writes are appended to, started afresh
+    /// when the last chunk is shared, is the front chunk already partly
+    /// written, or is full. Appending to a chunk being written would keep
+    /// every byte ever queued alive for as long as the queue never drains
+    /// (chunks are freed whole), and a steadily lagging reader would grow
+    /// it without bound.
     fn tail(&mut self) -> &mut Vec<u8> {
-        // A tail still being written is never appended to: the write offset
-        // refers to it, but appending is safe, since bytes go only at its end.
-        if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
+        let reusable = match self.chunks.back() {
+            Some(Chunk::Owned(v)) => {
+                v.len() < OWNED_CHUNK && !(self.chunks.len() == 1 && self.offset > 0)
+            }
+            _ => false,
+        };
+        if !reusable {
             self.chunks.push_back(Chunk::Owned(Vec::new()));
         }
         match self.chunks.back_mut() {
@@ -329,5 +343,37 @@ mod tests {
         q.clear();
         assert!(q.is_empty());
         assert_eq!(q.rest_of_frame(), b"");
+    }
+
+    /// A reader that always lags: every flush leaves part of the front
+    /// chunk unwritten while new bytes keep coming. The memory held must
+    /// track what is queued, not what was ever written.
+    #[test]
+    fn a_queue_that_never_drains_does_not_keep_written_bytes() {
+        let mut q = SendQueue::default();
+        let mut sink = Sink {
+            got: Vec::new(),
+            per_call: 102,
+            calls_left: 0,
+        };
+        // A fixed lag of 51 bytes: each turn queues a 102-byte frame and the
+        // socket takes 102 bytes, so the front chunk is always mid-write.
+        q.push_bytes(&[1; 51]);
+        for _ in 0..100_000 {
+            q.push_frame(OpCode::Pong, &[7; 100]);
+            sink.calls_left = 1;
+            assert!(!q.flush(&mut sink).unwrap());
+            sink.got.clear();
+        }
+        let held: usize = q
+            .inner
+            .as_ref()
+            .map_or(0, |i| i.chunks.iter().map(|c| c.bytes().len()).sum());
+        assert!(q.len() < 1024, "queued {}", q.len());
+        assert!(
+            held <= q.len() + 2 * OWNED_CHUNK,
+            "{held} bytes held for {} queued",
+            q.len()
+        );
     }
 }

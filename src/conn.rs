@@ -14,16 +14,44 @@ use rakit_protocol::{Connection, Limits};
 
 use crate::buffer::SendQueue;
 
-/// What the loop does with the socket, beside the protocol's state.
+/// Where a connection is in its life, as the loop sees it. Every
+/// transition goes through the loop's lifecycle code, which arms the
+/// state's timer on entry and releases the slot, the descriptor and the
+/// router entry in one place when the connection is gone.
+///
+/// ```text
+///  Handshaking --101--> Open --close frame sent or received, protocol error,
+///      |                  |    end of file, shutdown--> Closing --all written,
+///      | refusal, /health |                               |     peer's close seen-->
+///      +------------------+------------------------------>+        Draining --EOF--> gone
+///                                                          (the close timer, armed once on
+///                                                           entering Closing, ends both: 2 s)
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Reading and writing per the protocol state.
-    Active,
+pub enum Life {
+    /// Reading the upgrade request (the handshake timer runs).
+    Handshaking,
+    /// An open WebSocket: known to the router, counted against
+    /// `max_connections`, pinged when silent.
+    Open,
+    /// Finishing: output (a close frame, a refusal, the last replies) is
+    /// written; input is read only while the peer's close frame is still
+    /// due, and dropped otherwise. The close timer runs.
+    /// Once the peer has sent FIN ([`Conn::eof`]) nothing more is read, and
+    /// the socket is closed as soon as the output is written.
+    Closing,
     /// Everything is written and our side is shut down; input is read and
-    /// dropped until the peer closes (or a timer gives up), so that unread
-    /// bytes do not turn our close into a reset that could destroy the last
-    /// response before the peer reads it.
+    /// dropped until the peer closes, so that unread bytes do not turn our
+    /// close into a reset that could destroy the last frame before the peer
+    /// reads it. The close timer armed on entering Closing still runs.
     Draining,
+}
+
+impl Life {
+    /// Is it an open WebSocket (known to the router)?
+    pub fn is_open(self) -> bool {
+        self == Life::Open
+    }
 }
 
 /// One client.
@@ -33,7 +61,8 @@ pub struct Conn {
     pub socket: TcpStream,
     /// RFC 6455 state (handshake, frames, fragments, close).
     pub proto: Connection,
-    /// Bytes received but not yet consumed (a partial frame or request).
+    /// Bytes received but not yet consumed (a partial frame or request, or
+    /// whole frames left when the turn's delivery budget ran out).
     pub inbuf: InBuf,
     /// Bytes waiting for the socket.
     pub outq: SendQueue,
@@ -41,13 +70,18 @@ pub struct Conn {
     pub serial: u32,
     /// When bytes last arrived.
     pub last_rx: Stamp,
+    /// Where it is in its life.
+    pub life: Life,
     /// The server pinged it for silence and it has not answered yet (the
     /// ping went out `ping_timeout` before its pong timer's deadline).
     pub ping_pending: bool,
-    /// Socket handling beside the protocol state.
-    pub phase: Phase,
-    /// Counted as an open WebSocket connection (and known to the router).
-    pub routed: bool,
+    /// `inbuf` may hold whole frames not yet processed (the turn's delivery
+    /// budget ran out): the socket is not read until they are, so a
+    /// publisher faster than its recipients meets TCP back-pressure.
+    pub backlog: bool,
+    /// The peer sent FIN: nothing more is read from the socket; what was
+    /// read is still processed and every reply due is still written.
+    pub eof: bool,
     /// `WRITABLE` interest is registered (only while output waits).
     pub writable: bool,
     /// Queued in the loop's list of connections to flush this turn.
@@ -66,15 +100,19 @@ impl Conn {
             outq: SendQueue::default(),
             serial,
             last_rx: now,
+            life: Life::Handshaking,
             ping_pending: false,
-            phase: Phase::Active,
-            routed: false,
+            backlog: false,
+            eof: false,
             writable: false,
             dirty: false,
             overflowed: false,
         }
     }
 }
+
+/// Spare capacity an input buffer may keep beyond twice its contents.
+const SLACK: usize = 1024;
 
 /// A connection's unconsumed input: usually none, so one pointer in the
 /// slab entry rather than a `Vec`'s three words.
@@ -94,9 +132,28 @@ impl InBuf {
         self.0.take().map(|b| *b).unwrap_or_default()
     }
 
-    /// Puts back what is left unconsumed (nothing is kept for an empty rest).
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// Puts back what is left unconsumed (nothing is kept for an empty
+    /// rest). A buffer whose capacity is far beyond its contents is
+    /// replaced by an exact copy: a connection holding a few bytes of a
+    /// partial frame must not pin the memory of the read that brought them.
     pub fn put(&mut self, rest: Vec<u8>) {
-        self.0 = (!rest.is_empty()).then(|| Box::new(rest));
+        if rest.is_empty() {
+            self.0 = None;
+        } else if rest.capacity() > 2 * rest.len() + SLACK {
+            self.0 = Some(Box::new(rest.as_slice().to_vec()));
+        } else {
+            self.0 = Some(Box::new(rest));
+        }
+    }
+
+    /// Keeps a copy of `bytes` as the unconsumed input.
+    pub fn put_copy(&mut self, bytes: &[u8]) {
+        self.0 = (!bytes.is_empty()).then(|| Box::new(bytes.to_vec()));
     }
 
     /// Appends bytes.

@@ -16,6 +16,7 @@ pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod logging;

@@ -1,0 +1,190 @@
+//! Output: the router's [`Outbox`], flushing, and dropping slow clients.
+
+use std::io::Write;
+use std::time::Duration;
+
+use mio::{Interest, Token};
+use rakit_protocol::CloseCode;
+use slab::Slab;
+
+use super::EventLoop;
+use crate::conn::Conn;
+use crate::router::{ConnId, Frame, Outbox, Router};
+
+/// Queues router output on connections (the router's view of the loop).
+pub(super) struct Deliver<'a> {
+    conns: &'a mut Slab<Conn>,
+    dirty: &'a mut Vec<usize>,
+    overflowed: &'a mut Vec<usize>,
+    closed: &'a mut Vec<usize>,
+    scratch: &'a mut Vec<u8>,
+    max_send_buffer: usize,
+    delivered: &'a mut usize,
+}
+
+pub(super) fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(key);
+    }
+}
+
+impl Outbox for Deliver<'_> {
+    fn send(&mut self, key: ConnId, frame: &Frame) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.proto.is_open() || conn.overflowed {
+            return;
+        }
+        conn.outq.push_shared(frame);
+        *self.delivered += 1;
+        mark_dirty(conn, key, self.dirty);
+        if conn.outq.len() > self.max_send_buffer {
+            conn.overflowed = true;
+            self.overflowed.push(key);
+        }
+    }
+
+    fn close(&mut self, key: ConnId, code: u16, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.scratch.clear();
+        if conn.proto.close(code, reason, self.scratch) {
+            conn.outq.push_bytes(self.scratch);
+            mark_dirty(conn, key, self.dirty);
+            // Its life catches up once the router has returned.
+            self.closed.push(key);
+        }
+    }
+}
+
+impl EventLoop {
+    /// The router and an outbox over the connections, for one router call;
+    /// [`EventLoop::after_router`] must follow it.
+    pub(super) fn deliver(&mut self) -> (&mut Router, Deliver<'_>) {
+        (
+            &mut self.router,
+            Deliver {
+                conns: &mut self.conns,
+                dirty: &mut self.dirty,
+                overflowed: &mut self.overflowed,
+                closed: &mut self.closed,
+                scratch: &mut self.scratch,
+                max_send_buffer: self.config.max_send_buffer,
+                delivered: &mut self.delivered,
+            },
+        )
+    }
+
+    /// What a router call left to do: drop the clients whose queue
+    /// overflowed, and move the ones it closed to Closing. Either can call
+    /// the router again (a client leaving), which can leave more to do.
+    pub(super) fn after_router(&mut self) {
+        loop {
+            if let Some(key) = self.overflowed.pop() {
+                self.drop_slow(key);
+            } else if let Some(key) = self.closed.pop() {
+                self.settle(key);
+            } else {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            mark_dirty(conn, key, &mut self.dirty);
+        }
+    }
+
+    /// Drops a client whose send queue passed `max_send_buffer`: a 4008
+    /// close frame if the socket takes it at once, queued data discarded,
+    /// and a reset (SO_LINGER 0) so the kernel does not keep pushing it.
+    fn drop_slow(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        log::info!(
+            "connection {key}: {} bytes queued (max_send_buffer {}); dropping it",
+            conn.outq.len(),
+            self.config.max_send_buffer
+        );
+        // Finish a frame cut short, or the close frame would be garbage;
+        // every frame not yet started is queued data, and is discarded.
+        let mut last = conn.outq.rest_of_frame().to_vec();
+        rakit_protocol::encode_close(
+            &mut last,
+            CloseCode::SEND_BUFFER_EXCEEDED,
+            "send buffer exceeded",
+        );
+        let _ = conn.socket.write(&last);
+        conn.outq.clear();
+        conn.proto.abort();
+        if let Err(e) = socket2::SockRef::from(&conn.socket).set_linger(Some(Duration::ZERO)) {
+            log::debug!("set_linger failed: {e}");
+        }
+        self.release(key);
+    }
+
+    /// Holds a queue filled outside the router (echoes, pongs, handshake
+    /// answers) to `max_send_buffer` too: a peer that sends without reading
+    /// must not grow its queue without bound. True if it was dropped.
+    pub(super) fn check_overflow(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return true;
+        };
+        if conn.outq.len() > self.config.max_send_buffer && !conn.overflowed {
+            conn.overflowed = true;
+            self.drop_slow(key);
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            self.flush(key);
+        }
+        // Keep the list's memory for the next turn.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        let done = match conn.outq.flush(&mut conn.socket) {
+            Ok(done) => done,
+            Err(e) => {
+                log::debug!("connection {key}: write failed: {e}");
+                conn.outq.clear();
+                conn.proto.abort();
+                return self.release(key);
+            }
+        };
+        // WRITABLE interest only while output waits.
+        if done == conn.writable {
+            let interest = if done {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.socket, Token(key), interest)
+            {
+                log::debug!("reregister failed: {e}");
+                return self.release(key);
+            }
+            conn.writable = !done;
+        }
+        self.settle(key);
+    }
+}

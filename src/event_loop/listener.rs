@@ -1,0 +1,88 @@
+//! Accepting sockets.
+
+use std::io;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::{EventLoop, ACCEPT_BACKOFF};
+use crate::conn::{Conn, Stamp};
+
+impl EventLoop {
+    /// Accepts until `WouldBlock`. Each new socket's upgrade request is
+    /// read at once: a client writes it as soon as it is connected, so it is
+    /// usually here already, rather than a poll turn later.
+    pub(super) fn accept_all(&mut self, readbuf: &mut [u8]) {
+        if self.shutdown_deadline.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((socket, _addr)) => {
+                    self.accept_exhausted = false;
+                    if let Some(key) = self.admit(socket) {
+                        self.on_readable(key, readbuf, false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Out of descriptors (or kernel memory): keep serving the
+                    // clients we have and try again shortly, rather than spin
+                    // on a listener that stays readable. Warn once per
+                    // episode, not ten times a second.
+                    let level = if self.accept_exhausted {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
+                        "accept failed ({e}) with {} connections; pausing accepts for {:?}",
+                        self.conns.len(),
+                        ACCEPT_BACKOFF
+                    );
+                    self.accept_exhausted = true;
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // The peer gave up before we accepted (ECONNABORTED, ...).
+                Err(e) => log::debug!("accept failed: {e}"),
+            }
+        }
+    }
+
+    /// Takes a new socket into the slab (its life begins: Handshaking, with
+    /// the handshake timer armed); its key, unless it was refused.
+    fn admit(&mut self, mut socket: TcpStream) -> Option<usize> {
+        if self.conns.len() >= self.max_sockets {
+            // Far past the limit even for handshakes in flight: no room to
+            // answer 503, so drop the socket at once.
+            log::debug!("refusing a socket: {} held", self.conns.len());
+            return None;
+        }
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("set_nodelay failed: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+        {
+            log::warn!("cannot register a socket: {e}");
+            return None;
+        }
+        self.serial = self.serial.wrapping_add(1);
+        let now = Stamp::new(self.epoch, self.now);
+        entry.insert(Conn::new(socket, self.limits, self.serial, now));
+        self.handshake_timers.arm(self.now, key, self.serial);
+        Some(key)
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}

@@ -1,0 +1,43 @@
+//! The graceful stop (SIGINT/SIGTERM or a `ShutdownHandle`): stop
+//! accepting, close every client with 1001, flush for up to 2 s.
+
+use std::time::Instant;
+
+use rakit_protocol::CloseCode;
+
+use super::{EventLoop, CLOSE_TIMEOUT};
+use crate::conn::Life;
+use crate::router::Outbox;
+
+impl EventLoop {
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(self.now + CLOSE_TIMEOUT);
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            log::debug!("deregistering the listener: {e}");
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            match conn.life {
+                Life::Open => {
+                    let (_, mut out) = self.deliver();
+                    out.close(key, CloseCode::GOING_AWAY, "server shutting down");
+                    self.after_router();
+                }
+                Life::Handshaking => self.release(key),
+                Life::Closing | Life::Draining => {}
+            }
+        }
+    }
+
+    /// Shutdown began, and every client is gone or the grace time is over.
+    pub(super) fn shutdown_complete(&self) -> bool {
+        self.shutdown_deadline
+            .is_some_and(|deadline| self.conns.is_empty() || Instant::now() >= deadline)
+    }
+}
