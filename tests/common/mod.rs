@@ -48,8 +48,13 @@ pub fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// The daemon under test: this build's binary, or `RAKIT_BIN` (to run a
+/// test against another build, e.g. to see it fail on an older one).
 pub fn rakit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rakit"))
+    match std::env::var_os("RAKIT_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_rakit")),
+    }
 }
 
 impl Daemon {
