@@ -149,6 +149,9 @@ impl Server {
         } else {
             None
         };
+        if let Some(warning) = crate::accept::cookie_origin_warning(&self.config) {
+            log::warn!("{warning}");
+        }
         let router = Router::new(
             RouterConfig {
                 max_channels_per_client: self.config.max_channels_per_client,
