@@ -8,7 +8,7 @@
 use rakit_protocol::{HandshakeError, Request};
 
 use crate::config::Config;
-use crate::session::{self, User};
+use crate::session::{self, TokenSource, User};
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +77,17 @@ fn decide_upgrade(
     let user = if config.session.secret.is_empty() {
         None
     } else {
-        match session::token_from_request(
+        match session::find_token(
             req.query.as_deref(),
             req.cookie.as_deref(),
             &config.session.cookie,
         ) {
             None => None,
-            Some(token) => Some(
+            // Checked before the token itself: a foreign page learns nothing about the cookie.
+            Some((_, TokenSource::Cookie)) if !cookie_origin_trusted(req, config) => {
+                return Err(HandshakeError::OriginNotAllowed)
+            }
+            Some((token, _)) => Some(
                 session::verify(&token, config.session.secret.as_bytes(), now_unix)
                     .map_err(|_| HandshakeError::Unauthorized)?,
             ),
@@ -97,6 +101,45 @@ fn decide_upgrade(
         protocol,
         user,
     })
+}
+
+/// May a session token from the cookie be used with this request (SPEC section 4)?
+///
+/// A browser attaches our cookie to a handshake that a page of any site opens, and tells us which
+/// site in `Origin`. The cookie counts when that origin is trusted: it matches `allowed_origins`,
+/// or, when that list is empty, its host is the `Host` header's host (ports may differ: a page on
+/// `:8000` talking to the daemon on `:6001` is the same site). `Origin: null` (sandboxed frames,
+/// `file:` pages) is never trusted.
+///
+/// A request without `Origin` is not a browser (browsers send it on every WebSocket handshake), so
+/// no third-party page can be behind it: its cookie counts, unless `origin_required` refused the
+/// request earlier.
+pub fn cookie_origin_trusted(req: &Request, config: &Config) -> bool {
+    let Some(origin) = req.origin.as_deref() else {
+        return true;
+    };
+    if !config.allowed_origins.is_empty() {
+        return config
+            .allowed_origins
+            .iter()
+            .any(|pattern| origin_matches(pattern, origin));
+    }
+    if !origin.contains("://") {
+        return false;
+    }
+    let origin_host = origin_host(origin);
+    let host = authority_host(req.host.as_deref().unwrap_or_default());
+    !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+/// The warning the daemon logs at start when session cookies are accepted from same-host pages
+/// only because `allowed_origins` is empty.
+pub fn cookie_origin_warning(config: &Config) -> Option<&'static str> {
+    (!config.session.secret.is_empty() && config.allowed_origins.is_empty()).then_some(
+        "[session] secret is set but allowed_origins is empty: a session cookie counts only \
+         when the page's Origin has the same host as the Host header; list your sites in \
+         allowed_origins",
+    )
 }
 
 /// Does `origin` match an `allowed_origins` entry? An entry is either an
@@ -120,7 +163,12 @@ pub fn origin_matches(pattern: &str, origin: &str) -> bool {
 /// The host of an origin: `https://a.example.com:8443` -> `a.example.com`.
 fn origin_host(origin: &str) -> &str {
     let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
-    let rest = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority_host(rest.split(['/', '?', '#']).next().unwrap_or_default())
+}
+
+/// The host of `host[:port]` (a `Host` header, or an origin's authority), without the brackets
+/// of an IPv6 address: `[::1]:6001` -> `::1`.
+fn authority_host(rest: &str) -> &str {
     if let Some(v6) = rest.strip_prefix('[') {
         return v6.split(']').next().unwrap_or_default();
     }
@@ -279,6 +327,169 @@ mod tests {
             decide(&request(&[]), &cfg, 0, 1_000),
             Decision::Upgrade { user: None, .. }
         ));
+    }
+
+    /// SPEC section 4, cross-site WebSocket hijacking: where the token came from, times the
+    /// request's `Origin` and `Host`, times `allowed_origins`.
+    #[test]
+    fn a_cookie_token_counts_only_from_a_trusted_origin() {
+        const USER: u16 = 101;
+        let user = User {
+            id: "42".into(),
+            name: "Ada".into(),
+            email: None,
+            admin: false,
+        };
+        let token = session::issue(b"s3cret", &user, 2_000);
+        let cookie = format!("rakit_ws_session={token}");
+        let query = format!("token={token}");
+        let listed = ["https://app.example.com", "*.example.org"];
+        // (allowed_origins, token source, Host, Origin, expected)
+        type Case<'a> = (&'a [&'a str], &'a str, &'a str, Option<&'a str>, u16);
+        let cases: &[Case] = &[
+            (
+                &[],
+                "cookie",
+                "localhost:6001",
+                Some("http://localhost:8000"),
+                USER,
+            ),
+            (
+                &[],
+                "cookie",
+                "localhost:6001",
+                Some("https://LocalHost"),
+                USER,
+            ),
+            (
+                &[],
+                "cookie",
+                "LOCALHOST",
+                Some("http://localhost:6001"),
+                USER,
+            ),
+            (
+                &[],
+                "cookie",
+                "localhost:6001",
+                Some("https://evil.example"),
+                403,
+            ),
+            (
+                &[],
+                "cookie",
+                "localhost:6001",
+                Some("http://localhost.evil.example"),
+                403,
+            ),
+            (
+                &[],
+                "cookie",
+                "localhost:6001",
+                Some("http://evil.localhost"),
+                403,
+            ),
+            (&[], "cookie", "localhost:6001", Some("null"), 403),
+            (&[], "cookie", "localhost:6001", Some("localhost"), 403),
+            (&[], "cookie", "localhost:6001", None, USER),
+            (&[], "cookie", "[::1]:6001", Some("http://[::1]:3000"), USER),
+            (&[], "cookie", "[::1]:6001", Some("http://[::2]:6001"), 403),
+            (&[], "cookie", "[::1]:6001", Some("http://::1"), 403),
+            (
+                &[],
+                "query",
+                "localhost:6001",
+                Some("https://evil.example"),
+                USER,
+            ),
+            (&[], "query", "localhost:6001", Some("null"), USER),
+            (&[], "query", "localhost:6001", None, USER),
+            (
+                &listed,
+                "cookie",
+                "localhost:6001",
+                Some("https://app.example.com"),
+                USER,
+            ),
+            (
+                &listed,
+                "cookie",
+                "localhost:6001",
+                Some("https://a.example.org:8443"),
+                USER,
+            ),
+            // Same host as Host, but not listed: the list is the whole truth.
+            (
+                &listed,
+                "cookie",
+                "localhost:6001",
+                Some("http://localhost:8000"),
+                403,
+            ),
+            (
+                &listed,
+                "cookie",
+                "localhost:6001",
+                Some("https://evil.example"),
+                403,
+            ),
+            (&listed, "cookie", "localhost:6001", None, USER),
+            (
+                &listed,
+                "query",
+                "localhost:6001",
+                Some("https://app.example.com"),
+                USER,
+            ),
+            (&listed, "query", "localhost:6001", None, USER),
+        ];
+        for &(allowed, source, host, origin, expected) in cases {
+            let mut cfg = Config {
+                allowed_origins: allowed.iter().map(|o| o.to_string()).collect(),
+                ..Config::default()
+            };
+            cfg.session.secret = "s3cret".into();
+            let mut req = match source {
+                "cookie" => request(&[("host", host), ("cookie", &cookie)]),
+                _ => request(&[("host", host), ("query", &query)]),
+            };
+            req.origin = origin.map(str::to_owned);
+            let case = format!("{allowed:?} {source} Host {host} Origin {origin:?}");
+            match decide(&req, &cfg, 0, 1_000) {
+                Decision::Upgrade { user: Some(u), .. } if expected == USER => {
+                    assert_eq!(u, user, "{case}")
+                }
+                Decision::Refuse(e) if e.http_status() == expected => {}
+                other => panic!("{case}: expected {expected}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_foreign_origin_learns_nothing_about_the_cookie() {
+        let mut cfg = Config::default();
+        cfg.session.secret = "s3cret".into();
+        let bad = "rakit_ws_session=a.b.c";
+        let foreign = request(&[("cookie", bad), ("origin", "https://evil.example")]);
+        assert_eq!(refused(decide(&foreign, &cfg, 0, 1_000)), 403);
+        let own = request(&[("cookie", bad), ("origin", "http://localhost:8000")]);
+        assert_eq!(refused(decide(&own, &cfg, 0, 1_000)), 401);
+        // Without a secret there are no sessions and nothing to protect.
+        cfg.session.secret.clear();
+        assert!(matches!(
+            decide(&foreign, &cfg, 0, 1_000),
+            Decision::Upgrade { user: None, .. }
+        ));
+    }
+
+    #[test]
+    fn warns_when_cookies_rely_on_the_same_host_rule() {
+        let mut cfg = Config::default();
+        assert_eq!(cookie_origin_warning(&cfg), None);
+        cfg.session.secret = "s3cret".into();
+        assert!(cookie_origin_warning(&cfg).is_some_and(|w| w.contains("allowed_origins")));
+        cfg.allowed_origins = vec!["https://app.example.com".into()];
+        assert_eq!(cookie_origin_warning(&cfg), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The `rakit` binary: parse arguments, load the config, start logging, run.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use rakit::cli::{self, Command};
 use rakit::session::{self, User};
@@ -11,6 +13,9 @@ use rakit::{logging, Server};
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for runtime errors (a port in use, a crashed loop).
 const EXIT_RUNTIME: u8 = 1;
+/// How long exit waits for queued log lines to be written (the output may be
+/// a pipe nobody reads: then they are lost).
+const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -75,7 +80,9 @@ fn run(
     if let Err(e) = config.validate() {
         return fail(EXIT_CONFIG, &e);
     }
-    if let Err(e) = logging::init(&config) {
+    // Held: what start-up logs is written after the listen line, which
+    // comes first on stdout (SPEC section 1).
+    if let Err(e) = logging::init_held(&config) {
         return fail(EXIT_CONFIG, &e);
     }
     // A panic is logged as one line; the loop turns it into a 1011 close
@@ -84,14 +91,25 @@ fn run(
     raise_open_files_limit(config.max_connections);
     let server = match Server::new(config).echo(echo).handle_signals(true).bind() {
         Ok(s) => s,
-        Err(e) => return fail(EXIT_RUNTIME, &e),
+        Err(e) => {
+            logging::finish(LOG_FLUSH_AT_EXIT);
+            return fail(EXIT_RUNTIME, &e);
+        }
     };
-    println!(
+    let mut stdout = std::io::stdout().lock();
+    // Nobody may be reading stdout; the daemon serves all the same.
+    let _ = writeln!(
+        stdout,
         "rakit-websocket listening on ws://{}{}",
         server.local_addr(),
         if echo { " (echo mode)" } else { "" }
-    );
-    match server.run() {
+    )
+    .and_then(|()| stdout.flush());
+    drop(stdout);
+    logging::release();
+    let result = server.run();
+    logging::finish(LOG_FLUSH_AT_EXIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_RUNTIME, &e),
     }

@@ -81,11 +81,10 @@ impl Server {
     /// Binds the listen address; the server runs when [`Bound::run`] is called.
     pub fn bind(self) -> Result<Bound, ServerError> {
         let addr_text = format!("{}:{}", self.config.host, self.config.port);
-        let std_listener =
-            std::net::TcpListener::bind(addr_text.as_str()).map_err(|error| ServerError::Bind {
-                addr: addr_text.clone(),
-                error,
-            })?;
+        let std_listener = listen(&addr_text).map_err(|error| ServerError::Bind {
+            addr: addr_text.clone(),
+            error,
+        })?;
         let io_err = |context| move |error| ServerError::Io { context, error };
         std_listener
             .set_nonblocking(true)
@@ -113,6 +112,9 @@ impl Server {
         } else {
             None
         };
+        if let Some(warning) = crate::accept::cookie_origin_warning(&self.config) {
+            log::warn!("{warning}");
+        }
         let router = Router::new(
             RouterConfig {
                 max_channels_per_client: self.config.max_channels_per_client,
@@ -192,6 +194,42 @@ impl Bound {
         }
         result
     }
+}
+
+/// Connections the kernel completes and queues for `accept` (it caps this at
+/// `net.core.somaxconn`). std's `TcpListener::bind` asks for 128, too few when
+/// thousands of clients reconnect at once after a restart: the rest see SYN
+/// drops and retry after a second or more.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds and listens on the first address `addr` resolves to that works, as
+/// std's `TcpListener::bind` does, but with [`LISTEN_BACKLOG`].
+fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last_error = None;
+    for addr in addr.to_socket_addrs()? {
+        match listen_on(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
+}
+
+fn listen_on(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does on Unix: a restarted daemon binds while its old
+    // connections are still in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

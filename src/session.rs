@@ -227,16 +227,36 @@ pub fn token_from_request(
     cookie_header: Option<&str>,
     cookie_name: &str,
 ) -> Option<String> {
+    find_token(query, cookie_header, cookie_name).map(|(token, _)| token)
+}
+
+/// Where a session token was found. It matters because a browser attaches cookies to a WebSocket
+/// handshake that any site's page opens, while a query token was handed to the page on purpose
+/// (SPEC section 4, cross-site WebSocket hijacking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The `token` query parameter.
+    Query,
+    /// The session cookie.
+    Cookie,
+}
+
+/// [`token_from_request`], also saying where the token came from.
+pub fn find_token(
+    query: Option<&str>,
+    cookie_header: Option<&str>,
+    cookie_name: &str,
+) -> Option<(String, TokenSource)> {
     let from_query = query.and_then(|query| {
         query.split('&').find_map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(name) == "token").then(|| percent_decode(value))
         })
     });
-    if from_query.is_some() {
-        return from_query;
+    if let Some(token) = from_query {
+        return Some((token, TokenSource::Query));
     }
-    cookie_header?.split(';').find_map(|cookie| {
+    let from_cookie = cookie_header?.split(';').find_map(|cookie| {
         let (name, value) = cookie.split_once('=')?;
         if name.trim() != cookie_name {
             return None;
@@ -247,7 +267,8 @@ pub fn token_from_request(
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or(value);
         (!value.is_empty()).then(|| value.to_owned())
-    })
+    });
+    from_cookie.map(|token| (token, TokenSource::Cookie))
 }
 
 /// `%XX` decoding; a `%` not followed by two hex digits is kept literally, and bytes that are not
@@ -530,6 +551,19 @@ mod tests {
             token_from_request(Some("token="), Some("c=from.cookie"), "c"),
             Some(String::new())
         );
+    }
+
+    #[test]
+    fn find_token_says_where_the_token_came_from() {
+        assert_eq!(
+            find_token(Some("token=q"), Some("c=k"), "c"),
+            Some(("q".into(), TokenSource::Query))
+        );
+        assert_eq!(
+            find_token(Some("x=1"), Some("c=k"), "c"),
+            Some(("k".into(), TokenSource::Cookie))
+        );
+        assert_eq!(find_token(None, Some("c="), "c"), None);
     }
 
     #[test]

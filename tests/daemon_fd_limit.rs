@@ -44,18 +44,8 @@ fn out_of_descriptors_keeps_serving_and_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn rakit under ulimit");
-    let mut daemon = daemon_from(child, dir);
+    let daemon = daemon_from(child, dir);
     let pid = daemon.child.id();
-    // The daemon's log, line by line, from a thread (reads block).
-    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
-    let mut stdout = daemon.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
-            let _ = log_tx.send(std::mem::take(&mut line));
-        }
-    });
 
     let mut first = daemon.ws_at("/");
     echo_once(&mut first, "before");
@@ -65,15 +55,8 @@ fn out_of_descriptors_keeps_serving_and_recovers() {
     let hogs: Vec<TcpStream> = (0..80).map(|_| daemon.tcp()).collect();
 
     // The daemon saw the failure (so this test exercises it) ...
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let line = log_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("a log line saying accept failed");
-        if line.contains("accept failed") && line.contains("pausing accepts") {
-            break;
-        }
-    }
+    let line = daemon.wait_for_line("accept failed");
+    assert!(line.contains("pausing accepts"), "{line}");
 
     // ... and the client it has is still served, several times over.
     for i in 0..5 {

@@ -97,7 +97,7 @@ fn echo_client(daemon: &Daemon) -> Client {
 #[track_caller]
 fn assert_echoes(ws: &mut Client, text: &str) {
     ws.send(Message::Text(text.to_owned())).expect("send");
-    match ws.read().expect("read") {
+    match common::read(ws).expect("read") {
         Message::Text(t) => assert_eq!(t, text),
         other => panic!("expected the echo, got {other:?}"),
     }

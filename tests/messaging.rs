@@ -7,7 +7,9 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::msg::{assert_quiet, client, read, recv_close, recv_json, recv_text, until_pong};
+use common::msg::{
+    assert_quiet, client, expect_gone, recv_close, recv_json, recv_text, until_pong,
+};
 use common::{send_json, send_text, Client, Daemon};
 use serde_json::{json, Value};
 use tungstenite::Message;
@@ -311,14 +313,8 @@ fn disconnect_command_closes_the_target_with_4000() {
         recv_close(&mut cs[1].0),
         (4000, "disconnected by server".to_owned())
     );
-    // The close handshake completes; nothing else arrives.
-    loop {
-        match read(&mut cs[1].0) {
-            Ok(Message::Close(_) | Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(other) => panic!("after the close frame: {other:?}"),
-            Err(_) => break,
-        }
-    }
+    // The close handshake completes and the server closes TCP; nothing else arrives.
+    expect_gone(&mut cs[1].0);
     assert_quiet(&mut cs[2].0, "bystander");
     // The target is gone.
     let gone = json!({"to": target, "message": 1}).to_string();

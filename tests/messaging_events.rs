@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use common::msg::{read, recv_close, recv_json, recv_text, until_pong};
+use common::msg::{expect_gone, recv_close, recv_json, recv_text, until_pong};
 use common::{send_json, send_text, set_timeout, Client};
 use rakit::config::{Config, SessionConfig};
 use rakit::events::Handler;
@@ -138,8 +138,8 @@ impl Running {
         for mut ws in clients {
             assert_eq!(recv_close(&mut ws).0, 1001);
             // Answer the close (tungstenite flushes its reply on the next
-            // read), then close TCP: the server waits for that (at most 2 s).
-            while read(&mut ws).is_ok() {}
+            // read); the server then closes TCP.
+            expect_gone(&mut ws);
         }
         let result = self.thread.join().expect("server thread");
         assert!(result.is_ok(), "run() returned {result:?}");
@@ -176,7 +176,7 @@ fn events_fire_in_order_with_client_id_and_user() {
     );
     // B leaves with a close handshake.
     b.close(None).unwrap();
-    while read(&mut b).is_ok() {}
+    expect_gone(&mut b);
     drop(b);
 
     let events = server.shutdown(vec![a]);
@@ -213,7 +213,7 @@ fn errors_and_command_output_fire_send_events_too() {
         json!({"type": "ack", "command": "disconnect"})
     );
     assert_eq!(recv_close(&mut b).0, 4000);
-    while read(&mut b).is_ok() {}
+    expect_gone(&mut b);
     drop(b);
     let command = json!({"command": "disconnect", "client_id": b_id}).to_string();
     let events = server.events();
@@ -239,7 +239,7 @@ fn a_panicking_handler_closes_only_that_client_with_1011() {
 
     send_json(&mut a, &json!({"message": "boom"}));
     assert_eq!(recv_close(&mut a).0, 1011);
-    while read(&mut a).is_ok() {}
+    expect_gone(&mut a);
     drop(a);
     // The message was never routed; B noticed nothing.
     assert!(until_pong(&mut b).is_empty());

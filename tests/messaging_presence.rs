@@ -6,7 +6,7 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::msg::{
-    cli_token, client, client_at, read, recv_close, recv_json, recv_type, until_pong,
+    cli_token, client, client_at, expect_gone, recv_close, recv_json, recv_type, until_pong,
 };
 use common::{send_json, Client, Daemon};
 use serde_json::{json, Value};
@@ -127,7 +127,7 @@ fn presence_after_connect_and_disconnect_in_connection_order() {
 
     // B leaves: everyone left sees A and C, still in connection order.
     b.close(None).unwrap();
-    while read(&mut b).is_ok() {}
+    expect_gone(&mut b);
     for ws in [&mut a, &mut c] {
         let p = presence_with(ws, &[&a_id, &c_id]);
         assert_presence(&p, &[all[0], all[2]], since);

@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tungstenite::stream::MaybeTlsStream;
@@ -18,13 +19,80 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub type Client = WebSocket<MaybeTlsStream<TcpStream>>;
 
+/// How long the SPEC gives a connection that sent or received a close frame to
+/// be gone (section 6), and the shutdown grace period (section 1).
+pub const GONE_WITHIN: Duration = Duration::from_secs(2);
+
+/// What a loaded machine may add to a bound the SPEC sets.
+pub const SLACK: Duration = Duration::from_secs(3);
+
 /// A running daemon; killed when dropped.
+///
+/// Its stdout after the listen line is read by a thread into a buffer (see
+/// [`Daemon::log_lines`], [`Daemon::wait_for_line`]), so a daemon that logs
+/// can never fill the pipe, unless it was started with
+/// [`Daemon::start_undrained`].
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub dir: PathBuf,
-    /// The rest of stdout (log lines), for tests that read it.
+    /// The rest of stdout, unread: only for a daemon started with
+    /// [`Daemon::start_undrained`] or [`daemon_from_undrained`]; `None` when
+    /// it is drained into [`Daemon::log_lines`].
     pub stdout: Option<BufReader<ChildStdout>>,
+    output: Arc<Output>,
+}
+
+/// The lines a drained stdout has shown so far.
+#[derive(Default)]
+struct Output {
+    state: Mutex<OutputState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct OutputState {
+    lines: Vec<String>,
+    eof: bool,
+}
+
+impl Output {
+    /// Reads `stdout` to its end on a thread.
+    fn drain(mut stdout: BufReader<ChildStdout>) -> Arc<Output> {
+        let output = Arc::new(Output::default());
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut line = Vec::new();
+            // Read errors other than EINTR (retried by read_until) end it.
+            while stdout.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+                line.clear();
+                sink.state.lock().unwrap().lines.push(text);
+                sink.changed.notify_all();
+            }
+            sink.state.lock().unwrap().eof = true;
+            sink.changed.notify_all();
+        });
+        output
+    }
+
+    /// Waits, at most [`WAIT`], until `done` holds for the state.
+    #[track_caller]
+    fn wait(&self, what: &str, done: impl Fn(&OutputState) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut state = self.state.lock().unwrap();
+        while !done(&state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {what} on stdout within {WAIT:?}; stdout so far: {:#?}",
+                state.lines
+            );
+            state = self.changed.wait_timeout(state, left).unwrap().0;
+        }
+        state.lines.clone()
+    }
 }
 
 impl Drop for Daemon {
@@ -79,6 +147,50 @@ impl Daemon {
         daemon_from(child, dir)
     }
 
+    /// [`Daemon::start`], but nothing reads stdout after the listen line: the
+    /// pipe fills up once the daemon has logged a pipe's worth (64 KiB on
+    /// Linux). The unread pipe is in [`Daemon::stdout`].
+    #[track_caller]
+    pub fn start_undrained(toml: &str, extra: &[&str]) -> Daemon {
+        let dir = scratch_dir();
+        let cfg = dir.join("websocket.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let child = rakit()
+            .current_dir(&dir)
+            .arg("websocket:run")
+            .arg("--port=0")
+            .arg(format!("--config={}", cfg.display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rakit");
+        daemon_from_undrained(child, dir)
+    }
+
+    /// The stdout lines after the listen line, so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.output.state.lock().unwrap().lines.clone()
+    }
+
+    /// Waits, at most [`WAIT`], for a stdout line that contains `needle`,
+    /// and returns it.
+    #[track_caller]
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let lines = self.output.wait(&format!("line with {needle:?}"), |s| {
+            s.lines.iter().any(|l| l.contains(needle))
+        });
+        lines.into_iter().find(|l| l.contains(needle)).unwrap()
+    }
+
+    /// Waits, at most [`WAIT`], until the daemon closed its stdout (it
+    /// exited); returns every line after the listen line.
+    #[track_caller]
+    pub fn wait_for_stdout_eof(&self) -> Vec<String> {
+        self.output.wait("end", |s| s.eof)
+    }
+
     /// Starts with no extra config (logging at warn to keep output small).
     pub fn default_config() -> Daemon {
         Daemon::start("logging_level = \"warn\"\n", &[])
@@ -119,18 +231,19 @@ impl Daemon {
     }
 }
 
-fn read_listen_line(stdout: &mut BufReader<ChildStdout>) -> Option<SocketAddr> {
+/// The address in the first stdout line, which must be the listen line
+/// (SPEC section 1: log lines come after it). `Err` with what came instead.
+fn read_listen_line(stdout: &mut BufReader<ChildStdout>) -> Result<SocketAddr, String> {
     let mut line = String::new();
-    loop {
-        line.clear();
-        if stdout.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if let Some(rest) = line.split("listening on ws://").nth(1) {
-            let addr = rest.split_whitespace().next()?;
-            return addr.parse().ok();
-        }
+    match stdout.read_line(&mut line) {
+        Ok(0) => return Err("nothing (stdout closed)".into()),
+        Ok(_) => {}
+        Err(e) => return Err(format!("an error: {e}")),
     }
+    line.strip_prefix("rakit-websocket listening on ws://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .ok_or_else(|| format!("{line:?}"))
 }
 
 pub fn set_timeout(ws: &Client) {
@@ -200,7 +313,12 @@ pub fn http(daemon: &Daemon, request: &[u8]) -> String {
     let mut s = daemon.tcp();
     s.write_all(request).unwrap();
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    if let Err(e) = s.read_to_end(&mut out) {
+        panic!(
+            "the server did not close the connection after its response ({e}); got {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -224,24 +342,39 @@ pub fn status_of(response: &str) -> u16 {
 // ---- Raw sockets and processes, for the daemon tests (tests/daemon_*.rs) ----
 
 /// Wraps a child already spawned in `dir` (stdout piped) once it prints its
-/// listen line; panics with its stderr if it exits first.
+/// listen line, which must be its first line; panics with its stderr if it
+/// prints something else first or exits. The rest of stdout is drained into
+/// [`Daemon::log_lines`].
 #[track_caller]
-pub fn daemon_from(mut child: Child, dir: PathBuf) -> Daemon {
+pub fn daemon_from(child: Child, dir: PathBuf) -> Daemon {
+    let mut daemon = daemon_from_undrained(child, dir);
+    let stdout = daemon.stdout.take().expect("stdout piped");
+    daemon.output = Output::drain(stdout);
+    daemon
+}
+
+/// [`daemon_from`], leaving the rest of stdout unread in [`Daemon::stdout`].
+#[track_caller]
+pub fn daemon_from_undrained(mut child: Child, dir: PathBuf) -> Daemon {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
-    let Some(addr) = read_listen_line(&mut stdout) else {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
+    let addr = match read_listen_line(&mut stdout) {
+        Ok(addr) => addr,
+        Err(first) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let _ = child.wait();
+            panic!("the first line on stdout is {first}, not the listen line; stderr: {err}");
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("daemon did not print its address; stderr: {err}");
     };
     Daemon {
         child,
         addr,
         dir,
         stdout: Some(stdout),
+        output: Arc::default(),
     }
 }
 
@@ -450,6 +583,31 @@ pub fn expect_eof(s: &mut TcpStream) {
     }
 }
 
+/// After a close frame: reads until the server closes the TCP connection
+/// (answering the close, which tungstenite sends on the next read), within
+/// [`GONE_WITHIN`] plus [`SLACK`]. Pings, pongs and close frames may come
+/// first; a message, a read timeout or any other error is a failure.
+#[track_caller]
+pub fn expect_gone(ws: &mut Client) {
+    let started = Instant::now();
+    loop {
+        match read(ws).map_err(|e| *e) {
+            Ok(Message::Close(_) | Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(other) => panic!("expected the connection to close, got {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                break
+            }
+            Err(e) => panic!(
+                "expected the connection to close, after {:?}: {e}",
+                started.elapsed()
+            ),
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < GONE_WITHIN + SLACK, "gone only after {took:?}");
+}
+
 /// Helpers of the messaging tests (tests/messaging*.rs, tests/browser.rs).
 pub mod msg {
     use super::*;
@@ -457,7 +615,7 @@ pub mod msg {
     use tungstenite::http::HeaderValue;
 
     #[allow(unused_imports)]
-    pub use super::{read, recv_json, recv_text, recv_type};
+    pub use super::{expect_gone, read, recv_json, recv_text, recv_type};
 
     /// [`Daemon::client_at`].
     #[track_caller]
