@@ -1,6 +1,7 @@
 //! The embeddable server: configuration in, a bound listener, and a
 //! blocking `run` on the calling thread (see [`Server`]).
 
+use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
