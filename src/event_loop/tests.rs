@@ -59,6 +59,9 @@ fn send_text(out: &mut Vec<u8>, text: &str) {
 fn a_burst_past_the_turn_budget_is_delivered_whole_even_after_eof() {
     // All of it in one read (< READ_BUF), half again the budget, so the
     // read that follows the pause is the EOF.
+    // 800 sockets in this process (both ends): more than a soft limit of 1024
+    // leaves room for, with the other tests running beside this one.
+    rlimit::increase_nofile_limit(u64::MAX).expect("raising RLIMIT_NOFILE");
     let subs = 400;
     let msgs = DELIVERIES_PER_TURN * 3 / 2 / subs;
     let config = Config {
