@@ -157,11 +157,26 @@ impl WebhooksConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        within("webhooks.batch_max", self.batch_max as u64, 1, MAX_BATCH as u64)?;
+        within(
+            "webhooks.batch_max",
+            self.batch_max as u64,
+            1,
+            MAX_BATCH as u64,
+        )?;
         within("webhooks.batch_ms", self.batch_ms, 0, MAX_BATCH_MS)?;
-        within("webhooks.queue_max", self.queue_max as u64, 1, MAX_QUEUE as u64)?;
+        within(
+            "webhooks.queue_max",
+            self.queue_max as u64,
+            1,
+            MAX_QUEUE as u64,
+        )?;
         within("webhooks.timeout_ms", self.timeout_ms, 1, MAX_TIMEOUT_MS)?;
-        within("webhooks.retries", u64::from(self.retries), 0, u64::from(MAX_RETRIES))?;
+        within(
+            "webhooks.retries",
+            u64::from(self.retries),
+            0,
+            u64::from(MAX_RETRIES),
+        )?;
         if !self.enabled() {
             return Ok(());
         }
@@ -258,7 +273,11 @@ pub(super) fn validate(
 }
 
 /// Replaces keys and secrets by `<set>` (empty ones stay empty, so "off" stays visible).
-pub(super) fn mask(api: &mut ApiConfig, metrics: &mut MetricsConfig, webhooks: &mut WebhooksConfig) {
+pub(super) fn mask(
+    api: &mut ApiConfig,
+    metrics: &mut MetricsConfig,
+    webhooks: &mut WebhooksConfig,
+) {
     for secret in [&mut api.key, &mut metrics.key, &mut webhooks.secret] {
         if !secret.is_empty() {
             *secret = "<set>".to_owned();
@@ -353,7 +372,10 @@ mod tests {
             invalid_key("[api]\nkey = \"0123456789 abcdef\"\n"),
             "api.key"
         );
-        assert_eq!(invalid_key("[metrics]\nkey = \"123456789012345\"\n"), "metrics.key");
+        assert_eq!(
+            invalid_key("[metrics]\nkey = \"123456789012345\"\n"),
+            "metrics.key"
+        );
         Config::from_str("[api]\nkey = \"0123456789abcdef\"\n")
             .unwrap()
             .validate()
@@ -405,7 +427,12 @@ mod tests {
         c.webhooks.url = "http://hook:pa55word@127.0.0.1:8000/hook?x=1".into();
         c.webhooks.secret = "hook-secret".into();
         let text = c.describe();
-        for secret in ["api-key-0123456789", "metrics-key-0123456", "pa55word", "hook-secret"] {
+        for secret in [
+            "api-key-0123456789",
+            "metrics-key-0123456",
+            "pa55word",
+            "hook-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
         assert!(text.contains("[api]\nkey = \"<set>\"\n"), "{text}");
