@@ -19,6 +19,7 @@ pub mod conn;
 pub mod event_loop;
 pub mod events;
 pub mod logging;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod session;
