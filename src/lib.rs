@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod event_loop;
 pub mod events;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod router;
