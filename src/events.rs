@@ -120,6 +120,53 @@ impl<A: Handler, B: Handler> Handler for Both<A, B> {
     }
 }
 
+/// An optional handler: `None` observes nothing (e.g. webhooks turned off).
+impl<H: Handler> Handler for Option<H> {
+    fn start(&mut self, addr: SocketAddr) {
+        if let Some(h) = self {
+            h.start(addr);
+        }
+    }
+    fn connect(&mut self, client_id: &str, user: Option<&User>) {
+        if let Some(h) = self {
+            h.connect(client_id, user);
+        }
+    }
+    fn disconnect(&mut self, client_id: &str, user: Option<&User>) {
+        if let Some(h) = self {
+            h.disconnect(client_id, user);
+        }
+    }
+    fn receive(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        if let Some(h) = self {
+            h.receive(client_id, user, message);
+        }
+    }
+    fn subscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        if let Some(h) = self {
+            h.subscribe(client_id, user, channel);
+        }
+    }
+    fn unsubscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        if let Some(h) = self {
+            h.unsubscribe(client_id, user, channel);
+        }
+    }
+    fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        if let Some(h) = self {
+            h.send(client_id, user, message);
+        }
+    }
+    fn observes_send(&self) -> bool {
+        self.as_ref().is_some_and(Handler::observes_send)
+    }
+    fn crash(&mut self, error: &dyn std::error::Error) {
+        if let Some(h) = self {
+            h.crash(error);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +215,19 @@ mod tests {
             ["connect", "subscribe", "unsubscribe", "send"]
         );
         assert!(!Both(Count::default(), Count::default()).observes_send());
+    }
+
+    #[test]
+    fn an_absent_handler_observes_nothing() {
+        let mut none: Option<Count> = None;
+        none.connect("id", None);
+        assert!(!none.observes_send());
+        let mut some = Some(Count {
+            observes: true,
+            ..Count::default()
+        });
+        some.connect("id", None);
+        assert!(some.observes_send());
+        assert_eq!(some.unwrap().calls, ["connect"]);
     }
 }

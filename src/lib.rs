@@ -25,5 +25,6 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod timers;
+pub mod webhooks;
 
 pub use server::{Bound, Server, ServerError, ShutdownHandle};
