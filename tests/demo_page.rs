@@ -181,7 +181,10 @@ fn check(summary: &Value, api: bool) {
         assert_eq!(ids, [a, b], "{tab}");
         for p in presence {
             let text = p["text"].as_str().unwrap();
-            assert!(text.contains(p["id"].as_str().unwrap()) && text.contains("Guest"), "{text}");
+            assert!(
+                text.contains(p["id"].as_str().unwrap()) && text.contains("Guest"),
+                "{text}"
+            );
         }
         let log = summary["logs"][tab].as_array().unwrap();
         for entry in log {
@@ -191,15 +194,27 @@ fn check(summary: &Value, api: bool) {
             log.iter()
                 .any(|e| e["type"] == ty && e["from"] == from && e["text"] == text)
         };
-        assert!(has("message", a, "hello <b>bold</b> & \"quotes\""), "{tab}: {log:?}");
+        assert!(
+            has("message", a, "hello <b>bold</b> & \"quotes\""),
+            "{tab}: {log:?}"
+        );
         if api {
-            assert!(has("message", "server", "from the backend"), "{tab}: {log:?}");
+            assert!(
+                has("message", "server", "from the backend"),
+                "{tab}: {log:?}"
+            );
         }
         if tab == "tab2" {
-            assert!(has("channel", &format!("#room {a}"), "to the room"), "{log:?}");
+            assert!(
+                has("channel", &format!("#room {a}"), "to the room"),
+                "{log:?}"
+            );
         } else {
             assert!(has("private", b, "just for you"), "{log:?}");
-            assert!(!log.iter().any(|e| e["type"] == "channel"), "tab1 is not in room");
+            assert!(
+                !log.iter().any(|e| e["type"] == "channel"),
+                "tab1 is not in room"
+            );
         }
     }
 }
