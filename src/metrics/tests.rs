@@ -9,21 +9,23 @@ use serde_json::Value;
 use super::*;
 
 fn sample_metrics() -> (Metrics, Gauges) {
-    let mut m = Metrics::default();
-    m.connections_accepted = 12;
+    let mut m = Metrics {
+        connections_accepted: 12,
+        messages_received: 7,
+        frames_sent: 99,
+        bytes_received: 1000,
+        bytes_sent: 2000,
+        slow_client_drops: 1,
+        cluster_messages_out: 5,
+        ..Metrics::default()
+    };
     m.handshake_refusals.incr(403);
     m.handshake_refusals.add(400, 3);
-    m.messages_received = 7;
-    m.frames_sent = 99;
-    m.bytes_received = 1000;
-    m.bytes_sent = 2000;
     m.closes.incr(1000);
     m.closes.incr(4008);
     m.closes.incr(1000);
-    m.slow_client_drops = 1;
     m.api_requests.incr(200);
     m.api_requests.incr(401);
-    m.cluster_messages_out = 5;
     let g = Gauges {
         connections: 3,
         channels: 2,
