@@ -18,8 +18,9 @@
 //! ```
 //!
 //! Memory: at most `queue_max` queued events plus the batch in flight (at most `batch_max`).
-//! An event is a few dozen bytes of JSON, except `message` events, which carry the client's
-//! text (up to `max_buffer_size`).
+//! The queue's slots (about 48 bytes each) are allocated when the worker starts; an event's JSON
+//! is a hundred bytes or so, except `message` events, which carry the client's text (up to
+//! `max_buffer_size`).
 
 mod event;
 mod worker;
