@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod backend;
+
+pub use self::backend::{ApiConfig, MetricsConfig, WebhookEvent, WebhooksConfig, MIN_KEY_LEN};
+
 /// The file read when no `--config` is given; relative to the current directory.
 pub const DEFAULT_PATH: &str = "config/websocket.toml";
 
@@ -100,8 +104,16 @@ pub struct Config {
     pub logging_output: LogOutput,
     pub logging_file: PathBuf,
     pub logging_level: LogLevel,
-    /// Kept last: TOML requires tables after plain keys, which matters for [`Config::describe`].
+    /// `GET /` without upgrade headers serves the demo chat page (SPEC section 14).
+    pub demo_page: bool,
+    /// Tables kept last: TOML requires them after plain keys, which matters for [`Config::describe`].
     pub session: SessionConfig,
+    /// `[api]`: the backend HTTP API (SPEC section 8).
+    pub api: ApiConfig,
+    /// `[metrics]`: `GET /metrics` (SPEC section 9).
+    pub metrics: MetricsConfig,
+    /// `[webhooks]` (SPEC section 10).
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -129,7 +141,11 @@ impl Default for Config {
             logging_output: LogOutput::Stdout,
             logging_file: PathBuf::from("storage/logs/websocket.log"),
             logging_level: LogLevel::Info,
+            demo_page: true,
             session: SessionConfig::default(),
+            api: ApiConfig::default(),
+            metrics: MetricsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -314,16 +330,19 @@ impl Config {
                 format!("`{cookie}` is not a valid cookie name (no whitespace, `;`, `=` or `,`)"),
             );
         }
+        backend::validate(&self.api, &self.metrics, &self.webhooks)?;
         Ok(())
     }
 
     /// The effective values as TOML, one `key = value` per line, for `websocket:check`. The session
-    /// secret is masked so the output can be pasted into a bug report.
+    /// secret, the API and metrics keys, the webhook secret and a password in the webhook url are
+    /// shown as `<set>` (empty ones stay empty), so the output can be pasted into a bug report.
     pub fn describe(&self) -> String {
         let mut shown = self.clone();
         if !shown.session.secret.is_empty() {
             shown.session.secret = "<set>".to_owned();
         }
+        backend::mask(&mut shown.api, &mut shown.metrics, &mut shown.webhooks);
         // TOML strings must be UTF-8; a lossy path is good enough for display.
         shown.logging_file = PathBuf::from(shown.logging_file.to_string_lossy().into_owned());
         toml::to_string(&shown)

@@ -21,6 +21,11 @@ pub trait Handler {
     fn disconnect(&mut self, _client_id: &str, _user: Option<&User>) {}
     /// A text message arrived from a client.
     fn receive(&mut self, _client_id: &str, _user: Option<&User>, _message: &str) {}
+    /// A client subscribed to a channel it was not in (a repeated subscribe
+    /// does not fire). Leaving by disconnect fires `disconnect` only.
+    fn subscribe(&mut self, _client_id: &str, _user: Option<&User>, _channel: &str) {}
+    /// A client unsubscribed from a channel it was in.
+    fn unsubscribe(&mut self, _client_id: &str, _user: Option<&User>, _channel: &str) {}
     /// A message was queued for a client (the JSON text of the frame).
     fn send(&mut self, _client_id: &str, _user: Option<&User>, _message: &str) {}
     /// Whether to call [`Handler::send`] at all. A fan-out calls it once per
@@ -63,5 +68,166 @@ impl Handler for LogHandler {
     }
     fn crash(&mut self, error: &dyn std::error::Error) {
         log::error!("crash: {error}");
+    }
+}
+
+/// Two handlers as one: every event goes to the first, then to the second. The daemon uses it to
+/// put the webhook feed ([`crate::webhooks::WebhookHandler`]) beside [`LogHandler`], since the
+/// router takes a single handler.
+#[derive(Debug, Default, Clone)]
+pub struct Both<A, B>(pub A, pub B);
+
+impl<A: Handler, B: Handler> Handler for Both<A, B> {
+    fn start(&mut self, addr: SocketAddr) {
+        self.0.start(addr);
+        self.1.start(addr);
+    }
+    fn connect(&mut self, client_id: &str, user: Option<&User>) {
+        self.0.connect(client_id, user);
+        self.1.connect(client_id, user);
+    }
+    fn disconnect(&mut self, client_id: &str, user: Option<&User>) {
+        self.0.disconnect(client_id, user);
+        self.1.disconnect(client_id, user);
+    }
+    fn receive(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        self.0.receive(client_id, user, message);
+        self.1.receive(client_id, user, message);
+    }
+    fn subscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        self.0.subscribe(client_id, user, channel);
+        self.1.subscribe(client_id, user, channel);
+    }
+    fn unsubscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        self.0.unsubscribe(client_id, user, channel);
+        self.1.unsubscribe(client_id, user, channel);
+    }
+    fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        // Each side is asked separately, so a handler that does not observe sends never gets one.
+        if self.0.observes_send() {
+            self.0.send(client_id, user, message);
+        }
+        if self.1.observes_send() {
+            self.1.send(client_id, user, message);
+        }
+    }
+    fn observes_send(&self) -> bool {
+        self.0.observes_send() || self.1.observes_send()
+    }
+    fn crash(&mut self, error: &dyn std::error::Error) {
+        self.0.crash(error);
+        self.1.crash(error);
+    }
+}
+
+/// An optional handler: `None` observes nothing (e.g. webhooks turned off).
+impl<H: Handler> Handler for Option<H> {
+    fn start(&mut self, addr: SocketAddr) {
+        if let Some(h) = self {
+            h.start(addr);
+        }
+    }
+    fn connect(&mut self, client_id: &str, user: Option<&User>) {
+        if let Some(h) = self {
+            h.connect(client_id, user);
+        }
+    }
+    fn disconnect(&mut self, client_id: &str, user: Option<&User>) {
+        if let Some(h) = self {
+            h.disconnect(client_id, user);
+        }
+    }
+    fn receive(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        if let Some(h) = self {
+            h.receive(client_id, user, message);
+        }
+    }
+    fn subscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        if let Some(h) = self {
+            h.subscribe(client_id, user, channel);
+        }
+    }
+    fn unsubscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        if let Some(h) = self {
+            h.unsubscribe(client_id, user, channel);
+        }
+    }
+    fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        if let Some(h) = self {
+            h.send(client_id, user, message);
+        }
+    }
+    fn observes_send(&self) -> bool {
+        self.as_ref().is_some_and(Handler::observes_send)
+    }
+    fn crash(&mut self, error: &dyn std::error::Error) {
+        if let Some(h) = self {
+            h.crash(error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Count {
+        calls: Vec<&'static str>,
+        observes: bool,
+    }
+
+    impl Handler for Count {
+        fn connect(&mut self, _: &str, _: Option<&User>) {
+            self.calls.push("connect");
+        }
+        fn subscribe(&mut self, _: &str, _: Option<&User>, _: &str) {
+            self.calls.push("subscribe");
+        }
+        fn unsubscribe(&mut self, _: &str, _: Option<&User>, _: &str) {
+            self.calls.push("unsubscribe");
+        }
+        fn send(&mut self, _: &str, _: Option<&User>, _: &str) {
+            self.calls.push("send");
+        }
+        fn observes_send(&self) -> bool {
+            self.observes
+        }
+    }
+
+    #[test]
+    fn both_forwards_to_each_and_respects_observes_send() {
+        let mut both = Both(
+            Count::default(),
+            Count {
+                observes: true,
+                ..Count::default()
+            },
+        );
+        assert!(both.observes_send());
+        both.connect("id", None);
+        both.subscribe("id", None, "c");
+        both.unsubscribe("id", None, "c");
+        both.send("id", None, "{}");
+        assert_eq!(both.0.calls, ["connect", "subscribe", "unsubscribe"]);
+        assert_eq!(
+            both.1.calls,
+            ["connect", "subscribe", "unsubscribe", "send"]
+        );
+        assert!(!Both(Count::default(), Count::default()).observes_send());
+    }
+
+    #[test]
+    fn an_absent_handler_observes_nothing() {
+        let mut none: Option<Count> = None;
+        none.connect("id", None);
+        assert!(!none.observes_send());
+        let mut some = Some(Count {
+            observes: true,
+            ..Count::default()
+        });
+        some.connect("id", None);
+        assert!(some.observes_send());
+        assert_eq!(some.unwrap().calls, ["connect"]);
     }
 }

@@ -19,10 +19,13 @@ pub mod conn;
 pub mod error;
 pub mod event_loop;
 pub mod events;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod session;
 pub mod timers;
+pub mod webhooks;
 
 pub use server::{Bound, Server, ServerError, ShutdownHandle};

@@ -38,17 +38,18 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    /// Subscribes `conn` to `name`. Subscribing again is a no-op that keeps
-    /// the original position and does not count twice against `max`.
+    /// Subscribes `conn` to `name`; `Ok(true)` when it was not subscribed
+    /// before. Subscribing again is a no-op (`Ok(false)`) that keeps the
+    /// original position and does not count twice against `max`.
     pub(crate) fn subscribe(
         &mut self,
         conn: ConnId,
         name: &str,
         max: usize,
-    ) -> Result<(), TooManyChannels> {
+    ) -> Result<bool, TooManyChannels> {
         let subs = self.subscriptions.entry(conn).or_default();
         if subs.contains_key(name) {
-            return Ok(());
+            return Ok(false);
         }
         if subs.len() >= max {
             if subs.is_empty() {
@@ -65,21 +66,23 @@ impl Channels {
         };
         subs.insert(Rc::clone(&key), seq);
         self.members.entry(key).or_default().insert(seq, conn);
-        Ok(())
+        Ok(true)
     }
 
-    /// Unsubscribes `conn` from `name`; a no-op when it was not subscribed.
-    pub(crate) fn unsubscribe(&mut self, conn: ConnId, name: &str) {
+    /// Unsubscribes `conn` from `name`; a no-op (false) when it was not
+    /// subscribed.
+    pub(crate) fn unsubscribe(&mut self, conn: ConnId, name: &str) -> bool {
         let Some(subs) = self.subscriptions.get_mut(&conn) else {
-            return;
+            return false;
         };
         let Some(seq) = subs.remove(name) else {
-            return;
+            return false;
         };
         if subs.is_empty() {
             self.subscriptions.remove(&conn);
         }
         self.remove_member(name, seq);
+        true
     }
 
     /// Removes `conn` from every channel it is in (it disconnected).
@@ -121,9 +124,15 @@ impl Channels {
     }
 
     /// How many channels have members.
-    #[cfg(test)]
     pub(crate) fn channel_count(&self) -> usize {
         self.members.len()
+    }
+
+    /// Every channel with members, and how many (in no particular order).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.members
+            .iter()
+            .map(|(name, members)| (&**name, members.len()))
     }
 
     /// How many connections are subscribed to anything.
@@ -177,12 +186,16 @@ mod tests {
         c.subscribe(1, "a", 2).unwrap();
         c.subscribe(1, "b", 2).unwrap();
         assert_eq!(c.subscribe(1, "c", 2), Err(TooManyChannels));
-        // Already subscribed: fine even at the limit.
-        assert_eq!(c.subscribe(1, "a", 2), Ok(()));
+        // Already subscribed: fine even at the limit, and not new.
+        assert_eq!(c.subscribe(1, "a", 2), Ok(false));
         assert_eq!(c.count(1), 2);
         assert!(!c.has_members("c"));
-        c.unsubscribe(1, "a");
-        assert_eq!(c.subscribe(1, "c", 2), Ok(()));
+        assert!(c.unsubscribe(1, "a"));
+        assert!(!c.unsubscribe(1, "a"));
+        assert_eq!(c.subscribe(1, "c", 2), Ok(true));
+        let mut all: Vec<_> = c.iter().collect();
+        all.sort_unstable();
+        assert_eq!(all, [("b", 1), ("c", 1)]);
     }
 
     #[test]

@@ -144,12 +144,28 @@ impl Router {
                 "this connection may not send commands",
             ));
         }
+        let done = self.carry_out(name, msg, now, out)?;
+        // The issuer may have disconnected itself: then there is nobody to ack.
+        if self.clients.contains_key(&conn) {
+            self.send_to(conn, &Out::Ack { command: done }, out);
+        }
+        Ok(())
+    }
+
+    /// Parses and carries out a command, whoever sent it: the one path that
+    /// WebSocket commands and the backend API share, so both give clients
+    /// the same frames. Returns the command's name (for the ack).
+    pub(super) fn carry_out(
+        &mut self,
+        name: &RawValue,
+        msg: &Incoming<'_>,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<&'static str, Reject> {
         let name = wire::as_str(name)
             .ok_or_else(|| Reject::bad_request("field `command` must be a string"))?;
         let command = Command::parse(&name, msg)?;
-        let ack = Out::Ack {
-            command: command.name(),
-        };
+        let done = command.name();
         match command {
             Command::Broadcast { message } => {
                 let msg = Out::Message {
@@ -182,11 +198,7 @@ impl Router {
             // means no presence messages at all) but is still acknowledged.
             Command::Presence => self.send_presence(now, out),
         }
-        // The issuer may have disconnected itself: then there is nobody to ack.
-        if self.clients.contains_key(&conn) {
-            self.send_to(conn, &ack, out);
-        }
-        Ok(())
+        Ok(done)
     }
 
     /// The `disconnect` command: forgets `target` exactly as a disconnect

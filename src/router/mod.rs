@@ -13,6 +13,7 @@
 //! same `Rc`, so a broadcast to n clients costs one encoding and n pointer
 //! copies.
 
+mod api;
 mod channels;
 mod clients;
 mod command;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
+pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
 
 use self::channels::{Channels, TooManyChannels};
@@ -55,6 +57,17 @@ pub trait Outbox {
     /// already forgotten the client, so a later `Router::disconnect` for it
     /// is a no-op.
     fn close(&mut self, conn: ConnId, code: u16, reason: &str);
+}
+
+/// Lets a `&mut dyn Outbox` (or any borrowed outbox) go where an
+/// `impl Outbox` is expected, e.g. from the HTTP side's context.
+impl<O: Outbox + ?Sized> Outbox for &mut O {
+    fn send(&mut self, conn: ConnId, frame: &Frame) {
+        (**self).send(conn, frame);
+    }
+    fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        (**self).close(conn, code, reason);
+    }
 }
 
 /// The router's part of the configuration (SPEC section 2).
@@ -359,7 +372,8 @@ impl Router {
         match &*event {
             "subscribe" => {
                 let channel = channel_name(msg.channel)?;
-                self.channels
+                let new = self
+                    .channels
                     .subscribe(conn, &channel, self.config.max_channels_per_client)
                     .map_err(|TooManyChannels| {
                         Reject::new(
@@ -370,11 +384,28 @@ impl Router {
                             ),
                         )
                     })?;
+                if new {
+                    if let Some(client) = self.clients.get(&conn) {
+                        self.handler.subscribe(
+                            client.id.as_str(),
+                            client.user.as_deref(),
+                            &channel,
+                        );
+                    }
+                }
                 self.send_to(conn, &Out::Subscribed { channel: &channel }, out);
             }
             "unsubscribe" => {
                 let channel = channel_name(msg.channel)?;
-                self.channels.unsubscribe(conn, &channel);
+                if self.channels.unsubscribe(conn, &channel) {
+                    if let Some(client) = self.clients.get(&conn) {
+                        self.handler.unsubscribe(
+                            client.id.as_str(),
+                            client.user.as_deref(),
+                            &channel,
+                        );
+                    }
+                }
                 self.send_to(conn, &Out::Unsubscribed { channel: &channel }, out);
             }
             "message" => {

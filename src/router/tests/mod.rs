@@ -1,6 +1,7 @@
 //! Router tests, driven without sockets or clocks: a recording [`Outbox`],
 //! a recording [`Handler`] and made-up instants.
 
+mod api;
 mod commands;
 mod presence;
 mod routing;
@@ -57,6 +58,8 @@ enum Ev {
     Disconnect(String, Option<String>),
     Receive(String, String),
     Send(String, String),
+    Subscribe(String, String),
+    Unsubscribe(String, String),
 }
 
 struct Recorder(Rc<RefCell<Vec<Ev>>>);
@@ -85,6 +88,16 @@ impl Handler for Recorder {
         self.0
             .borrow_mut()
             .push(Ev::Send(client_id.into(), message.into()));
+    }
+    fn subscribe(&mut self, client_id: &str, _user: Option<&User>, channel: &str) {
+        self.0
+            .borrow_mut()
+            .push(Ev::Subscribe(client_id.into(), channel.into()));
+    }
+    fn unsubscribe(&mut self, client_id: &str, _user: Option<&User>, channel: &str) {
+        self.0
+            .borrow_mut()
+            .push(Ev::Unsubscribe(client_id.into(), channel.into()));
     }
 }
 

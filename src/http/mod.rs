@@ -1,0 +1,179 @@
+//! The HTTP side of the WebSocket port (SPEC sections 8, 9 and 14): the backend API under
+//! `/api/`, `GET /metrics`, the demo page at `GET /`, and `GET /health`. Sans-IO: requests in,
+//! response bytes out; the event loop does all reading and writing.
+//!
+//! # Wiring it into the event loop
+//!
+//! 1. **Head.** The protocol crate's handshake decoder parses every request head as it does now
+//!    (so `max_handshake_size` gives 431 before anything here runs). Build a [`Head`] from the
+//!    `rakit_protocol::Request` with [`Head::from_request`], then set `authorization`,
+//!    `content_length` and `transfer_encoding` from the Request's new fields (several
+//!    `Content-Length` headers joined with `,`, which [`body::plan`] refuses).
+//! 2. **Which side.** If [`wants`] is false (an upgrade attempt, or a path that is not ours),
+//!    hand the request to `accept::decide` exactly as today. Otherwise it is HTTP:
+//! 3. **Body.** Call [`body::plan`]`(&head, config.max_buffer_size)`. `Err(e)`: write
+//!    [`refuse`] and close. `Ok(n)`: keep the bytes after the head that the decoder did not
+//!    consume, read until `n` body bytes are there (the connection's read buffer, bounded by
+//!    `max_buffer_size`), under the same `handshake_timeout` timer as the head.
+//! 4. **Answer.** Call [`handle`] with the head, exactly `n` body bytes and an [`HttpCtx`]
+//!    (the router, the loop's outbox for the frames a command queues, the metrics, a [`Gauges`]
+//!    snapshot, now). Queue `out` on the connection, then settle deliveries and overflows as
+//!    after a client message.
+//! 5. **Then.** [`KeepAlive::Close`]: close after flushing (the lingering close of a refused
+//!    handshake). [`KeepAlive::Keep`]: drop the consumed bytes, reset the request decoder and
+//!    re-arm `handshake_timeout` as the idle timer, and parse the next head from what is left
+//!    (pipelined requests are answered in order). An HTTP connection never counts towards
+//!    `max_connections` or `rakit_connections`: only upgraded ones do.
+//!
+//! The loop owns one [`HttpSettings`] built from the config at start, and one
+//! [`crate::metrics::Metrics`] it increments as it works.
+
+mod api;
+pub mod auth;
+pub mod body;
+pub mod response;
+
+use std::time::Instant;
+
+use rakit_protocol::Request;
+
+pub use self::body::{BodyError, KeepAlive};
+use crate::config::Config;
+use crate::metrics::{Gauges, Metrics};
+use crate::router::{Outbox, Router};
+use auth::BearerKey;
+
+/// The demo chat page (SPEC section 14), self-contained: inline style and script, no external
+/// resources.
+pub const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// The parts of a request head the HTTP side looks at. Filled by the loop from the protocol
+/// crate's parsed request (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target's path, without the query, still percent-encoded.
+    pub path: String,
+    /// The query after `?`, if any.
+    pub query: Option<String>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub http_minor: u8,
+    /// `Authorization`.
+    pub authorization: Option<String>,
+    /// `Content-Length`, unparsed.
+    pub content_length: Option<String>,
+    /// `Transfer-Encoding`.
+    pub transfer_encoding: Option<String>,
+    /// `Connection`.
+    pub connection: Option<String>,
+    /// The request has an `Upgrade` header, any `Sec-WebSocket-*` header, or `upgrade` in
+    /// `Connection`: it is judged as a handshake (SPEC section 14), never here.
+    pub attempts_upgrade: bool,
+}
+
+impl Head {
+    /// The fields the protocol's `Request` has today. `authorization`, `content_length` and
+    /// `transfer_encoding` are left `None` for the caller to fill from the Request's new fields.
+    pub fn from_request(req: &Request) -> Head {
+        let upgrade_token = req.connection.as_deref().is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+        Head {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            http_minor: req.http_minor,
+            connection: req.connection.clone(),
+            attempts_upgrade: req.upgrade.is_some()
+                || req.key.is_some()
+                || req.version.is_some()
+                || !req.protocols.is_empty()
+                || upgrade_token,
+            ..Head::default()
+        }
+    }
+}
+
+/// The configuration the HTTP side needs, prepared once at start (keys are hashed here).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `[api] key`; `None`: the API is off.
+    pub api_key: Option<BearerKey>,
+    /// `[metrics] enabled`.
+    pub metrics_enabled: bool,
+    /// `[metrics] key`; `None`: no key needed.
+    pub metrics_key: Option<BearerKey>,
+    /// `demo_page`.
+    pub demo_page: bool,
+    /// `max_buffer_size`: the largest body.
+    pub max_body: usize,
+}
+
+impl HttpSettings {
+    pub fn new(config: &Config) -> HttpSettings {
+        HttpSettings {
+            api_key: BearerKey::new(&config.api.key),
+            metrics_enabled: config.metrics.enabled,
+            metrics_key: BearerKey::new(&config.metrics.key),
+            demo_page: config.demo_page,
+            max_body: config.max_buffer_size,
+        }
+    }
+}
+
+/// Everything one request may read or change.
+pub struct HttpCtx<'a> {
+    pub settings: &'a HttpSettings,
+    /// Commands run through it; queries read it.
+    pub router: &'a mut Router,
+    /// Where the frames and closes a command causes go: the loop's outbox.
+    pub outbox: &'a mut dyn Outbox,
+    /// `rakit_api_requests_total` is counted here; `/metrics` renders it.
+    pub metrics: &'a mut Metrics,
+    /// Values owned elsewhere, for `/metrics`. `channels` is filled from the router here.
+    pub gauges: Gauges,
+    pub now: Instant,
+}
+
+/// Whether a request is the HTTP side's: not an upgrade attempt, and one of its paths (`/`,
+/// `/health`, `/metrics`, `/api` and everything under `/api/`). Other plain requests keep the
+/// handshake's answers (400 malformed, 405 for a non-GET).
+pub fn wants(head: &Head) -> bool {
+    !head.attempts_upgrade
+        && (matches!(head.path.as_str(), "/" | "/health" | "/metrics" | "/api")
+            || head.path.starts_with("/api/"))
+}
+
+/// Answers one request whose body (exactly the length [`body::plan`] gave) has been read:
+/// appends the response to `out` and says whether the connection stays open.
+pub fn handle(head: &Head, body: &[u8], ctx: &mut HttpCtx<'_>, out: &mut Vec<u8>) -> KeepAlive {
+    let keep = body::keep_alive(head);
+    let reply = api::route(head, body, ctx);
+    if api::is_api_path(&head.path) {
+        ctx.metrics.api_requests.incr(reply.status);
+    }
+    reply.write(out, keep);
+    keep
+}
+
+/// Answers a request whose body [`body::plan`] refused (JSON on API paths, text elsewhere);
+/// the connection must then be closed.
+pub fn refuse(
+    head: &Head,
+    error: BodyError,
+    metrics: &mut Metrics,
+    out: &mut Vec<u8>,
+) -> KeepAlive {
+    let api = api::is_api_path(&head.path);
+    if api {
+        metrics.api_requests.incr(error.status());
+    }
+    api::Reply::error(api, error.status(), error.code(), error.message())
+        .write(out, KeepAlive::Close);
+    KeepAlive::Close
+}
+
+#[cfg(test)]
+mod tests;
