@@ -5,8 +5,8 @@
 //!
 //! Checked: one decoder across calls agrees with a fresh decoder given the
 //! whole buffer at once, and with `Connection::new` fed the same pieces; a
-//! request is produced only when the buffer holds `\r\n\r\n`, and ends just
-//! past the first one; `consumed <= len`; every refusal has one of the
+//! request is produced only when the buffer holds a blank line (after CRLF
+//! or bare LF line ends), and ends just past the first one; `consumed <= len`; every refusal has one of the
 //! statuses we send and is well-formed HTTP whose Content-Length is the body.
 #![no_main]
 
@@ -34,8 +34,10 @@ const ALL_ERRORS: [HandshakeError; 15] = [
     HandshakeError::ServiceUnavailable,
 ];
 
+/// Just past the first blank line, CRLF or bare LF (`\n\n`, `\n\r\n`),
+/// found the slow way: the shortest prefix that ends in one.
 fn first_blank_line(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    (1..=buf.len()).find(|&end| buf[..end].ends_with(b"\n\n") || buf[..end].ends_with(b"\n\r\n"))
 }
 
 /// The refusal for `err` is HTTP with the right status and Content-Length.

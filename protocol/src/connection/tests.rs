@@ -107,6 +107,38 @@ fn handshake_one_byte_at_a_time() {
 }
 
 #[test]
+fn lf_only_handshake_is_answered() {
+    // Bare LF line ends: accepted like CRLF, fed one byte at a time.
+    let lf = String::from_utf8(UPGRADE.to_vec())
+        .unwrap()
+        .replace("\r\n", "\n");
+    let mut conn = Connection::new(limits());
+    let mut out = Vec::new();
+    for len in 0..lf.len() {
+        let mut buf = lf.as_bytes()[..len].to_vec();
+        assert_eq!(conn.read(&mut buf, &mut out).unwrap(), (0, None), "{len}");
+    }
+    let mut buf = lf.clone().into_bytes();
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!(n, lf.len());
+    let Some(Event::Request(req)) = ev else {
+        panic!("no request")
+    };
+    conn.accept(&req.validate().unwrap(), None, &mut out);
+    assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(String::from_utf8_lossy(&out).contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+
+    // A malformed one is refused with 400 rather than waited on.
+    let mut conn = Connection::new(limits());
+    let mut buf = b"GET / HTTP/1.1\nHost\n\n".to_vec();
+    let mut out = Vec::new();
+    let err = conn.read(&mut buf, &mut out).unwrap_err();
+    assert_eq!(err, Error::Handshake(HandshakeError::Malformed));
+    assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
 fn handshake_refusals_are_written() {
     let mut conn = Connection::new(Limits {
         max_handshake_size: 32,
