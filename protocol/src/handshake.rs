@@ -53,17 +53,72 @@ pub struct Request {
     pub version: Option<String>,
     /// Every subprotocol offered in `Sec-WebSocket-Protocol`, in order.
     pub protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions`, several headers joined with `, ` (the
+    /// header is a comma-separated list, RFC 6455 section 9.1). Kept whole:
+    /// splitting on commas is the negotiator's job, as parameter values may
+    /// be quoted strings.
+    pub extensions: Option<String>,
+    /// Whether the request has any `Sec-WebSocket-*` header, also one with an
+    /// empty value or a name this parser does not know (SPEC section 14).
+    pub websocket_headers: bool,
+    /// `Authorization`, e.g. `Bearer KEY` for the HTTP API.
+    pub authorization: Option<String>,
+    /// `Content-Length`, parsed: only ASCII digits that fit in a `u64` (no
+    /// sign, no list); anything else, or a repeated header, is malformed
+    /// (400), as two lengths for one body is how requests are smuggled.
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding`, several headers joined with `, `.
+    pub transfer_encoding: Option<String>,
 }
 
 fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// Appends a repeatable list header's value to `slot`, joined with `, `.
+fn join_list(slot: &mut Option<String>, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    match slot {
+        Some(v) => {
+            v.push_str(", ");
+            v.push_str(value);
+        }
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
+/// A `Content-Length` value: 1 to 20 ASCII digits that fit in a `u64`.
+/// (`u64::from_str` alone would also take a leading `+`.)
+fn parse_content_length(value: &str) -> Result<u64, HandshakeError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HandshakeError::Malformed);
+    }
+    value.parse().map_err(|_| HandshakeError::Malformed)
+}
+
 impl Request {
-    /// Does the request ask for an upgrade at all? (A plain `GET /health`
-    /// does not.)
+    /// Does the request have an `Upgrade` header? (A plain `GET /health`
+    /// does not.) Kept for the health check; to tell an HTTP request from a
+    /// WebSocket attempt, use [`Request::attempts_upgrade`].
     pub fn is_upgrade(&self) -> bool {
         self.upgrade.is_some()
+    }
+
+    /// Does the request attempt a WebSocket upgrade, however badly? True
+    /// with an `Upgrade` header, any `Sec-WebSocket-*` header, or `upgrade`
+    /// among the `Connection` tokens (SPEC section 14). Such a request is
+    /// judged as a handshake (section 3); any other is plain HTTP.
+    pub fn attempts_upgrade(&self) -> bool {
+        self.upgrade.is_some()
+            || self.websocket_headers
+            // For requests built by hand rather than decoded.
+            || self.key.is_some()
+            || self.version.is_some()
+            || !self.protocols.is_empty()
+            || self.extensions.is_some()
+            || has_token(self.connection.as_deref(), "upgrade")
     }
 
     /// Checks the request against RFC 6455 section 4.2.1 and returns the
@@ -172,13 +227,33 @@ impl Decoder {
             let value = std::str::from_utf8(h.value)
                 .map_err(|_| HandshakeError::Malformed)?
                 .trim();
-            let slot = match h.name.to_ascii_lowercase().as_str() {
+            let name = h.name.to_ascii_lowercase();
+            if name.starts_with("sec-websocket-") {
+                out.websocket_headers = true;
+            }
+            let slot = match name.as_str() {
                 "host" => &mut out.host,
                 "origin" => &mut out.origin,
                 "upgrade" => &mut out.upgrade,
                 "connection" => &mut out.connection,
                 "sec-websocket-key" => &mut out.key,
                 "sec-websocket-version" => &mut out.version,
+                "authorization" => &mut out.authorization,
+                "content-length" => {
+                    if out.content_length.is_some() {
+                        return Err(HandshakeError::Malformed);
+                    }
+                    out.content_length = Some(parse_content_length(value)?);
+                    continue;
+                }
+                "transfer-encoding" => {
+                    join_list(&mut out.transfer_encoding, value);
+                    continue;
+                }
+                "sec-websocket-extensions" => {
+                    join_list(&mut out.extensions, value);
+                    continue;
+                }
                 "cookie" => {
                     match &mut out.cookie {
                         Some(c) => {
@@ -201,7 +276,7 @@ impl Decoder {
                 }
                 _ => continue,
             };
-            // Repeating a header the handshake depends on is ambiguous.
+            // Repeating a header the server decides on is ambiguous.
             if slot.is_some() {
                 return Err(HandshakeError::Malformed);
             }

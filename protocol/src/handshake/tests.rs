@@ -295,6 +295,91 @@ fn end_of_head_straddling_two_reads() {
 }
 
 #[test]
+fn fields_for_the_http_api_and_extensions() {
+    let req = request(
+        "POST /api/commands HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer 0123456789abcdef\r\n\
+         Content-Length: 42\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+         Sec-WebSocket-Extensions: x-foo; a=\"1,2\"\r\n\r\n",
+    );
+    assert_eq!(
+        req.authorization.as_deref(),
+        Some("Bearer 0123456789abcdef")
+    );
+    assert_eq!(req.content_length, Some(42));
+    assert_eq!(req.transfer_encoding.as_deref(), Some("gzip, chunked"));
+    assert_eq!(
+        req.extensions.as_deref(),
+        Some("permessage-deflate; client_max_window_bits, x-foo; a=\"1,2\"")
+    );
+    let plain = request("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(plain.content_length, Some(0));
+    assert_eq!(plain.authorization, None);
+    assert_eq!(plain.extensions, None);
+    assert_eq!(
+        request("GET / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n").content_length,
+        Some(u64::MAX)
+    );
+}
+
+#[test]
+fn bad_or_repeated_length_and_repeated_authorization_are_malformed() {
+    for header in [
+        "Content-Length: 1\r\nContent-Length: 1",
+        "Content-Length: 1\r\ncontent-length: 2",
+        "Content-Length: +1",
+        "Content-Length: -1",
+        "Content-Length: 1, 1",
+        "Content-Length: 0x10",
+        "Content-Length: 1 2",
+        "Content-Length:",
+        "Content-Length: 18446744073709551616",
+        "Authorization: Bearer a\r\nAuthorization: Bearer b",
+    ] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{header}\r\n\r\n");
+        assert_eq!(
+            decode(raw.as_bytes()),
+            Err(HandshakeError::Malformed),
+            "{header}"
+        );
+    }
+    assert_eq!(HandshakeError::Malformed.http_status(), 400);
+}
+
+#[test]
+fn attempts_upgrade_per_spec_section_14() {
+    let attempt = |extra: &str| {
+        request(&format!("GET / HTTP/1.1\r\nHost: h\r\n{extra}\r\n")).attempts_upgrade()
+    };
+    assert!(!attempt(""));
+    assert!(!attempt(
+        "Connection: keep-alive\r\nAuthorization: Bearer x\r\n"
+    ));
+    assert!(!attempt("X-Sec-WebSocket-Key: x\r\n"));
+    for extra in [
+        "Upgrade: h2c\r\n",
+        "Upgrade:\r\n",
+        "Connection: keep-alive, Upgrade\r\n",
+        "connection: UPGRADE\r\n",
+        "Sec-WebSocket-Key: x\r\n",
+        "Sec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Protocol:\r\n",
+        "Sec-WebSocket-Extensions:\r\n",
+        "sec-websocket-whatever: 1\r\n",
+    ] {
+        assert!(attempt(extra), "{extra:?}");
+    }
+    // A request built by hand, without the decoder's flag.
+    let by_hand = Request {
+        key: Some("k".into()),
+        ..Request::default()
+    };
+    assert!(by_hand.attempts_upgrade());
+    assert!(!by_hand.is_upgrade());
+    assert!(!Request::default().attempts_upgrade());
+}
+
+#[test]
 fn responses_are_well_formed_http() {
     let mut out = Vec::new();
     write_refusal(&mut out, &HandshakeError::UnsupportedVersion);
