@@ -260,23 +260,8 @@ fn read_frame<'a>(
     let Some(key) = header.mask else {
         return Err(ProtocolError::UnmaskedFrame);
     };
-    if !header.opcode.is_control() {
-        // Refuse an oversized message as soon as its header says so,
-        // before buffering its payload.
-        let already = if header.opcode == OpCode::Continuation {
-            message.len()
-        } else {
-            0
-        };
-        let size = already as u64 + header.payload_len;
-        if size > limits.max_message_size as u64 {
-            return Err(ProtocolError::MessageTooBig {
-                size,
-                max: limits.max_message_size,
-            });
-        }
-    }
-    // The check above bounds payload_len by max_message_size (or 125).
+    check_size(&header, message, limits)?;
+    // check_size bounds payload_len by max_message_size (or 125).
     let total = header_len + header.payload_len as usize;
     let closing = *state == State::Closing;
     if input.len() < total {
@@ -359,6 +344,32 @@ fn read_frame<'a>(
         }
     };
     Ok((total, event))
+}
+
+/// Refuses an oversized message as soon as a data frame's header says so,
+/// before its payload is buffered. The whole message counts (fragments
+/// gathered so far plus this frame), not only the frame.
+fn check_size(
+    header: &FrameHeader,
+    message: &Assembler,
+    limits: &Limits,
+) -> Result<(), ProtocolError> {
+    if header.opcode.is_control() {
+        // At most 125 bytes, checked by the header decoder.
+        return Ok(());
+    }
+    let gathered = match header.opcode {
+        OpCode::Continuation => message.len(),
+        _ => 0,
+    };
+    let size = gathered as u64 + header.payload_len;
+    if size > limits.max_message_size as u64 {
+        return Err(ProtocolError::MessageTooBig {
+            size,
+            max: limits.max_message_size,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -377,6 +377,20 @@ fn size_rules_close_with_1009() {
         },
         1009,
     );
+    // Control frames between fragments neither count nor reset the count.
+    let mut input = frame(false, OpCode::Binary, &[0; 600]);
+    input.extend(frame(true, OpCode::Pong, &[0; 125]));
+    input.extend(frame(false, OpCode::Continuation, &[0; 300]));
+    input.extend(frame(true, OpCode::Pong, b""));
+    input.extend(frame(true, OpCode::Continuation, &[0; 101]));
+    fails_with(
+        &input,
+        ProtocolError::MessageTooBig {
+            size: 1001,
+            max: 1000,
+        },
+        1009,
+    );
     // Exactly at the limit is fine.
     let mut input = frame(false, OpCode::Text, &[b'a'; 600]);
     input.extend(frame(true, OpCode::Continuation, &[b'a'; 400]));
