@@ -267,6 +267,124 @@ fn server_close_waits_for_the_peer() {
     assert_eq!(conn.state(), State::Closed);
 }
 
+/// An open connection on which the server has just sent its close frame.
+fn closing() -> Connection {
+    let mut conn = Connection::open(limits());
+    assert!(conn.close(1001, "", &mut Vec::new()));
+    conn
+}
+
+#[test]
+fn after_our_close_any_data_frame_is_dropped_and_the_handshake_finishes() {
+    // Frames the peer wrote before it saw our close: a new fragmented
+    // message, a continuation of it, a continuation of nothing, text that
+    // is not UTF-8. None is an error; the peer's close still ends it cleanly.
+    let sequences: [&[(bool, OpCode, &[u8])]; 4] = [
+        &[
+            (false, OpCode::Text, b"a"),
+            (true, OpCode::Continuation, b"b"),
+        ],
+        &[(true, OpCode::Continuation, b"x")],
+        &[
+            (false, OpCode::Binary, b"a"),
+            (false, OpCode::Continuation, b"b"),
+        ],
+        &[
+            (true, OpCode::Text, b"\xff"),
+            (false, OpCode::Text, b"\xc0"),
+        ],
+    ];
+    for frames in sequences {
+        let mut conn = closing();
+        let mut input = Vec::new();
+        for (fin, op, payload) in frames {
+            input.extend(frame(*fin, *op, payload));
+        }
+        input.extend(frame(true, OpCode::Close, b"\x03\xe8"));
+        let (seen, out, err) = drive(&mut conn, &input);
+        assert_eq!(err, None, "{frames:?}");
+        assert_eq!(
+            seen,
+            vec![Seen::Close(Some((1000, "".into())))],
+            "{frames:?}"
+        );
+        assert!(out.is_empty(), "{frames:?}: {out:x?}");
+        assert_eq!(conn.state(), State::Closed);
+    }
+}
+
+#[test]
+fn after_our_close_a_message_in_progress_may_be_interrupted() {
+    let mut conn = Connection::open(limits());
+    let (seen, _, err) = drive(&mut conn, &frame(false, OpCode::Text, b"half"));
+    assert_eq!((seen, err), (vec![], None));
+    assert!(conn.close(1000, "", &mut Vec::new()));
+    // A new message where a continuation was due, then more continuations.
+    let mut input = frame(true, OpCode::Binary, b"new");
+    input.extend(frame(false, OpCode::Continuation, b"more"));
+    input.extend(frame(true, OpCode::Ping, b"p"));
+    input.extend(frame(true, OpCode::Close, b""));
+    let (seen, out, err) = drive(&mut conn, &input);
+    assert_eq!(err, None);
+    assert_eq!(seen, vec![Seen::Ping(b"p".to_vec()), Seen::Close(None)]);
+    assert!(out.is_empty(), "no pong or close after ours: {out:x?}");
+}
+
+#[test]
+fn after_our_close_mask_and_size_rules_still_hold() {
+    // No second close frame is written; the connection is dropped.
+    let cases: [(Vec<u8>, ProtocolError); 3] = [
+        (vec![0x81, 0x02, b'h', b'i'], ProtocolError::UnmaskedFrame),
+        (
+            frame(true, OpCode::Continuation, &[0; 1001])[..8].to_vec(),
+            ProtocolError::MessageTooBig {
+                size: 1001,
+                max: 1000,
+            },
+        ),
+        (
+            vec![0xc1, 0x80, 1, 2, 3, 4],
+            ProtocolError::NonZeroReservedBits,
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut conn = closing();
+        let (seen, out, err) = drive(&mut conn, &input);
+        assert_eq!(err, Some(Error::Protocol(expected)));
+        assert!(seen.is_empty() && out.is_empty(), "{out:x?}");
+        assert_eq!(conn.state(), State::Closed);
+    }
+    // Dropped frames are bounded one by one: nothing is gathered.
+    let mut conn = Connection::open(limits());
+    drive(&mut conn, &frame(false, OpCode::Binary, &[0; 600]));
+    assert!(conn.close(1000, "", &mut Vec::new()));
+    let mut input = frame(false, OpCode::Continuation, &[0; 600]);
+    input.extend(frame(true, OpCode::Continuation, &[0; 1000]));
+    input.extend(frame(true, OpCode::Close, b""));
+    let (seen, _, err) = drive(&mut conn, &input);
+    assert_eq!((seen, err), (vec![Seen::Close(None)], None));
+}
+
+#[test]
+fn text_half_unmasked_before_our_close_does_not_spoil_the_next_frame() {
+    // The first half of a text frame is unmasked in place while open; the
+    // rest arrives after our close. The frame is dropped and the frames after
+    // it are unmasked from their own start.
+    let text = frame(true, OpCode::Text, &[b'a'; 200]);
+    let mut conn = Connection::open(limits());
+    let mut buf = text[..100].to_vec();
+    let mut out = Vec::new();
+    assert_eq!(conn.read(&mut buf, &mut out).unwrap(), (0, None));
+    assert!(conn.close(1000, "", &mut out));
+    buf.extend_from_slice(&text[100..]);
+    buf.extend(frame(true, OpCode::Ping, b"ping"));
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!((n, ev), (text.len(), None));
+    buf.drain(..n);
+    let (_, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!(ev, Some(Event::Ping(b"ping")));
+}
+
 #[test]
 fn unmasked_frame_is_1002() {
     fails_with(
