@@ -246,6 +246,23 @@ fn peer_close_is_echoed_once() {
 }
 
 #[test]
+fn data_after_the_peers_close_is_never_read() {
+    // Why there is no "data after close" error: once the peer's close is
+    // read the connection is Closed and consumes nothing more.
+    let mut conn = Connection::open(limits());
+    let mut buf = frame(true, OpCode::Close, b"");
+    let after = buf.len();
+    buf.extend(frame(true, OpCode::Text, b"late"));
+    let mut out = Vec::new();
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!((n, ev), (after, Some(Event::Close(None))));
+    let mut rest = buf[after..].to_vec();
+    let mut more = Vec::new();
+    assert_eq!(conn.read(&mut rest, &mut more).unwrap(), (0, None));
+    assert!(more.is_empty());
+}
+
+#[test]
 fn server_close_waits_for_the_peer() {
     let mut conn = Connection::open(limits());
     let mut out = Vec::new();
