@@ -360,13 +360,25 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
         let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         (before.ends_with('.') && before.chars().all(bare)).then(|| before.to_owned())
     });
-    let dotted = |key: &str| match (&table, &same_line) {
-        (_, Some(prefix)) => format!(
+    // A key named in a table header (`[zzz]`, `[session.zzz]`) is dotted from the root, whatever
+    // table the lines above were in: the header's own path before the key is its prefix.
+    let in_header = span.as_ref().and_then(|s| {
+        let before = lines_back(text, s.start).next()?.trim_start();
+        let path = before.strip_prefix('[')?.trim_start_matches('[');
+        Some(
+            path.chars()
+                .filter(|c| !c.is_whitespace() && *c != '"')
+                .collect::<String>(),
+        )
+    });
+    let dotted = |key: &str| match (&in_header, &table, &same_line) {
+        (Some(prefix), _, _) => format!("{prefix}{key}"),
+        (None, _, Some(prefix)) => format!(
             "{}{prefix}{key}",
             table.as_ref().map_or(String::new(), |t| format!("{t}."))
         ),
-        (Some(table), None) => format!("{table}.{key}"),
-        (None, None) => key.to_owned(),
+        (None, Some(table), None) => format!("{table}.{key}"),
+        (None, None, None) => key.to_owned(),
     };
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((key, _)) = rest.split_once('`') {
@@ -375,6 +387,19 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
                 key: dotted(key),
             };
         }
+    }
+    // A table where a plain value belongs (`[host]`): the span is that whole table, header first,
+    // and the header names the key from the root.
+    let table_at_span = span.as_ref().and_then(|s| {
+        let from = floor_char_boundary(text, s.start);
+        table_header(text[from..].lines().next()?.trim_start())
+    });
+    if let Some(key) = table_at_span {
+        return ConfigError::Parse {
+            path: None,
+            key: Some(key),
+            message,
+        };
     }
     match span.as_ref().and_then(|s| key_before(text, s.start)) {
         Some(key) => ConfigError::Parse {
@@ -591,6 +616,33 @@ mod tests {
         assert_eq!(e.key(), Some("session.secrte"));
         let e = parse_err("[sesion]\nsecret = \"y\"\n");
         assert_eq!(e.to_string(), "unknown key `sesion`");
+    }
+
+    #[test]
+    fn unknown_table_after_session_is_named_from_the_root() {
+        let cases = [
+            ("[session]\nsecret=\"x\"\n[zzz]\na=1\n", "zzz"),
+            ("port = 1\n[session]\n\n[ zzz ] # comment\n", "zzz"),
+            ("[session]\nsecret=\"x\"\n[zzz.b]\na=1\n", "zzz"),
+            ("[session]\nsecret=\"x\"\n[[zzz]]\na=1\n", "zzz"),
+            ("[session]\n[session.zzz]\na=1\n", "session.zzz"),
+            ("[session]\n[\"session\" . zzz]\na=1\n", "session.zzz"),
+        ];
+        for (text, key) in cases {
+            let e = parse_err(text);
+            assert!(
+                matches!(e, ConfigError::UnknownKey { .. }),
+                "{text:?}: {e:?}"
+            );
+            assert_eq!(e.key(), Some(key), "{text:?}: {e}");
+            assert_eq!(e.to_string(), format!("unknown key `{key}`"));
+        }
+        // A table where a plain value belongs, after [session]: named from the root too.
+        let e = parse_err("[session]\ncookie = \"c\"\n[host]\na = 1\n");
+        assert_eq!(e.key(), Some("host"), "{e}");
+        assert!(e.to_string().starts_with("host: invalid type: map"), "{e}");
+        let e = parse_err("[host]\na = 1\n");
+        assert_eq!(e.key(), Some("host"), "{e}");
     }
 
     #[test]

@@ -96,6 +96,11 @@ fn every_config_error_exits_2_naming_the_key() {
     let cases: &[(&str, &str)] = &[
         ("bogus = 1\n", "bogus"),
         ("[session]\nsecrte = \"x\"\n", "secrte"),
+        // A table after [session] is named from the root, not as `session.zzz`.
+        (
+            "[session]\nsecret = \"x\"\n[zzz]\na = 1\n",
+            "unknown key `zzz`",
+        ),
         ("port = \"x\"\n", "port"),
         ("presence = 3\n", "presence"),
         (
