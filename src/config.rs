@@ -17,6 +17,24 @@ pub use self::backend::{ApiConfig, MetricsConfig, WebhookEvent, WebhooksConfig, 
 /// The file read when no `--config` is given; relative to the current directory.
 pub const DEFAULT_PATH: &str = "config/websocket.toml";
 
+/// Upper bounds that `validate` enforces. Larger values have no use and some would crash the
+/// daemon (a deadline of `now + 2^63 s` overflows `Instant`), so they are config errors.
+pub mod max {
+    /// Timeouts and intervals in seconds (`ping_interval`, `ping_timeout`, `handshake_timeout`):
+    /// one day.
+    pub const SECONDS: u64 = 86_400;
+    /// `presence_interval_ms`: one hour.
+    pub const PRESENCE_INTERVAL_MS: u64 = 3_600_000;
+    /// `max_buffer_size` and `max_send_buffer`: 1 GiB, per connection.
+    pub const BUFFER: u64 = 1 << 30;
+    /// `max_handshake_size`: 1 MiB, far above any real upgrade request (browsers send under 2 KiB).
+    pub const HANDSHAKE: u64 = 1 << 20;
+    /// `max_connections` and `presence_max_users`: ten million.
+    pub const CONNECTIONS: u64 = 10_000_000;
+    /// `max_channels_per_client`: one hundred thousand.
+    pub const CHANNELS_PER_CLIENT: u64 = 100_000;
+}
+
 /// Who may send `{"command": ...}` messages (defined with the router, which enforces it).
 pub use crate::router::CommandPolicy;
 
@@ -277,14 +295,75 @@ impl Config {
                 format!("`{}` is not an IP address or `localhost`", self.host),
             );
         }
-        at_least("max_buffer_size", self.max_buffer_size, 1)?;
-        // A request line plus the mandatory upgrade headers need a few hundred bytes.
-        at_least("max_handshake_size", self.max_handshake_size, 256)?;
-        at_least("max_connections", self.max_connections, 1)?;
-        // Smaller than one close frame plus a typical message would drop every client.
-        at_least("max_send_buffer", self.max_send_buffer, 1024)?;
-        at_least("max_channels_per_client", self.max_channels_per_client, 1)?;
-        at_least("handshake_timeout", self.handshake_timeout as usize, 1)?;
+        let size = |n: usize| n as u64;
+        const DAY: &str = " seconds (one day)";
+        const GIB: &str = " bytes (1 GiB)";
+        // (key, value, minimum, maximum, what the maximum is)
+        let bounds = [
+            (
+                "max_buffer_size",
+                size(self.max_buffer_size),
+                1,
+                max::BUFFER,
+                GIB,
+            ),
+            // A request line plus the mandatory upgrade headers need a few hundred bytes.
+            (
+                "max_handshake_size",
+                size(self.max_handshake_size),
+                256,
+                max::HANDSHAKE,
+                " bytes (1 MiB)",
+            ),
+            (
+                "max_connections",
+                size(self.max_connections),
+                1,
+                max::CONNECTIONS,
+                "",
+            ),
+            // Smaller than one close frame plus a typical message would drop every client.
+            (
+                "max_send_buffer",
+                size(self.max_send_buffer),
+                1024,
+                max::BUFFER,
+                GIB,
+            ),
+            (
+                "max_channels_per_client",
+                size(self.max_channels_per_client),
+                1,
+                max::CHANNELS_PER_CLIENT,
+                "",
+            ),
+            ("ping_interval", self.ping_interval, 0, max::SECONDS, DAY),
+            ("ping_timeout", self.ping_timeout, 0, max::SECONDS, DAY),
+            (
+                "handshake_timeout",
+                self.handshake_timeout,
+                1,
+                max::SECONDS,
+                DAY,
+            ),
+            (
+                "presence_interval_ms",
+                self.presence_interval_ms,
+                0,
+                max::PRESENCE_INTERVAL_MS,
+                " milliseconds (one hour)",
+            ),
+            (
+                "presence_max_users",
+                size(self.presence_max_users),
+                0,
+                max::CONNECTIONS,
+                "",
+            ),
+        ];
+        for (key, value, min, max, unit) in bounds {
+            within(key, value, min, max, unit)?;
+        }
         if self.ping_interval > 0 && self.ping_timeout == 0 {
             return invalid(
                 "ping_timeout",
@@ -357,9 +436,13 @@ fn invalid<T>(key: &str, message: impl Into<String>) -> Result<T, ConfigError> {
     })
 }
 
-fn at_least(key: &str, value: usize, min: usize) -> Result<(), ConfigError> {
+/// `min <= value <= max`; `unit` follows the maximum in the message (`" seconds (one day)"`).
+fn within(key: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<(), ConfigError> {
     if value < min {
         return invalid(key, format!("must be at least {min}"));
+    }
+    if value > max {
+        return invalid(key, format!("must be at most {max}{unit}"));
     }
     Ok(())
 }
@@ -379,13 +462,25 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
         let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         (before.ends_with('.') && before.chars().all(bare)).then(|| before.to_owned())
     });
-    let dotted = |key: &str| match (&table, &same_line) {
-        (_, Some(prefix)) => format!(
+    // A key named in a table header (`[zzz]`, `[session.zzz]`) is dotted from the root, whatever
+    // table the lines above were in: the header's own path before the key is its prefix.
+    let in_header = span.as_ref().and_then(|s| {
+        let before = lines_back(text, s.start).next()?.trim_start();
+        let path = before.strip_prefix('[')?.trim_start_matches('[');
+        Some(
+            path.chars()
+                .filter(|c| !c.is_whitespace() && *c != '"')
+                .collect::<String>(),
+        )
+    });
+    let dotted = |key: &str| match (&in_header, &table, &same_line) {
+        (Some(prefix), _, _) => format!("{prefix}{key}"),
+        (None, _, Some(prefix)) => format!(
             "{}{prefix}{key}",
             table.as_ref().map_or(String::new(), |t| format!("{t}."))
         ),
-        (Some(table), None) => format!("{table}.{key}"),
-        (None, None) => key.to_owned(),
+        (None, Some(table), None) => format!("{table}.{key}"),
+        (None, None, None) => key.to_owned(),
     };
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((key, _)) = rest.split_once('`') {
@@ -394,6 +489,19 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
                 key: dotted(key),
             };
         }
+    }
+    // A table where a plain value belongs (`[host]`): the span is that whole table, header first,
+    // and the header names the key from the root.
+    let table_at_span = span.as_ref().and_then(|s| {
+        let from = floor_char_boundary(text, s.start);
+        table_header(text[from..].lines().next()?.trim_start())
+    });
+    if let Some(key) = table_at_span {
+        return ConfigError::Parse {
+            path: None,
+            key: Some(key),
+            message,
+        };
     }
     match span.as_ref().and_then(|s| key_before(text, s.start)) {
         Some(key) => ConfigError::Parse {
@@ -492,248 +600,4 @@ fn table_header(line: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = include_str!("../config/websocket.example.toml");
-
-    #[track_caller]
-    fn parse_err(text: &str) -> ConfigError {
-        Config::from_str(text).expect_err("should fail")
-    }
-
-    /// The key a validation error names, checking the error is one `key: message` line.
-    #[track_caller]
-    fn invalid_key(config: &Config) -> String {
-        let e = config.validate().expect_err("should be invalid");
-        let (key, line) = (e.key().expect("names a key").to_owned(), e.to_string());
-        assert!(matches!(e, ConfigError::Invalid { .. }), "{e:?}");
-        assert!(
-            line.starts_with(&format!("{key}: ")) && !line.contains('\n'),
-            "{line}"
-        );
-        key
-    }
-
-    #[test]
-    fn defaults_match_spec() {
-        let c = Config::default();
-        assert_eq!(c.host, "127.0.0.1");
-        assert_eq!(c.port, 6001);
-        assert_eq!(c.max_buffer_size, 65536);
-        assert_eq!(c.max_handshake_size, 8192);
-        assert_eq!(c.max_connections, 10000);
-        assert_eq!(c.max_send_buffer, 1048576);
-        assert_eq!(c.max_channels_per_client, 100);
-        assert!(!c.origin_required);
-        assert!(c.allowed_origins.is_empty());
-        assert!(c.allowed_hosts.is_empty());
-        assert!(c.supported_protocols.is_empty());
-        assert_eq!(c.ping_interval, 25);
-        assert_eq!(c.ping_timeout, 10);
-        assert_eq!(c.handshake_timeout, 10);
-        assert!(c.presence);
-        assert_eq!(c.presence_interval_ms, 200);
-        assert_eq!(c.presence_max_users, 100);
-        assert_eq!(c.command_policy, CommandPolicy::Admin);
-        assert!(c.logging_enabled);
-        assert_eq!(c.logging_output, LogOutput::Stdout);
-        assert_eq!(c.logging_file, PathBuf::from("storage/logs/websocket.log"));
-        assert_eq!(c.logging_level, LogLevel::Info);
-        assert_eq!(c.session.cookie, "rakit_ws_session");
-        assert_eq!(c.session.secret, "");
-        c.validate().unwrap();
-        assert_eq!(Config::from_str("").unwrap(), c);
-    }
-
-    #[test]
-    fn example_file_is_the_defaults() {
-        let c = Config::from_str(EXAMPLE).unwrap();
-        assert_eq!(c, Config::default());
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn describe_round_trips_and_masks_the_secret() {
-        let mut c = Config {
-            allowed_origins: vec!["https://a.example.com".into(), "*.b.org".into()],
-            command_policy: CommandPolicy::Any,
-            ..Config::default()
-        };
-        let text = c.describe();
-        assert_eq!(Config::from_str(&text).unwrap(), c);
-        assert!(text.contains("port = 6001\n"), "{text}");
-        assert!(text.contains("command_policy = \"any\"\n"), "{text}");
-        assert!(text.contains("secret = \"\"\n"), "{text}");
-        c.session.secret = "hunter2".into();
-        let text = c.describe();
-        assert!(text.contains("secret = \"<set>\"\n"), "{text}");
-        assert!(!text.contains("hunter2"));
-    }
-
-    #[test]
-    fn parses_every_enum_spelling() {
-        for (s, p) in [
-            ("any", CommandPolicy::Any),
-            ("authenticated", CommandPolicy::Authenticated),
-            ("admin", CommandPolicy::Admin),
-            ("off", CommandPolicy::Off),
-        ] {
-            let c = Config::from_str(&format!("command_policy = \"{s}\"")).unwrap();
-            assert_eq!(c.command_policy, p);
-            assert_eq!(p.to_string(), s);
-        }
-        let c = Config::from_str("logging_output = \"file\"\nlogging_level = \"trace\"").unwrap();
-        assert_eq!(c.logging_output, LogOutput::File);
-        assert_eq!(c.logging_level.to_level_filter(), log::LevelFilter::Trace);
-        assert_eq!(LogLevel::Warn.to_level_filter(), log::LevelFilter::Warn);
-    }
-
-    #[test]
-    fn unknown_top_level_key_is_named() {
-        let e = parse_err("port = 1\nmaxbuffer = 5\n");
-        assert_eq!(e.key(), Some("maxbuffer"));
-        assert_eq!(e.to_string(), "unknown key `maxbuffer`");
-        let e = e.with_path(Path::new("config/websocket.toml"));
-        assert_eq!(
-            e.to_string(),
-            "config/websocket.toml: unknown key `maxbuffer`"
-        );
-    }
-
-    #[test]
-    fn unknown_key_in_session_is_named() {
-        let e = parse_err("port = 1\n[session]\ncookie = \"x\"\nsecrte = \"y\"\n");
-        assert_eq!(e.key(), Some("session.secrte"));
-        assert_eq!(e.to_string(), "unknown key `session.secrte`");
-        let e = parse_err("session.secrte = \"y\"\n");
-        assert_eq!(e.key(), Some("session.secrte"));
-        let e = parse_err("[sesion]\nsecret = \"y\"\n");
-        assert_eq!(e.to_string(), "unknown key `sesion`");
-    }
-
-    #[test]
-    fn wrong_type_names_the_key() {
-        let e = parse_err("host = \"0.0.0.0\"\nport = \"abc\"\n");
-        assert_eq!(e.key(), Some("port"));
-        let line = e.to_string();
-        assert!(
-            line.starts_with("port: invalid type: string \"abc\", expected u16"),
-            "{line}"
-        );
-        assert!(!line.contains('\n'));
-
-        let e = parse_err("port = 70000");
-        assert_eq!(e.key(), Some("port"), "{e}");
-        let e = parse_err("presence = 1");
-        assert_eq!(e.key(), Some("presence"), "{e}");
-        let e = parse_err("command_policy = \"everyone\"");
-        assert_eq!(e.key(), Some("command_policy"), "{e}");
-        let e = parse_err("allowed_origins = [\n  \"https://a\",\n  5,\n]\n");
-        assert_eq!(e.key(), Some("allowed_origins"), "{e}");
-        let e = parse_err("session = 5");
-        assert_eq!(e.key(), Some("session"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_in_session_names_the_dotted_key() {
-        let e = parse_err("port = 1\n\n[session]\ncookie = \"c\"\nsecret = 42 # comment\n");
-        assert_eq!(e.key(), Some("session.secret"), "{e}");
-        assert!(e
-            .to_string()
-            .starts_with("session.secret: invalid type: integer"));
-        let e = parse_err("session.secret = 42\n");
-        assert_eq!(e.key(), Some("session.secret"), "{e}");
-    }
-
-    #[test]
-    fn syntax_error_is_one_line_with_position() {
-        let e = parse_err("port = 1\nhost = \n");
-        let line = e.to_string();
-        assert!(line.starts_with("line 2, column"), "{line}");
-        assert!(!line.contains('\n'), "{line}");
-    }
-
-    #[test]
-    fn load_names_the_file() {
-        let e = Config::load(Path::new("/nonexistent/rakit/websocket.toml")).unwrap_err();
-        assert!(matches!(e, ConfigError::Io { .. }));
-        assert!(e
-            .to_string()
-            .starts_with("/nonexistent/rakit/websocket.toml: "));
-
-        let dir = std::env::temp_dir().join(format!("rakit-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("bad.toml");
-        std::fs::write(&file, "port = \"x\"\n").unwrap();
-        let e = Config::load(&file).unwrap_err();
-        assert_eq!(e.to_string().split(": ").nth(1), Some("port"), "{e}");
-        assert!(e.to_string().starts_with(&file.display().to_string()));
-        std::fs::write(&file, "port = 7000\n").unwrap();
-        assert_eq!(Config::load(&file).unwrap().port, 7000);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn validate_accepts_port_zero_and_hosts() {
-        let mut c = Config {
-            port: 0,
-            ..Config::default()
-        };
-        c.validate().unwrap();
-        for host in ["0.0.0.0", "::1", "::", "localhost", "10.1.2.3"] {
-            c.host = host.into();
-            c.validate().unwrap();
-        }
-        c.ping_interval = 0;
-        c.ping_timeout = 0;
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn validate_names_each_key() {
-        let cases = [
-            ("host = \"\"", "host"),
-            ("host = \"example.com\"", "host"),
-            ("max_buffer_size = 0", "max_buffer_size"),
-            ("max_handshake_size = 255", "max_handshake_size"),
-            ("max_connections = 0", "max_connections"),
-            ("max_send_buffer = 1023", "max_send_buffer"),
-            ("max_channels_per_client = 0", "max_channels_per_client"),
-            ("handshake_timeout = 0", "handshake_timeout"),
-            ("ping_timeout = 0", "ping_timeout"),
-            ("allowed_origins = [\"\"]", "allowed_origins"),
-            ("allowed_hosts = [\" \"]", "allowed_hosts"),
-            ("supported_protocols = [\"a,b\"]", "supported_protocols"),
-            ("supported_protocols = [\"\"]", "supported_protocols"),
-            (
-                "logging_output = \"file\"\nlogging_file = \"\"",
-                "logging_file",
-            ),
-        ];
-        for (text, key) in cases {
-            assert_eq!(invalid_key(&Config::from_str(text).unwrap()), key, "{text}");
-        }
-        for cookie in ["", "a b", "a;b", "a=b", "a,b", "a\tb"] {
-            let mut c = Config::default();
-            c.session.cookie = cookie.into();
-            assert_eq!(invalid_key(&c), "session.cookie", "{cookie:?}");
-        }
-        let e = Config::from_str("max_buffer_size = 0").unwrap().validate();
-        let e = e.unwrap_err();
-        assert_eq!(e.to_string(), "max_buffer_size: must be at least 1");
-        // The minimums themselves are accepted.
-        Config {
-            max_buffer_size: 1,
-            max_handshake_size: 256,
-            max_connections: 1,
-            max_send_buffer: 1024,
-            max_channels_per_client: 1,
-            handshake_timeout: 1,
-            ping_timeout: 1,
-            ..Config::default()
-        }
-        .validate()
-        .unwrap();
-    }
-}
+mod tests;

@@ -99,6 +99,11 @@ fn every_config_error_exits_2_naming_the_key() {
     let cases: &[(&str, &str)] = &[
         ("bogus = 1\n", "bogus"),
         ("[session]\nsecrte = \"x\"\n", "secrte"),
+        // A table after [session] is named from the root, not as `session.zzz`.
+        (
+            "[session]\nsecret = \"x\"\n[zzz]\na = 1\n",
+            "unknown key `zzz`",
+        ),
         ("port = \"x\"\n", "port"),
         ("presence = 3\n", "presence"),
         (
@@ -112,6 +117,14 @@ fn every_config_error_exits_2_naming_the_key() {
         ("logging_level = \"loud\"\n", "logging_level"),
         ("logging_output = \"syslog\"\n", "logging_output"),
         ("host = \"not a host\"\n", "host"),
+        // Too large to mean anything: the first connection used to panic on Instant overflow.
+        ("ping_interval = 9223372036854775807\n", "ping_interval"),
+        (
+            "presence_interval_ms = 9223372036854775807\n",
+            "presence_interval_ms",
+        ),
+        ("handshake_timeout = 86401\n", "handshake_timeout"),
+        ("max_send_buffer = 9223372036854775807\n", "max_send_buffer"),
     ];
     let dir = scratch_dir();
     for (i, (toml, key)) in cases.iter().enumerate() {

@@ -295,6 +295,25 @@ fn handshake_in_one_byte_segments() {
 }
 
 #[test]
+fn bare_lf_requests_are_answered() {
+    let daemon = Daemon::start(ECHO, &["--echo"]);
+    let lf = String::from_utf8(upgrade_request("/", ""))
+        .unwrap()
+        .replace("\r\n", "\n");
+    let (mut s, head) = raw_handshake(&daemon, lf.as_bytes());
+    assert_eq!(status_of(&head), 101, "{head}");
+    assert!(
+        head.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    send_frame(&mut s, true, OpCode::Text, b"lf");
+    assert_eq!(read_frame(&mut s).payload, b"lf");
+    // Malformed or not an upgrade: refused at once, not left to time out.
+    assert_refused(&daemon, b"GET / HTTP/1.1\nHost\n\n", 400);
+    assert_refused(&daemon, b"GET / HTTP/1.1\nHost: localhost\n\n", 400);
+}
+
+#[test]
 fn full_server_gets_503_until_a_slot_frees() {
     let daemon = Daemon::start(
         "logging_level = \"warn\"\nmax_connections = 2\n",

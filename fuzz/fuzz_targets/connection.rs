@@ -8,10 +8,16 @@
 //!   the rest is what the client sends. Invariants are checked on every call,
 //!   and each event's payload is compared with an independent byte-at-a-time
 //!   unmasking of the untouched input.
-//! - odd: **round trip**. A list of messages (with pings between fragments)
-//!   is derived from the input, encoded as masked, fragmented client frames,
-//!   fed in random-sized pieces, and exactly those messages must come back,
-//!   in order, with exactly the expected pongs written.
+//! - odd, below 0x80: **round trip**. A list of messages (with pings between
+//!   fragments) is derived from the input, encoded as masked, fragmented
+//!   client frames, fed in random-sized pieces, and exactly those messages
+//!   must come back, in order, with exactly the expected pongs written.
+//! - odd, from 0x80: **mutated**. Such a message list with one mutation whose
+//!   outcome is known exactly (an RSV bit on one frame: 1002; a byte that is
+//!   never UTF-8 in a text message: 1007; a message of max + 1 bytes: 1009):
+//!   everything before the broken frame comes back, then exactly that error
+//!   and its close frame. (The raw mode only checks that an error's close
+//!   code matches its own mapping.)
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
@@ -19,7 +25,8 @@ use libfuzzer_sys::fuzz_target;
 use rakit_protocol::connection::Error;
 use rakit_protocol::mask::apply_mask_naive;
 use rakit_protocol::{
-    encode_frame, encode_masked, Connection, Event, FrameHeader, Limits, OpCode, State,
+    encode_frame, encode_masked, Connection, Event, FrameHeader, Limits, OpCode, ProtocolError,
+    State,
 };
 
 const MAX: usize = 4096;
@@ -363,15 +370,7 @@ fn message(u: &mut Unstructured<'_>) -> ArbResult<Message> {
         u.bytes(n)?.to_vec()
     };
     // Split anywhere, even inside a character.
-    let mut fragments = Vec::new();
-    let mut left = data.len();
-    let count = u.int_in_range(1..=6)?;
-    for _ in 1..count {
-        let f = u.int_in_range(0..=left)?;
-        fragments.push(f);
-        left -= f;
-    }
-    fragments.push(left);
+    let fragments = fragments(u, data.len())?;
     let mut pings = Vec::new();
     for _ in 0..fragments.len() {
         let mut here = Vec::new();
@@ -415,34 +414,10 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
     };
 
     // Encode, and write down what must come back.
-    let mut wire = Vec::new();
-    let mut want = Vec::new();
-    let mut pongs = Vec::new();
-    for m in &messages {
-        let mut at = 0;
-        for (i, &len) in m.fragments.iter().enumerate() {
-            for p in &m.pings[i] {
-                let key: [u8; 4] = u.arbitrary()?;
-                encode_masked(&mut wire, true, OpCode::Ping, p, key);
-                want.push(Seen::Ping(p.clone()));
-                encode_frame(&mut pongs, OpCode::Pong, p);
-            }
-            let opcode = match (i, m.text) {
-                (0, true) => OpCode::Text,
-                (0, false) => OpCode::Binary,
-                _ => OpCode::Continuation,
-            };
-            let fin = i + 1 == m.fragments.len();
-            let key: [u8; 4] = u.arbitrary()?;
-            encode_masked(&mut wire, fin, opcode, &m.data[at..at + len], key);
-            at += len;
-        }
-        want.push(if m.text {
-            Seen::Text(String::from_utf8(m.data.clone()).unwrap())
-        } else {
-            Seen::Binary(m.data.clone())
-        });
-    }
+    let frames = encode(&messages, &mut u)?;
+    let mut wire: Vec<u8> = frames.iter().flat_map(|f| f.bytes.clone()).collect();
+    let mut want: Vec<Seen> = frames.iter().filter_map(|f| f.yields.clone()).collect();
+    let mut pongs: Vec<u8> = frames.iter().flat_map(|f| f.pong.clone()).collect();
     if let Some(c) = &close {
         let mut payload = Vec::new();
         if let Some((code, reason)) = c {
@@ -463,20 +438,9 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
         wire.extend_from_slice(b"\x81\x80junk");
     }
 
-    // Feed in random-sized pieces.
     let mut feed = Feed::new();
-    let mut rest = &wire[..];
-    while !rest.is_empty() {
-        let n = if u.is_empty() {
-            rest.len()
-        } else {
-            u.int_in_range(1..=rest.len().min(300))?
-        };
-        let (now, later) = rest.split_at(n);
-        rest = later;
-        if let Some(err) = feed.push(now) {
-            panic!("valid input failed: {err}\n{messages:?}");
-        }
+    if let Some(err) = feed_in_pieces(&mut feed, &wire, &mut u)? {
+        panic!("valid input failed: {err}\n{messages:?}");
     }
     let Feed {
         conn,
@@ -499,10 +463,191 @@ fn round_trip(data: &[u8]) -> ArbResult<()> {
     Ok(())
 }
 
+/// One client frame of an encoded message list, with what reading it must
+/// produce: the event it completes, and the pong it obliges.
+struct WireFrame {
+    bytes: Vec<u8>,
+    yields: Option<Seen>,
+    pong: Vec<u8>,
+    /// For a data frame: its message and the byte range of the message's
+    /// data it carries.
+    data: Option<(usize, std::ops::Range<usize>)>,
+}
+
+/// Encodes `messages` as masked client frames (pings before fragments).
+fn encode(messages: &[Message], u: &mut Unstructured<'_>) -> ArbResult<Vec<WireFrame>> {
+    let mut frames = Vec::new();
+    for (k, m) in messages.iter().enumerate() {
+        let mut at = 0;
+        for (i, &len) in m.fragments.iter().enumerate() {
+            for p in &m.pings[i] {
+                let mut bytes = Vec::new();
+                encode_masked(&mut bytes, true, OpCode::Ping, p, u.arbitrary()?);
+                let mut pong = Vec::new();
+                encode_frame(&mut pong, OpCode::Pong, p);
+                frames.push(WireFrame {
+                    bytes,
+                    yields: Some(Seen::Ping(p.clone())),
+                    pong,
+                    data: None,
+                });
+            }
+            let opcode = match (i, m.text) {
+                (0, true) => OpCode::Text,
+                (0, false) => OpCode::Binary,
+                _ => OpCode::Continuation,
+            };
+            let fin = i + 1 == m.fragments.len();
+            let mut bytes = Vec::new();
+            encode_masked(&mut bytes, fin, opcode, &m.data[at..at + len], u.arbitrary()?);
+            let yields = fin.then(|| match m.text {
+                // Lossy: a mutated message never gets this far.
+                true => Seen::Text(String::from_utf8_lossy(&m.data).into_owned()),
+                false => Seen::Binary(m.data.clone()),
+            });
+            frames.push(WireFrame {
+                bytes,
+                yields,
+                pong: Vec::new(),
+                data: Some((k, at..at + len)),
+            });
+            at += len;
+        }
+    }
+    Ok(frames)
+}
+
+/// Feeds `wire` in random-sized pieces; the error that ended it, if any.
+fn feed_in_pieces(
+    feed: &mut Feed,
+    wire: &[u8],
+    u: &mut Unstructured<'_>,
+) -> ArbResult<Option<Error>> {
+    let mut rest = wire;
+    while !rest.is_empty() {
+        let n = if u.is_empty() {
+            rest.len()
+        } else {
+            u.int_in_range(1..=rest.len().min(300))?
+        };
+        let (now, later) = rest.split_at(n);
+        rest = later;
+        if let Some(err) = feed.push(now) {
+            return Ok(Some(err));
+        }
+    }
+    Ok(None)
+}
+
+/// Splits `len` bytes into 1 to 6 fragments.
+fn fragments(u: &mut Unstructured<'_>, len: usize) -> ArbResult<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut left = len;
+    for _ in 1..u.int_in_range(1..=6)? {
+        let f = u.int_in_range(0..=left)?;
+        out.push(f);
+        left -= f;
+    }
+    out.push(left);
+    Ok(out)
+}
+
+/// Valid messages with one mutation whose outcome is known exactly: an RSV
+/// bit set on one frame (1002), a byte that is never UTF-8 in a text
+/// message (1007), or a message of `MAX + 1` bytes (1009). Everything
+/// before the broken frame must be delivered (events and pongs), then the
+/// error, with its close frame; nothing after it.
+fn mutated(data: &[u8]) -> ArbResult<()> {
+    let mut u = Unstructured::new(data);
+    // Chosen first, from the first bytes, so that every kind is as likely.
+    let kind = u.int_in_range(0..=2)?;
+    let pick: u8 = u.arbitrary()?;
+    let mut messages = Vec::new();
+    for _ in 0..u.int_in_range(1..=6)? {
+        messages.push(message(&mut u)?);
+    }
+    let k = usize::from(pick) % messages.len();
+    let expected = match kind {
+        0 => ProtocolError::NonZeroReservedBits,
+        1 => {
+            // Make message k text (ASCII if it was binary), then put 0xff,
+            // which no UTF-8 sequence contains, at position p.
+            let m = &mut messages[k];
+            if !m.text {
+                m.text = true;
+                m.data.iter_mut().for_each(|b| *b = b'b');
+            }
+            if m.data.is_empty() {
+                m.data.push(0xff);
+                *m.fragments.last_mut().unwrap() += 1;
+            } else {
+                let p = u.choose_index(m.data.len())?;
+                m.data[p] = 0xff;
+            }
+            ProtocolError::InvalidUtf8
+        }
+        _ => {
+            let m = &mut messages[k];
+            m.data = vec![b'a'; MAX + 1];
+            m.fragments = fragments(&mut u, MAX + 1)?;
+            let n = m.fragments.len();
+            m.pings.resize(n, Vec::new());
+            ProtocolError::MessageTooBig {
+                size: MAX as u64 + 1,
+                max: MAX,
+            }
+        }
+    };
+    let mut frames = encode(&messages, &mut u)?;
+    // The frame that must fail.
+    let broken = match kind {
+        0 => {
+            let f = u.choose_index(frames.len())?;
+            frames[f].bytes[0] |= *u.choose(&[0x40u8, 0x20, 0x10])?;
+            f
+        }
+        1 => {
+            let bad = messages[k].data.iter().position(|b| *b == 0xff).unwrap();
+            frames
+                .iter()
+                .position(|f| matches!(&f.data, Some((m, r)) if *m == k && r.contains(&bad)))
+                .unwrap()
+        }
+        // The fragment that takes the message past MAX.
+        _ => frames
+            .iter()
+            .position(|f| matches!(&f.data, Some((m, r)) if *m == k && r.end > MAX))
+            .unwrap(),
+    };
+    let before = &frames[..broken];
+    let want: Vec<Seen> = before.iter().filter_map(|f| f.yields.clone()).collect();
+    let pongs: Vec<u8> = before.iter().flat_map(|f| f.pong.clone()).collect();
+    let wire: Vec<u8> = frames.iter().flat_map(|f| f.bytes.clone()).collect();
+
+    let mut feed = Feed::new();
+    let err = feed_in_pieces(&mut feed, &wire, &mut u)?;
+    assert_eq!(err, Some(Error::Protocol(expected.clone())));
+    assert_eq!(feed.seen, want, "events before the broken frame");
+    assert_eq!(feed.out[..pongs.len()], pongs[..], "pongs before it");
+    let code = [1002, 1007, 1009][kind];
+    assert_eq!(expected.close_code(), code);
+    assert_eq!(close_frame_code(&feed.out[pongs.len()..]), Some(code));
+    assert_eq!(feed.conn.state(), State::Closed);
+    Ok(())
+}
+
 fuzz_target!(|data: &[u8]| {
+    // Err from a generated mode: the input ran out before a case was built.
     match data.split_first() {
+        Some((mode, rest)) if mode & 0x81 == 0x81 => {
+            if mutated(rest).is_err() {
+                return;
+            }
+        }
         Some((mode, rest)) if mode & 1 == 1 => {
-            let _ = round_trip(rest);
+            if round_trip(rest).is_err() {
+                return;
+            }
         }
         Some(_) => raw(data),
         None => {}

@@ -260,25 +260,10 @@ fn read_frame<'a>(
     let Some(key) = header.mask else {
         return Err(ProtocolError::UnmaskedFrame);
     };
-    if !header.opcode.is_control() {
-        // Refuse an oversized message as soon as its header says so,
-        // before buffering its payload.
-        let already = if header.opcode == OpCode::Continuation {
-            message.len()
-        } else {
-            0
-        };
-        let size = already as u64 + header.payload_len;
-        if size > limits.max_message_size as u64 {
-            return Err(ProtocolError::MessageTooBig {
-                size,
-                max: limits.max_message_size,
-            });
-        }
-    }
-    // The check above bounds payload_len by max_message_size (or 125).
-    let total = header_len + header.payload_len as usize;
     let closing = *state == State::Closing;
+    check_size(&header, message, limits, closing)?;
+    // check_size bounds payload_len by max_message_size (or 125).
+    let total = header_len + header.payload_len as usize;
     if input.len() < total {
         // A text frame that starts a message is checked as it arrives: its
         // bytes so far are unmasked in place (they stay in the caller's
@@ -299,8 +284,17 @@ fn read_frame<'a>(
         }
         return Ok((0, None));
     }
+    let done = std::mem::take(partial).unmasked as usize;
+    if closing && !header.opcode.is_control() {
+        // After our close frame the peer may still send data it wrote
+        // before it saw ours; it is read and dropped (1.4), whatever its
+        // place in a message: the peer may start a message, or continue one
+        // we never saw start, and a finished closing handshake is still
+        // owed. Only header rules (mask, size, reserved bits) still apply.
+        return Ok((total, None));
+    }
     let payload = &mut input[header_len..total];
-    let done = (std::mem::take(partial).unmasked as usize).min(payload.len());
+    let done = done.min(payload.len());
     apply_mask(&mut payload[done..], key, done);
     let payload: &'a [u8] = payload;
 
@@ -312,8 +306,6 @@ fn read_frame<'a>(
         // of 0." (5.4)
         (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
         (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
-        // After our close frame, data is read and dropped (1.4).
-        (OpCode::Text | OpCode::Binary | OpCode::Continuation, _) if closing => None,
         (OpCode::Text, false) if header.fin => Some(Event::Text(
             utf8::whole(payload).ok_or(ProtocolError::InvalidUtf8)?,
         )),
@@ -359,6 +351,34 @@ fn read_frame<'a>(
         }
     };
     Ok((total, event))
+}
+
+/// Refuses an oversized message as soon as a data frame's header says so,
+/// before its payload is buffered. The whole message counts (fragments
+/// gathered so far plus this frame), not only the frame. In `Closing`
+/// nothing is gathered, so each dropped frame is bounded on its own.
+fn check_size(
+    header: &FrameHeader,
+    message: &Assembler,
+    limits: &Limits,
+    closing: bool,
+) -> Result<(), ProtocolError> {
+    if header.opcode.is_control() {
+        // At most 125 bytes, checked by the header decoder.
+        return Ok(());
+    }
+    let gathered = match header.opcode {
+        OpCode::Continuation if !closing => message.len(),
+        _ => 0,
+    };
+    let size = gathered as u64 + header.payload_len;
+    if size > limits.max_message_size as u64 {
+        return Err(ProtocolError::MessageTooBig {
+            size,
+            max: limits.max_message_size,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

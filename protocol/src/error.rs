@@ -40,8 +40,6 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close reason that is not UTF-8.
     InvalidCloseReason,
-    /// A data frame after the peer's close frame.
-    DataAfterClose,
 }
 
 impl ProtocolError {
@@ -71,7 +69,6 @@ impl ProtocolError {
             ProtocolError::InvalidClosePayload => "invalid close payload",
             ProtocolError::InvalidCloseCode(_) => "invalid close code",
             ProtocolError::InvalidCloseReason => "invalid utf-8 in close reason",
-            ProtocolError::DataAfterClose => "data after close",
         }
     }
 }

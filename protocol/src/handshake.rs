@@ -6,6 +6,12 @@
 //! that blank line is there; a request that has not ended within
 //! `max_handshake_size` bytes is refused with 431. (Re-parsing the whole
 //! buffer on every read is quadratic: tungstenite's CVE-2023-43669.)
+//!
+//! Lines may end in CRLF or in a bare LF (RFC 9112 section 2.2: "a
+//! recipient MAY recognize a single LF as a line terminator"; httparse does),
+//! so the blank line is `\n\n` or `\n\r\n` after the last header's line end;
+//! `\r\n\r\n` is the second of those. Every request gets an answer, also one
+//! typed by hand into `nc` (SPEC section 6).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -47,17 +53,72 @@ pub struct Request {
     pub version: Option<String>,
     /// Every subprotocol offered in `Sec-WebSocket-Protocol`, in order.
     pub protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions`, several headers joined with `, ` (the
+    /// header is a comma-separated list, RFC 6455 section 9.1). Kept whole:
+    /// splitting on commas is the negotiator's job, as parameter values may
+    /// be quoted strings.
+    pub extensions: Option<String>,
+    /// Whether the request has any `Sec-WebSocket-*` header, also one with an
+    /// empty value or a name this parser does not know (SPEC section 14).
+    pub websocket_headers: bool,
+    /// `Authorization`, e.g. `Bearer KEY` for the HTTP API.
+    pub authorization: Option<String>,
+    /// `Content-Length`, parsed: only ASCII digits that fit in a `u64` (no
+    /// sign, no list); anything else, or a repeated header, is malformed
+    /// (400), as two lengths for one body is how requests are smuggled.
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding`, several headers joined with `, `.
+    pub transfer_encoding: Option<String>,
 }
 
 fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// Appends a repeatable list header's value to `slot`, joined with `, `.
+fn join_list(slot: &mut Option<String>, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    match slot {
+        Some(v) => {
+            v.push_str(", ");
+            v.push_str(value);
+        }
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
+/// A `Content-Length` value: 1 to 20 ASCII digits that fit in a `u64`.
+/// (`u64::from_str` alone would also take a leading `+`.)
+fn parse_content_length(value: &str) -> Result<u64, HandshakeError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HandshakeError::Malformed);
+    }
+    value.parse().map_err(|_| HandshakeError::Malformed)
+}
+
 impl Request {
-    /// Does the request ask for an upgrade at all? (A plain `GET /health`
-    /// does not.)
+    /// Does the request have an `Upgrade` header? (A plain `GET /health`
+    /// does not.) Kept for the health check; to tell an HTTP request from a
+    /// WebSocket attempt, use [`Request::attempts_upgrade`].
     pub fn is_upgrade(&self) -> bool {
         self.upgrade.is_some()
+    }
+
+    /// Does the request attempt a WebSocket upgrade, however badly? True
+    /// with an `Upgrade` header, any `Sec-WebSocket-*` header, or `upgrade`
+    /// among the `Connection` tokens (SPEC section 14). Such a request is
+    /// judged as a handshake (section 3); any other is plain HTTP.
+    pub fn attempts_upgrade(&self) -> bool {
+        self.upgrade.is_some()
+            || self.websocket_headers
+            // For requests built by hand rather than decoded.
+            || self.key.is_some()
+            || self.version.is_some()
+            || !self.protocols.is_empty()
+            || self.extensions.is_some()
+            || has_token(self.connection.as_deref(), "upgrade")
     }
 
     /// Checks the request against RFC 6455 section 4.2.1 and returns the
@@ -124,9 +185,10 @@ impl Decoder {
         buf: &[u8],
         limits: &Limits,
     ) -> Result<Option<(Request, usize)>, HandshakeError> {
-        // Start 3 bytes back: the blank line may straddle two reads.
-        let from = self.scanned.saturating_sub(3);
-        let Some(end) = find_blank_line(buf, from) else {
+        // Start 2 bytes back: the end of the head (at most 3 bytes,
+        // `\n\r\n`) may straddle two reads, with at least its last byte new.
+        let from = self.scanned.saturating_sub(2);
+        let Some(end) = find_end_of_head(buf, from) else {
             if buf.len() > limits.max_handshake_size {
                 return Err(HandshakeError::TooLarge);
             }
@@ -140,8 +202,10 @@ impl Decoder {
         let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
         let mut req = httparse::Request::new(&mut headers[..slots]);
         match req.parse(&buf[..end]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed),
+            // httparse ends the head where `find_end_of_head` does; a shorter
+            // parse would leave bytes of the head to be read as frames.
+            Ok(httparse::Status::Complete(n)) if n == end => {}
+            Ok(_) => return Err(HandshakeError::Malformed),
             Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
             Err(_) => return Err(HandshakeError::Malformed),
         }
@@ -163,13 +227,33 @@ impl Decoder {
             let value = std::str::from_utf8(h.value)
                 .map_err(|_| HandshakeError::Malformed)?
                 .trim();
-            let slot = match h.name.to_ascii_lowercase().as_str() {
+            let name = h.name.to_ascii_lowercase();
+            if name.starts_with("sec-websocket-") {
+                out.websocket_headers = true;
+            }
+            let slot = match name.as_str() {
                 "host" => &mut out.host,
                 "origin" => &mut out.origin,
                 "upgrade" => &mut out.upgrade,
                 "connection" => &mut out.connection,
                 "sec-websocket-key" => &mut out.key,
                 "sec-websocket-version" => &mut out.version,
+                "authorization" => &mut out.authorization,
+                "content-length" => {
+                    if out.content_length.is_some() {
+                        return Err(HandshakeError::Malformed);
+                    }
+                    out.content_length = Some(parse_content_length(value)?);
+                    continue;
+                }
+                "transfer-encoding" => {
+                    join_list(&mut out.transfer_encoding, value);
+                    continue;
+                }
+                "sec-websocket-extensions" => {
+                    join_list(&mut out.extensions, value);
+                    continue;
+                }
                 "cookie" => {
                     match &mut out.cookie {
                         Some(c) => {
@@ -192,7 +276,7 @@ impl Decoder {
                 }
                 _ => continue,
             };
-            // Repeating a header the handshake depends on is ambiguous.
+            // Repeating a header the server decides on is ambiguous.
             if slot.is_some() {
                 return Err(HandshakeError::Malformed);
             }
@@ -202,12 +286,20 @@ impl Decoder {
     }
 }
 
-/// The index just past the first `\r\n\r\n` at or after `from`.
-fn find_blank_line(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| from + p + 4)
+/// The index just past the first blank line that starts at or after `from`:
+/// a line end (`\n`, CR or not) followed by an empty line (`\n` or `\r\n`).
+fn find_end_of_head(buf: &[u8], from: usize) -> Option<usize> {
+    let tail = buf.get(from..)?;
+    tail.iter().enumerate().find_map(|(i, &b)| {
+        if b != b'\n' {
+            return None;
+        }
+        match tail.get(i + 1..)? {
+            [b'\n', ..] => Some(from + i + 2),
+            [b'\r', b'\n', ..] => Some(from + i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// Appends the 101 response that completes the handshake.
@@ -266,210 +358,4 @@ pub fn write_refusal(out: &mut Vec<u8>, err: &HandshakeError) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const VALID: &[u8] = b"GET /chat?token=abc HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nCookie: a=1\r\nCookie: b=2\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-    fn decode(buf: &[u8]) -> Result<Option<(Request, usize)>, HandshakeError> {
-        Decoder::default().decode(buf, &Limits::default())
-    }
-
-    fn request(raw: &str) -> Request {
-        decode(raw.as_bytes()).unwrap().unwrap().0
-    }
-
-    #[test]
-    fn rfc_1_3_accept_key() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    #[test]
-    fn parses_the_fields_the_daemon_decides_on() {
-        let (req, n) = decode(VALID).unwrap().unwrap();
-        assert_eq!(n, VALID.len());
-        assert_eq!(req.path, "/chat");
-        assert_eq!(req.query.as_deref(), Some("token=abc"));
-        assert_eq!(req.host.as_deref(), Some("server.example.com"));
-        assert_eq!(req.origin.as_deref(), Some("http://example.com"));
-        assert_eq!(req.cookie.as_deref(), Some("a=1; b=2"));
-        assert_eq!(req.protocols, vec!["chat", "superchat"]);
-        assert_eq!(req.validate().unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        let supported = vec!["superchat".to_owned(), "chat".to_owned()];
-        assert_eq!(req.select_protocol(&supported), Some("chat"));
-        assert_eq!(req.select_protocol(&[]), None);
-    }
-
-    #[test]
-    fn every_prefix_is_incomplete() {
-        for len in 0..VALID.len() {
-            assert_eq!(decode(&VALID[..len]), Ok(None), "prefix of {len} bytes");
-        }
-    }
-
-    #[test]
-    fn byte_at_a_time_with_one_decoder() {
-        let mut d = Decoder::default();
-        for len in 0..VALID.len() {
-            assert_eq!(d.decode(&VALID[..len], &Limits::default()), Ok(None));
-        }
-        let (req, n) = d.decode(VALID, &Limits::default()).unwrap().unwrap();
-        assert_eq!(n, VALID.len());
-        assert!(req.validate().is_ok());
-    }
-
-    #[test]
-    fn trailing_bytes_are_not_consumed() {
-        let mut buf = VALID.to_vec();
-        buf.extend_from_slice(b"\x81\x80");
-        let (_, n) = decode(&buf).unwrap().unwrap();
-        assert_eq!(n, VALID.len());
-    }
-
-    #[test]
-    fn size_limit() {
-        let limits = Limits {
-            max_handshake_size: 64,
-            ..Limits::default()
-        };
-        let mut d = Decoder::default();
-        assert_eq!(d.decode(&[b'a'; 64], &limits), Ok(None));
-        assert_eq!(
-            d.decode(&[b'a'; 65], &limits),
-            Err(HandshakeError::TooLarge)
-        );
-        assert_eq!(
-            Decoder::default().decode(VALID, &limits),
-            Err(HandshakeError::TooLarge)
-        );
-        assert_eq!(HandshakeError::TooLarge.http_status(), 431);
-    }
-
-    #[test]
-    fn header_count_limit() {
-        let limits = Limits {
-            max_headers: 3,
-            ..Limits::default()
-        };
-        assert_eq!(
-            Decoder::default().decode(VALID, &limits),
-            Err(HandshakeError::TooManyHeaders)
-        );
-        assert_eq!(HandshakeError::TooManyHeaders.http_status(), 431);
-    }
-
-    #[test]
-    fn garbage_is_malformed() {
-        assert_eq!(
-            decode(b"\x16\x03\x01\r\n\r\n"),
-            Err(HandshakeError::Malformed)
-        );
-        assert_eq!(
-            decode(b"GET / HTTP/1.1\r\nHost\r\n\r\n"),
-            Err(HandshakeError::Malformed)
-        );
-        assert_eq!(
-            decode(b"GET / HTTP/2.0\r\n\r\n"),
-            Err(HandshakeError::Malformed)
-        );
-    }
-
-    const BASE: &str = "Host: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-    #[track_caller]
-    fn refused(raw: &str, expected: HandshakeError, status: u16) {
-        assert_eq!(request(raw).validate(), Err(expected.clone()), "{raw}");
-        assert_eq!(expected.http_status(), status);
-    }
-
-    #[test]
-    fn each_refusal_and_its_status() {
-        let ok = format!("GET / HTTP/1.1\r\n{BASE}Sec-WebSocket-Version: 13\r\n\r\n");
-        assert!(request(&ok).validate().is_ok());
-        refused(
-            &format!("POST / HTTP/1.1\r\n{BASE}Sec-WebSocket-Version: 13\r\n\r\n"),
-            HandshakeError::MethodNotAllowed,
-            405,
-        );
-        refused(
-            &format!("GET / HTTP/1.0\r\n{BASE}Sec-WebSocket-Version: 13\r\n\r\n"),
-            HandshakeError::WrongHttpVersion,
-            400,
-        );
-        refused(
-            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            HandshakeError::MissingHost,
-            400,
-        );
-        refused(
-            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            HandshakeError::MissingUpgrade,
-            400,
-        );
-        refused(
-            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            HandshakeError::MissingConnectionUpgrade,
-            400,
-        );
-        refused(
-            &format!("GET / HTTP/1.1\r\n{BASE}\r\n"),
-            HandshakeError::MissingVersion,
-            400,
-        );
-        refused(
-            &format!("GET / HTTP/1.1\r\n{BASE}Sec-WebSocket-Version: 8\r\n\r\n"),
-            HandshakeError::UnsupportedVersion,
-            426,
-        );
-        refused(
-            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            HandshakeError::InvalidKey,
-            400,
-        );
-        refused(
-            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            HandshakeError::InvalidKey,
-            400,
-        );
-    }
-
-    #[test]
-    fn duplicate_key_is_malformed() {
-        let raw = format!(
-            "GET / HTTP/1.1\r\n{BASE}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        assert_eq!(decode(raw.as_bytes()), Err(HandshakeError::Malformed));
-    }
-
-    #[test]
-    fn plain_get_is_not_an_upgrade() {
-        assert!(!request("GET /health HTTP/1.1\r\nHost: h\r\n\r\n").is_upgrade());
-        assert!(request(&format!("GET / HTTP/1.1\r\n{BASE}\r\n")).is_upgrade());
-    }
-
-    #[test]
-    fn responses_are_well_formed_http() {
-        let mut out = Vec::new();
-        write_refusal(&mut out, &HandshakeError::UnsupportedVersion);
-        let text = String::from_utf8(out).unwrap();
-        let body = "unsupported Sec-WebSocket-Version (13 only)";
-        assert!(
-            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
-        assert!(text.contains("\r\nConnection: close\r\n"));
-        assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
-        assert!(text.ends_with(&format!("\r\n\r\n{body}")));
-
-        let mut out = Vec::new();
-        write_accept(&mut out, "abc=", Some("chat"));
-        assert_eq!(
-            out,
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
-        );
-    }
-}
+mod tests;

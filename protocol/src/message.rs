@@ -2,8 +2,10 @@
 //!
 //! An unfragmented message is never copied: the connection hands out its
 //! payload where it lies. Only a message split over several frames is
-//! gathered here, with its total size capped (not only each frame's) and its
-//! text validated as each fragment arrives.
+//! gathered here, with its text validated as each fragment arrives. Its
+//! total size (not only each frame's) is capped by the connection, from
+//! [`Assembler::len`] and the next frame's header, before that frame's
+//! payload is buffered.
 
 use crate::error::ProtocolError;
 use crate::utf8::{self, Utf8Status};
@@ -72,15 +74,6 @@ impl Assembler {
         }
     }
 
-    /// Would a frame of `frame_len` more bytes push the message past `max`?
-    pub fn check_size(&self, frame_len: u64, max: usize) -> Result<(), ProtocolError> {
-        let size = self.len() as u64 + frame_len;
-        if size > max as u64 {
-            return Err(ProtocolError::MessageTooBig { size, max });
-        }
-        Ok(())
-    }
-
     /// Starts a fragmented message with its first (non-final) frame.
     pub fn start(&mut self, kind: Kind, payload: &[u8]) -> Result<(), ProtocolError> {
         self.release();
@@ -146,17 +139,6 @@ mod tests {
         assert!(!a.in_progress());
         a.release();
         assert_eq!(a.buf.capacity(), 0);
-    }
-
-    #[test]
-    fn caps_the_whole_message() {
-        let mut a = Assembler::default();
-        a.start(Kind::Binary, &[0; 60]).unwrap();
-        assert!(a.check_size(4, 64).is_ok());
-        assert_eq!(
-            a.check_size(5, 64),
-            Err(ProtocolError::MessageTooBig { size: 65, max: 64 })
-        );
     }
 
     #[test]

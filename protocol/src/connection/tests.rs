@@ -107,6 +107,38 @@ fn handshake_one_byte_at_a_time() {
 }
 
 #[test]
+fn lf_only_handshake_is_answered() {
+    // Bare LF line ends: accepted like CRLF, fed one byte at a time.
+    let lf = String::from_utf8(UPGRADE.to_vec())
+        .unwrap()
+        .replace("\r\n", "\n");
+    let mut conn = Connection::new(limits());
+    let mut out = Vec::new();
+    for len in 0..lf.len() {
+        let mut buf = lf.as_bytes()[..len].to_vec();
+        assert_eq!(conn.read(&mut buf, &mut out).unwrap(), (0, None), "{len}");
+    }
+    let mut buf = lf.clone().into_bytes();
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!(n, lf.len());
+    let Some(Event::Request(req)) = ev else {
+        panic!("no request")
+    };
+    conn.accept(&req.validate().unwrap(), None, &mut out);
+    assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(String::from_utf8_lossy(&out).contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+
+    // A malformed one is refused with 400 rather than waited on.
+    let mut conn = Connection::new(limits());
+    let mut buf = b"GET / HTTP/1.1\nHost\n\n".to_vec();
+    let mut out = Vec::new();
+    let err = conn.read(&mut buf, &mut out).unwrap_err();
+    assert_eq!(err, Error::Handshake(HandshakeError::Malformed));
+    assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    assert_eq!(conn.state(), State::Closed);
+}
+
+#[test]
 fn handshake_refusals_are_written() {
     let mut conn = Connection::new(Limits {
         max_handshake_size: 32,
@@ -214,6 +246,23 @@ fn peer_close_is_echoed_once() {
 }
 
 #[test]
+fn data_after_the_peers_close_is_never_read() {
+    // Why there is no "data after close" error: once the peer's close is
+    // read the connection is Closed and consumes nothing more.
+    let mut conn = Connection::open(limits());
+    let mut buf = frame(true, OpCode::Close, b"");
+    let after = buf.len();
+    buf.extend(frame(true, OpCode::Text, b"late"));
+    let mut out = Vec::new();
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!((n, ev), (after, Some(Event::Close(None))));
+    let mut rest = buf[after..].to_vec();
+    let mut more = Vec::new();
+    assert_eq!(conn.read(&mut rest, &mut more).unwrap(), (0, None));
+    assert!(more.is_empty());
+}
+
+#[test]
 fn server_close_waits_for_the_peer() {
     let mut conn = Connection::open(limits());
     let mut out = Vec::new();
@@ -233,6 +282,124 @@ fn server_close_waits_for_the_peer() {
     assert!(out.is_empty(), "{out:x?}");
     assert_eq!(err, None);
     assert_eq!(conn.state(), State::Closed);
+}
+
+/// An open connection on which the server has just sent its close frame.
+fn closing() -> Connection {
+    let mut conn = Connection::open(limits());
+    assert!(conn.close(1001, "", &mut Vec::new()));
+    conn
+}
+
+#[test]
+fn after_our_close_any_data_frame_is_dropped_and_the_handshake_finishes() {
+    // Frames the peer wrote before it saw our close: a new fragmented
+    // message, a continuation of it, a continuation of nothing, text that
+    // is not UTF-8. None is an error; the peer's close still ends it cleanly.
+    let sequences: [&[(bool, OpCode, &[u8])]; 4] = [
+        &[
+            (false, OpCode::Text, b"a"),
+            (true, OpCode::Continuation, b"b"),
+        ],
+        &[(true, OpCode::Continuation, b"x")],
+        &[
+            (false, OpCode::Binary, b"a"),
+            (false, OpCode::Continuation, b"b"),
+        ],
+        &[
+            (true, OpCode::Text, b"\xff"),
+            (false, OpCode::Text, b"\xc0"),
+        ],
+    ];
+    for frames in sequences {
+        let mut conn = closing();
+        let mut input = Vec::new();
+        for (fin, op, payload) in frames {
+            input.extend(frame(*fin, *op, payload));
+        }
+        input.extend(frame(true, OpCode::Close, b"\x03\xe8"));
+        let (seen, out, err) = drive(&mut conn, &input);
+        assert_eq!(err, None, "{frames:?}");
+        assert_eq!(
+            seen,
+            vec![Seen::Close(Some((1000, "".into())))],
+            "{frames:?}"
+        );
+        assert!(out.is_empty(), "{frames:?}: {out:x?}");
+        assert_eq!(conn.state(), State::Closed);
+    }
+}
+
+#[test]
+fn after_our_close_a_message_in_progress_may_be_interrupted() {
+    let mut conn = Connection::open(limits());
+    let (seen, _, err) = drive(&mut conn, &frame(false, OpCode::Text, b"half"));
+    assert_eq!((seen, err), (vec![], None));
+    assert!(conn.close(1000, "", &mut Vec::new()));
+    // A new message where a continuation was due, then more continuations.
+    let mut input = frame(true, OpCode::Binary, b"new");
+    input.extend(frame(false, OpCode::Continuation, b"more"));
+    input.extend(frame(true, OpCode::Ping, b"p"));
+    input.extend(frame(true, OpCode::Close, b""));
+    let (seen, out, err) = drive(&mut conn, &input);
+    assert_eq!(err, None);
+    assert_eq!(seen, vec![Seen::Ping(b"p".to_vec()), Seen::Close(None)]);
+    assert!(out.is_empty(), "no pong or close after ours: {out:x?}");
+}
+
+#[test]
+fn after_our_close_mask_and_size_rules_still_hold() {
+    // No second close frame is written; the connection is dropped.
+    let cases: [(Vec<u8>, ProtocolError); 3] = [
+        (vec![0x81, 0x02, b'h', b'i'], ProtocolError::UnmaskedFrame),
+        (
+            frame(true, OpCode::Continuation, &[0; 1001])[..8].to_vec(),
+            ProtocolError::MessageTooBig {
+                size: 1001,
+                max: 1000,
+            },
+        ),
+        (
+            vec![0xc1, 0x80, 1, 2, 3, 4],
+            ProtocolError::NonZeroReservedBits,
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut conn = closing();
+        let (seen, out, err) = drive(&mut conn, &input);
+        assert_eq!(err, Some(Error::Protocol(expected)));
+        assert!(seen.is_empty() && out.is_empty(), "{out:x?}");
+        assert_eq!(conn.state(), State::Closed);
+    }
+    // Dropped frames are bounded one by one: nothing is gathered.
+    let mut conn = Connection::open(limits());
+    drive(&mut conn, &frame(false, OpCode::Binary, &[0; 600]));
+    assert!(conn.close(1000, "", &mut Vec::new()));
+    let mut input = frame(false, OpCode::Continuation, &[0; 600]);
+    input.extend(frame(true, OpCode::Continuation, &[0; 1000]));
+    input.extend(frame(true, OpCode::Close, b""));
+    let (seen, _, err) = drive(&mut conn, &input);
+    assert_eq!((seen, err), (vec![Seen::Close(None)], None));
+}
+
+#[test]
+fn text_half_unmasked_before_our_close_does_not_spoil_the_next_frame() {
+    // The first half of a text frame is unmasked in place while open; the
+    // rest arrives after our close. The frame is dropped and the frames after
+    // it are unmasked from their own start.
+    let text = frame(true, OpCode::Text, &[b'a'; 200]);
+    let mut conn = Connection::open(limits());
+    let mut buf = text[..100].to_vec();
+    let mut out = Vec::new();
+    assert_eq!(conn.read(&mut buf, &mut out).unwrap(), (0, None));
+    assert!(conn.close(1000, "", &mut out));
+    buf.extend_from_slice(&text[100..]);
+    buf.extend(frame(true, OpCode::Ping, b"ping"));
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!((n, ev), (text.len(), None));
+    buf.drain(..n);
+    let (_, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!(ev, Some(Event::Ping(b"ping")));
 }
 
 #[test]
@@ -337,6 +504,20 @@ fn size_rules_close_with_1009() {
     // The whole message is capped, not only each frame.
     let mut input = frame(false, OpCode::Text, &[b'a'; 600]);
     input.extend(frame(true, OpCode::Continuation, &[b'a'; 401]));
+    fails_with(
+        &input,
+        ProtocolError::MessageTooBig {
+            size: 1001,
+            max: 1000,
+        },
+        1009,
+    );
+    // Control frames between fragments neither count nor reset the count.
+    let mut input = frame(false, OpCode::Binary, &[0; 600]);
+    input.extend(frame(true, OpCode::Pong, &[0; 125]));
+    input.extend(frame(false, OpCode::Continuation, &[0; 300]));
+    input.extend(frame(true, OpCode::Pong, b""));
+    input.extend(frame(true, OpCode::Continuation, &[0; 101]));
     fails_with(
         &input,
         ProtocolError::MessageTooBig {
