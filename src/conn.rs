@@ -20,6 +20,8 @@ use crate::buffer::SendQueue;
 /// router entry in one place when the connection is gone.
 ///
 /// ```text
+///  HttpBody <--HTTP request / keep-alive answer--+
+///      |                                         |
 ///  Handshaking --101--> Open --close frame sent or received, protocol error,
 ///      |                  |    end of file, shutdown--> Closing --all written,
 ///      | refusal, /health |                               |     peer's close seen-->
@@ -29,8 +31,12 @@ use crate::buffer::SendQueue;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Life {
-    /// Reading the upgrade request (the handshake timer runs).
+    /// Reading the upgrade request, or the next request on a persistent
+    /// HTTP connection (the handshake timer runs).
     Handshaking,
+    /// An HTTP request's head is in and its body is being read (the same
+    /// handshake timer runs).
+    HttpBody,
     /// An open WebSocket: known to the router, counted against
     /// `max_connections`, pinged when silent.
     Open,

@@ -120,6 +120,38 @@ impl<A: Handler, B: Handler> Handler for Both<A, B> {
     }
 }
 
+/// A boxed handler (the daemon's, or the embedder's) is a handler, so it can
+/// be combined with [`Both`].
+impl<H: Handler + ?Sized> Handler for Box<H> {
+    fn start(&mut self, addr: SocketAddr) {
+        (**self).start(addr);
+    }
+    fn connect(&mut self, client_id: &str, user: Option<&User>) {
+        (**self).connect(client_id, user);
+    }
+    fn disconnect(&mut self, client_id: &str, user: Option<&User>) {
+        (**self).disconnect(client_id, user);
+    }
+    fn receive(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        (**self).receive(client_id, user, message);
+    }
+    fn subscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        (**self).subscribe(client_id, user, channel);
+    }
+    fn unsubscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
+        (**self).unsubscribe(client_id, user, channel);
+    }
+    fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
+        (**self).send(client_id, user, message);
+    }
+    fn observes_send(&self) -> bool {
+        (**self).observes_send()
+    }
+    fn crash(&mut self, error: &dyn std::error::Error) {
+        (**self).crash(error);
+    }
+}
+
 /// An optional handler: `None` observes nothing (e.g. webhooks turned off).
 impl<H: Handler> Handler for Option<H> {
     fn start(&mut self, addr: SocketAddr) {

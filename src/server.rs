@@ -14,7 +14,11 @@ use mio::{Interest, Poll, Waker};
 use crate::config::Config;
 pub use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
-use crate::events::{Handler, LogHandler};
+use crate::events::{Both, Handler, LogHandler};
+use crate::webhooks::{random_node_id, Settings, Webhooks};
+
+/// How long queued webhook events may take to go out at shutdown.
+const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
 use crate::router::{Router, RouterConfig};
 
 /// Builds a server: configuration, mode and event handler.
@@ -116,6 +120,16 @@ impl Server {
         if let Some(warning) = crate::accept::cookie_origin_warning(&self.config) {
             log::warn!("{warning}");
         }
+        // Webhooks (SPEC section 10): a worker thread beside the loop, fed
+        // through the router's event handler.
+        let webhooks = Settings::from_config(&self.config.webhooks, random_node_id())
+            .map(Webhooks::start)
+            .transpose()
+            .map_err(io_err("starting the webhook worker"))?;
+        let handler: Box<dyn Handler> = match &webhooks {
+            Some(hooks) => Box::new(Both(self.handler, hooks.handler())),
+            None => self.handler,
+        };
         let router = Router::new(
             RouterConfig {
                 max_channels_per_client: self.config.max_channels_per_client,
@@ -124,12 +138,21 @@ impl Server {
                 presence_max_users: self.config.presence_max_users,
                 command_policy: self.config.command_policy,
             },
-            self.handler,
+            handler,
             random_seed(),
         );
-        let event_loop = EventLoop::new(self.config, self.echo, poll, listener, router);
+        let webhook_counters = webhooks.as_ref().map(Webhooks::counters);
+        let event_loop = EventLoop::new(
+            self.config,
+            self.echo,
+            poll,
+            listener,
+            router,
+            webhook_counters,
+        );
         Ok(Bound {
             event_loop,
+            webhooks,
             local_addr,
             signals,
             waker,
@@ -158,6 +181,7 @@ impl ShutdownHandle {
 /// A server bound to its address, ready to run.
 pub struct Bound {
     event_loop: EventLoop,
+    webhooks: Option<Webhooks>,
     local_addr: SocketAddr,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     waker: Arc<Waker>,
@@ -192,6 +216,12 @@ impl Bound {
         };
         if let Err(e) = &result {
             self.event_loop.handler_mut().crash(e);
+        }
+        // What is queued for the backend gets up to 2 s (SPEC section 10).
+        if let Some(hooks) = self.webhooks.take() {
+            if !hooks.shutdown(WEBHOOK_GRACE) {
+                log::warn!("webhooks: undelivered events left at shutdown");
+            }
         }
         result
     }

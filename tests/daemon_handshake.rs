@@ -310,7 +310,7 @@ fn bare_lf_requests_are_answered() {
     assert_eq!(read_frame(&mut s).payload, b"lf");
     // Malformed or not an upgrade: refused at once, not left to time out.
     assert_refused(&daemon, b"GET / HTTP/1.1\nHost\n\n", 400);
-    assert_refused(&daemon, b"GET / HTTP/1.1\nHost: localhost\n\n", 400);
+    assert_refused(&daemon, b"GET /chat HTTP/1.1\nHost: localhost\n\n", 400);
 }
 
 #[test]

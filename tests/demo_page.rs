@@ -230,7 +230,6 @@ fn demo_page_in_chromium_through_a_front() {
 }
 
 #[test]
-#[ignore = "needs the HTTP API wired into the event loop"]
 fn demo_page_served_by_the_daemon() {
     if skip() {
         return;

@@ -387,7 +387,6 @@ fn expected_for_other() -> Vec<Value> {
 }
 
 #[test]
-#[ignore = "needs the HTTP API wired into the event loop"]
 fn every_api_call_against_a_running_daemon() {
     if !have_php() {
         return;

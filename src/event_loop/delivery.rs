@@ -8,18 +8,20 @@ use rakit_protocol::CloseCode;
 use slab::Slab;
 
 use super::EventLoop;
-use crate::conn::Conn;
+use crate::conn::{Conn, Life};
 use crate::router::{ConnId, Frame, Outbox, Router};
 
 /// Queues router output on connections (the router's view of the loop).
 pub(super) struct Deliver<'a> {
-    conns: &'a mut Slab<Conn>,
-    dirty: &'a mut Vec<usize>,
-    overflowed: &'a mut Vec<usize>,
-    closed: &'a mut Vec<usize>,
-    scratch: &'a mut Vec<u8>,
-    max_send_buffer: usize,
-    delivered: &'a mut usize,
+    pub(super) conns: &'a mut Slab<Conn>,
+    pub(super) dirty: &'a mut Vec<usize>,
+    pub(super) overflowed: &'a mut Vec<usize>,
+    pub(super) closed: &'a mut Vec<usize>,
+    pub(super) scratch: &'a mut Vec<u8>,
+    pub(super) max_send_buffer: usize,
+    pub(super) delivered: &'a mut usize,
+    /// Close codes sent, for `rakit_closes_total`.
+    pub(super) closes: &'a mut Vec<u16>,
 }
 
 pub(super) fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
@@ -52,6 +54,7 @@ impl Outbox for Deliver<'_> {
         };
         self.scratch.clear();
         if conn.proto.close(code, reason, self.scratch) {
+            self.closes.push(code);
             conn.outq.push_bytes(self.scratch);
             mark_dirty(conn, key, self.dirty);
             // Its life catches up once the router has returned.
@@ -74,6 +77,7 @@ impl EventLoop {
                 scratch: &mut self.scratch,
                 max_send_buffer: self.config.max_send_buffer,
                 delivered: &mut self.delivered,
+                closes: &mut self.closes,
             },
         )
     }
@@ -82,6 +86,9 @@ impl EventLoop {
     /// overflowed, and move the ones it closed to Closing. Either can call
     /// the router again (a client leaving), which can leave more to do.
     pub(super) fn after_router(&mut self) {
+        for code in self.closes.drain(..) {
+            self.metrics.closes.incr(code);
+        }
         loop {
             if let Some(key) = self.overflowed.pop() {
                 self.drop_slow(key);
@@ -120,6 +127,8 @@ impl EventLoop {
             "send buffer exceeded",
         );
         let _ = conn.socket.write(&last);
+        self.metrics.closes.incr(CloseCode::SEND_BUFFER_EXCEEDED);
+        self.metrics.slow_client_drops += 1;
         conn.outq.clear();
         conn.proto.abort();
         if let Err(e) = socket2::SockRef::from(&conn.socket).set_linger(Some(Duration::ZERO)) {
@@ -135,7 +144,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return true;
         };
-        if conn.outq.len() > self.config.max_send_buffer && !conn.overflowed {
+        // An HTTP connection's answers are held back instead (see http.rs).
+        if conn.outq.len() > self.config.max_send_buffer && !conn.overflowed && conn.life.is_open()
+        {
             conn.overflowed = true;
             self.drop_slow(key);
             return true;
@@ -159,7 +170,10 @@ impl EventLoop {
             return;
         };
         conn.dirty = false;
-        let done = match conn.outq.flush(&mut conn.socket) {
+        let queued = conn.outq.len();
+        let flushed = conn.outq.flush(&mut conn.socket);
+        self.metrics.bytes_sent += (queued - conn.outq.len()) as u64;
+        let done = match flushed {
             Ok(done) => done,
             Err(e) => {
                 log::debug!("connection {key}: write failed: {e}");
@@ -184,6 +198,10 @@ impl EventLoop {
                 return self.release(key);
             }
             conn.writable = !done;
+        }
+        if done && conn.backlog && conn.life != Life::Open {
+            // An HTTP connection held back while its answers were unsent.
+            self.resume.push(key);
         }
         self.settle(key);
     }

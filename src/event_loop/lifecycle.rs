@@ -27,6 +27,7 @@ impl EventLoop {
         };
         conn.life = Life::Open;
         self.open += 1;
+        self.metrics.connections_accepted += 1;
         if self.config.ping_interval > 0 {
             self.idle_timers.arm(self.now, key, conn.serial);
         }
@@ -42,7 +43,7 @@ impl EventLoop {
         };
         let proto = conn.proto.state();
         match conn.life {
-            Life::Handshaking if proto == State::Closed => self.enter_closing(key),
+            Life::Handshaking | Life::HttpBody if proto == State::Closed => self.enter_closing(key),
             Life::Open if proto != State::Open => {
                 self.enter_closing(key);
                 self.left(key);
@@ -89,8 +90,15 @@ impl EventLoop {
         };
         conn.eof = true;
         match conn.life {
-            // No whole request came: nothing is due.
-            Life::Handshaking | Life::Draining => self.release(key),
+            Life::Draining => self.release(key),
+            // No request is being answered: nothing more is due than what
+            // is queued (answers to earlier HTTP requests).
+            Life::Handshaking | Life::HttpBody if conn.outq.is_empty() => self.release(key),
+            Life::Handshaking | Life::HttpBody => {
+                conn.proto.abort();
+                conn.life = Life::Handshaking;
+                self.settle(key);
+            }
             Life::Open => {
                 // It left without a close frame (a half-close): it leaves the
                 // router now, and gets the replies already queued.
@@ -106,6 +114,9 @@ impl EventLoop {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        if conn.life == Life::HttpBody {
+            self.pending_http.remove(&key);
+        }
         if !conn.outq.is_empty() {
             // Do not leave the kernel pushing data at a peer that does not
             // read it: reset.
@@ -141,7 +152,7 @@ impl EventLoop {
         self.now = now;
         while let Some(t) = self.handshake_timers.pop_due(now) {
             if let Some(conn) = self.live(t.key, t.serial) {
-                if conn.life == Life::Handshaking {
+                if matches!(conn.life, Life::Handshaking | Life::HttpBody) {
                     log::debug!("connection {}: handshake timed out", t.key);
                     self.release(t.key);
                 }

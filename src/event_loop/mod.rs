@@ -14,6 +14,7 @@
 //! - `listener.rs`: accepting sockets (with a back-off when out of descriptors);
 //! - `reading.rs`: reading, processing frames, handshake decisions, routing;
 //! - `delivery.rs`: the router's [`Outbox`](crate::router::Outbox), flushing, slow clients;
+//! - `http.rs`: requests for the HTTP side of the port (API, metrics, demo page, health);
 //! - `lifecycle.rs`: the connection's life ([`Life`](crate::conn::Life)), its
 //!   timers, and the one place where a connection is released;
 //! - `shutdown.rs`: the graceful stop.
@@ -23,6 +24,7 @@
 //! gone) finds nothing in the slab and does nothing.
 
 mod delivery;
+mod http;
 mod lifecycle;
 mod listener;
 mod reading;
@@ -30,6 +32,7 @@ mod shutdown;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -43,8 +46,11 @@ use slab::Slab;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::error::ServerError;
+use crate::http::HttpSettings;
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::timers::TimerQueue;
+use crate::webhooks::CountersHandle;
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
@@ -111,8 +117,20 @@ pub(crate) struct EventLoop {
     overflowed: Vec<usize>,
     /// Connections the router closed, whose life must catch up.
     closed: Vec<usize>,
+    /// Close codes sent by the router this call, for the metrics.
+    closes: Vec<u16>,
     /// Protocol output (pongs, close frames, handshake responses).
     scratch: Vec<u8>,
+    /// HTTP answers being built.
+    http_out: Vec<u8>,
+    /// The HTTP side's settings (keys hashed once).
+    http: HttpSettings,
+    /// HTTP requests waiting for their bodies, by connection.
+    pending_http: HashMap<usize, http::Pending>,
+    /// Counters for `GET /metrics`: plain integers, this thread only.
+    metrics: Metrics,
+    /// The webhook worker's counters, when it runs.
+    webhooks: Option<CountersHandle>,
     /// The text message being routed.
     text: String,
     accept_paused_until: Option<Instant>,
@@ -129,6 +147,7 @@ impl EventLoop {
         poll: Poll,
         listener: TcpListener,
         router: Router,
+        webhooks: Option<CountersHandle>,
     ) -> EventLoop {
         let limits = Limits {
             max_handshake_size: config.max_handshake_size,
@@ -136,6 +155,7 @@ impl EventLoop {
             max_message_size: config.max_buffer_size,
         };
         let secs = Duration::from_secs;
+        let http = HttpSettings::new(&config);
         EventLoop {
             handshake_timers: TimerQueue::new(secs(config.handshake_timeout)),
             idle_timers: TimerQueue::new(secs(config.ping_interval)),
@@ -163,7 +183,13 @@ impl EventLoop {
             resume: Vec::new(),
             overflowed: Vec::new(),
             closed: Vec::new(),
+            closes: Vec::new(),
             scratch: Vec::new(),
+            http_out: Vec::new(),
+            http,
+            pending_http: HashMap::new(),
+            metrics: Metrics::new(),
+            webhooks,
             text: String::new(),
             accept_paused_until: None,
             accept_exhausted: false,
@@ -244,6 +270,7 @@ impl EventLoop {
 
     fn begin_turn(&mut self) {
         self.now = Instant::now();
+        self.metrics.frames_sent += self.delivered as u64;
         self.delivered = 0;
         self.budget = DELIVERIES_PER_TURN.max(self.open.saturating_mul(DELIVERIES_PER_CONN));
     }

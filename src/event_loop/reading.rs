@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use rakit_protocol::{Event, OpCode, State};
 
 use super::delivery::mark_dirty;
+use super::http::BodyStep;
 use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL};
 use crate::accept::{self, Decision};
 use crate::conn::{Conn, Life, Stamp};
@@ -30,6 +31,9 @@ enum Stop {
     /// Nothing more will be read (the protocol closed, or the connection
     /// is gone).
     Done,
+    /// An HTTP connection's unsent answers exceed `max_send_buffer`: no
+    /// further request is read until they are written.
+    Full,
 }
 
 /// What one read brought.
@@ -42,6 +46,8 @@ enum Step {
     Eof,
     /// Processing stopped early; come back next turn.
     Later,
+    /// Processing waits for output to be written (the flush resumes it).
+    Wait,
     /// The connection closed or is gone.
     Done,
 }
@@ -112,7 +118,7 @@ impl EventLoop {
                         return;
                     }
                 }
-                Step::Blocked | Step::Done => return,
+                Step::Blocked | Step::Done | Step::Wait => return,
                 Step::Eof => return self.on_eof(key),
                 Step::Later => {
                     self.resume.push(key);
@@ -156,6 +162,7 @@ impl EventLoop {
             };
             drop(tail);
             conn.last_rx = Stamp::new(self.epoch, self.now);
+            self.metrics.bytes_received += n as u64;
             let input = &mut readbuf[..held + n];
             let (consumed, stop) = self.process(key, input);
             self.keep(key, &input[consumed..], stop);
@@ -173,6 +180,7 @@ impl EventLoop {
                 }
             };
             conn.last_rx = Stamp::new(self.epoch, self.now);
+            self.metrics.bytes_received += n as u64;
             tail.extend_from_slice(&readbuf[..n]);
             let (consumed, stop) = self.process(key, &mut tail);
             tail.drain(..consumed);
@@ -200,6 +208,7 @@ impl EventLoop {
             Stop::NeedMore => Step::Read { filled },
             Stop::Budget => Step::Later,
             Stop::Done => Step::Done,
+            Stop::Full => Step::Wait,
         }
     }
 
@@ -211,7 +220,7 @@ impl EventLoop {
                 conn.inbuf.clear();
             } else {
                 conn.inbuf.put_copy(rest);
-                conn.backlog = stop == Stop::Budget && !rest.is_empty();
+                conn.backlog = matches!(stop, Stop::Budget | Stop::Full) && !rest.is_empty();
             }
         }
     }
@@ -221,7 +230,7 @@ impl EventLoop {
             if conn.proto.state() == State::Closed {
                 conn.inbuf.clear();
             } else {
-                conn.backlog = stop == Stop::Budget && !rest.is_empty();
+                conn.backlog = matches!(stop, Stop::Budget | Stop::Full) && !rest.is_empty();
                 conn.inbuf.put(rest);
             }
         }
@@ -253,6 +262,19 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return (pos, Stop::Done);
             };
+            if conn.life == Life::HttpBody {
+                match self.http_body(key, &input[pos..]) {
+                    BodyStep::Answered(n) => pos += n,
+                    BodyStep::NeedMore => return (pos, Stop::NeedMore),
+                }
+                continue;
+            }
+            if conn.life == Life::Handshaking
+                && conn.outq.len() > self.config.max_send_buffer
+                && pos < input.len()
+            {
+                return (pos, Stop::Full);
+            }
             let Conn { proto, outq, .. } = conn;
             self.scratch.clear();
             let mut then = Then::Nothing;
@@ -269,12 +291,20 @@ impl EventLoop {
                     pos += n;
                     match event {
                         None | Some(Event::Ping(_) | Event::Pong(_)) => {}
-                        Some(Event::Close(_)) => stop = Some(Stop::Done),
+                        Some(Event::Close(code)) => {
+                            if let (Some((code, _)), false) = (code, self.scratch.is_empty()) {
+                                // Our echo of the peer's close code.
+                                self.metrics.closes.incr(code);
+                            }
+                            stop = Some(Stop::Done)
+                        }
                         Some(Event::Request(req)) => then = Then::Decide(req),
                         Some(Event::Text(text)) if self.echo => {
+                            self.metrics.messages_received += 1;
                             outq.push_frame(OpCode::Text, text.as_bytes())
                         }
                         Some(Event::Binary(data)) if self.echo => {
+                            self.metrics.messages_received += 1;
                             outq.push_frame(OpCode::Binary, data)
                         }
                         Some(Event::Text(text)) => {
@@ -287,6 +317,14 @@ impl EventLoop {
                 }
                 Err(e) => {
                     log::debug!("connection {key}: {e}");
+                    match &e {
+                        rakit_protocol::connection::Error::Handshake(e) => {
+                            self.metrics.handshake_refusals.incr(e.http_status())
+                        }
+                        rakit_protocol::connection::Error::Protocol(e) => {
+                            self.metrics.closes.incr(e.close_code())
+                        }
+                    }
                     stop = Some(Stop::Done);
                 }
             }
@@ -314,6 +352,9 @@ impl EventLoop {
     }
 
     fn decide(&mut self, key: usize, req: Box<rakit_protocol::Request>) {
+        if self.http_request(key, &req) {
+            return;
+        }
         let decision = accept::decide(&req, &self.config, self.open, session::now_unix());
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -323,6 +364,7 @@ impl EventLoop {
             Decision::Health => conn.proto.respond(200, "ok", &mut self.scratch),
             Decision::Refuse(e) => {
                 log::debug!("handshake refused: {e} ({} {})", req.method, req.path);
+                self.metrics.handshake_refusals.incr(e.http_status());
                 conn.proto.reject(&e, &mut self.scratch);
             }
             Decision::Upgrade {
@@ -356,6 +398,7 @@ impl EventLoop {
     /// Hands the message to the router. A panic in it (or in an event
     /// handler) closes this client with 1011 and nobody else notices.
     fn route(&mut self, key: usize, text: bool) {
+        self.metrics.messages_received += 1;
         let now = self.now;
         let message = std::mem::take(&mut self.text);
         let (router, mut out) = self.deliver();

@@ -29,7 +29,15 @@ impl EventLoop {
                     out.close(key, CloseCode::GOING_AWAY, "server shutting down");
                     self.after_router();
                 }
-                Life::Handshaking => self.release(key),
+                Life::Handshaking | Life::HttpBody if conn.outq.is_empty() => self.release(key),
+                Life::Handshaking | Life::HttpBody => {
+                    // Answers to earlier HTTP requests still go out.
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.proto.abort();
+                        conn.life = Life::Handshaking;
+                    }
+                    self.settle(key);
+                }
                 Life::Closing | Life::Draining => {}
             }
         }

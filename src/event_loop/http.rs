@@ -1,0 +1,142 @@
+//! The HTTP side of the port in the loop (SPEC sections 8, 9 and 14): a
+//! request that attempts no upgrade and names one of the HTTP paths is
+//! answered by [`crate::http`] (sans-IO), over a persistent connection.
+//!
+//! A request's head is parsed by the protocol crate like any upgrade
+//! request (so `max_handshake_size` and its 431 hold). Then the connection
+//! is in [`Life::HttpBody`] until its `Content-Length` bytes are there
+//! (at most `max_buffer_size`), under the same `handshake_timeout`. The
+//! answer is queued; with keep-alive the connection goes back to
+//! [`Life::Handshaking`] with a fresh request decoder and a fresh timer
+//! (its serial changes, so the old timer is stale), and pipelined requests
+//! are answered in order. While a connection's unsent answers exceed
+//! `max_send_buffer`, no further request of it is read.
+
+use rakit_protocol::{Connection, Request};
+
+use super::delivery::{mark_dirty, Deliver};
+use super::EventLoop;
+use crate::conn::Life;
+use crate::http::{self, body, Head, HttpCtx, KeepAlive};
+use crate::metrics::Gauges;
+
+/// A request whose head is in and whose body is awaited.
+#[derive(Debug)]
+pub(super) struct Pending {
+    head: Head,
+    len: usize,
+}
+
+/// What [`EventLoop::http_body`] did.
+pub(super) enum BodyStep {
+    /// Answered; this many input bytes (the body) were consumed.
+    Answered(usize),
+    /// The body is not all there yet.
+    NeedMore,
+}
+
+impl EventLoop {
+    /// Takes a parsed request for the HTTP side, if it is one: answers at
+    /// once when it is refused, else waits for its body. False: it is a
+    /// handshake (or a plain request the handshake answers).
+    pub(super) fn http_request(&mut self, key: usize, req: &Request) -> bool {
+        let mut head = Head::from_request(req);
+        head.authorization.clone_from(&req.authorization);
+        head.content_length = req.content_length.map(|n| n.to_string());
+        head.transfer_encoding.clone_from(&req.transfer_encoding);
+        head.attempts_upgrade = req.attempts_upgrade();
+        if !http::wants(&head) {
+            return false;
+        }
+        match body::plan(&head, self.http.max_body) {
+            Ok(len) => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.life = Life::HttpBody;
+                    self.pending_http.insert(key, Pending { head, len });
+                }
+            }
+            Err(error) => {
+                let mut out = std::mem::take(&mut self.scratch);
+                out.clear();
+                http::refuse(&head, error, &mut self.metrics, &mut out);
+                self.reply(key, &out, KeepAlive::Close);
+                self.scratch = out;
+            }
+        }
+        true
+    }
+
+    /// Answers the pending request of `key` once `input` holds its body.
+    pub(super) fn http_body(&mut self, key: usize, input: &[u8]) -> BodyStep {
+        let Some(pending) = self.pending_http.get(&key) else {
+            return BodyStep::Answered(0);
+        };
+        if input.len() < pending.len {
+            return BodyStep::NeedMore;
+        }
+        let Pending { head, len } = self
+            .pending_http
+            .remove(&key)
+            .expect("the pending request was just seen");
+        let gauges = Gauges {
+            connections: self.open as u64,
+            channels: 0,
+            cluster_up: false,
+            webhooks: self
+                .webhooks
+                .as_ref()
+                .map(|w| w.snapshot())
+                .unwrap_or_default(),
+            log_lines_dropped: Some(crate::logging::dropped()),
+        };
+        let mut out = std::mem::take(&mut self.http_out);
+        out.clear();
+        let mut outbox = Deliver {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            overflowed: &mut self.overflowed,
+            closed: &mut self.closed,
+            scratch: &mut self.scratch,
+            max_send_buffer: self.config.max_send_buffer,
+            delivered: &mut self.delivered,
+            closes: &mut self.closes,
+        };
+        let mut ctx = HttpCtx {
+            settings: &self.http,
+            router: &mut self.router,
+            outbox: &mut outbox,
+            metrics: &mut self.metrics,
+            gauges,
+            now: self.now,
+        };
+        let keep = http::handle(&head, &input[..len], &mut ctx, &mut out);
+        self.after_router();
+        self.reply(key, &out, keep);
+        self.http_out = out;
+        BodyStep::Answered(len)
+    }
+
+    /// Queues an HTTP answer; then either closes the connection once it is
+    /// written, or waits for the next request under a fresh timer.
+    fn reply(&mut self, key: usize, response: &[u8], keep: KeepAlive) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.outq.push_bytes(response);
+        mark_dirty(conn, key, &mut self.dirty);
+        match keep {
+            KeepAlive::Close => {
+                conn.proto.abort();
+                conn.life = Life::Handshaking;
+            }
+            KeepAlive::Keep => {
+                conn.proto = Connection::new(self.limits);
+                conn.life = Life::Handshaking;
+                self.serial = self.serial.wrapping_add(1);
+                conn.serial = self.serial;
+                self.handshake_timers.arm(self.now, key, conn.serial);
+            }
+        }
+        self.settle(key);
+    }
+}
