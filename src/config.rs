@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod backend;
+mod cluster;
 
 pub use self::backend::{ApiConfig, MetricsConfig, WebhookEvent, WebhooksConfig, MIN_KEY_LEN};
+pub use self::cluster::ClusterConfig;
 
 /// The file read when no `--config` is given; relative to the current directory.
 pub const DEFAULT_PATH: &str = "config/websocket.toml";
@@ -132,6 +134,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[webhooks]` (SPEC section 10).
     pub webhooks: WebhooksConfig,
+    /// `[cluster]` (SPEC section 11).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -164,6 +168,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -410,6 +415,7 @@ impl Config {
             );
         }
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
+        self.cluster.validate()?;
         Ok(())
     }
 
@@ -422,6 +428,7 @@ impl Config {
             shown.session.secret = "<set>".to_owned();
         }
         backend::mask(&mut shown.api, &mut shown.metrics, &mut shown.webhooks);
+        shown.cluster.mask();
         // TOML strings must be UTF-8; a lossy path is good enough for display.
         shown.logging_file = PathBuf::from(shown.logging_file.to_string_lossy().into_owned());
         toml::to_string(&shown)

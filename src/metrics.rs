@@ -75,6 +75,10 @@ pub struct Metrics {
     pub cluster_messages_out: u64,
     /// Messages received from the cluster.
     pub cluster_messages_in: u64,
+    /// Messages for other nodes dropped (Redis down, or its queue full).
+    pub cluster_dropped_out: u64,
+    /// Messages from other nodes dropped (the loop's inbound queue full).
+    pub cluster_dropped_in: u64,
     /// How `/proc` values are turned into seconds.
     pub process: ProcessInfo,
 }
@@ -105,7 +109,7 @@ pub struct Gauges {
     pub connections: u64,
     /// Channels with at least one subscriber.
     pub channels: u64,
-    /// Connected to Redis (always false until clustering exists).
+    /// Connected to Redis (false when clustering is off).
     pub cluster_up: bool,
     /// The webhook worker's counters (all 0 when webhooks are off).
     pub webhooks: WebhookCounts,
@@ -319,6 +323,21 @@ fn render_with(metrics: &Metrics, gauges: &Gauges, process: &ProcessSample, out:
     ] {
         w.sample(
             "rakit_cluster_messages_total",
+            Some(("direction", direction)),
+            n,
+        );
+    }
+    w.family(
+        "rakit_cluster_messages_dropped_total",
+        "counter",
+        "Cluster messages dropped (Redis down or the queue to it full: out; the loop's queue full: in).",
+    );
+    for (direction, n) in [
+        ("out", metrics.cluster_dropped_out),
+        ("in", metrics.cluster_dropped_in),
+    ] {
+        w.sample(
+            "rakit_cluster_messages_dropped_total",
             Some(("direction", direction)),
             n,
         );

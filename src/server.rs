@@ -11,6 +11,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 
+use crate::cluster::{Cluster, Settings as ClusterSettings};
 use crate::config::Config;
 pub use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
@@ -86,9 +87,11 @@ impl Server {
     /// Binds the listen address; the server runs when [`Bound::run`] is called.
     pub fn bind(self) -> Result<Bound, ServerError> {
         let addr_text = format!("{}:{}", self.config.host, self.config.port);
-        let std_listener = listen(&addr_text).map_err(|error| ServerError::Bind {
-            addr: addr_text.clone(),
-            error,
+        let std_listener = listen(&addr_text, self.config.cluster.reuse_port).map_err(|error| {
+            ServerError::Bind {
+                addr: addr_text.clone(),
+                error,
+            }
         })?;
         let io_err = |context| move |error| ServerError::Io { context, error };
         std_listener
@@ -122,7 +125,9 @@ impl Server {
         }
         // Webhooks (SPEC section 10): a worker thread beside the loop, fed
         // through the router's event handler.
-        let webhooks = Settings::from_config(&self.config.webhooks, random_node_id())
+        // One id per process start, shared by webhooks and the cluster.
+        let node = random_node_id();
+        let webhooks = Settings::from_config(&self.config.webhooks, node.clone())
             .map(Webhooks::start)
             .transpose()
             .map_err(io_err("starting the webhook worker"))?;
@@ -130,7 +135,7 @@ impl Server {
             Some(hooks) => Box::new(Both(self.handler, hooks.handler())),
             None => self.handler,
         };
-        let router = Router::new(
+        let mut router = Router::new(
             RouterConfig {
                 max_channels_per_client: self.config.max_channels_per_client,
                 presence: self.config.presence,
@@ -141,8 +146,26 @@ impl Server {
             handler,
             random_seed(),
         );
+        // Scale-out (SPEC section 11): Redis threads beside the loop, waking
+        // it through the one waker.
+        let cluster = match self.config.cluster.endpoint() {
+            Some(endpoint) if self.config.cluster.enabled() => {
+                router.enable_cluster(&node);
+                let settings = ClusterSettings {
+                    endpoint,
+                    namespace: self.config.cluster.namespace.clone(),
+                    node_timeout: Duration::from_millis(self.config.cluster.node_timeout_ms),
+                    node,
+                };
+                Some(
+                    Cluster::start(settings, Arc::clone(&waker))
+                        .map_err(io_err("starting the cluster threads"))?,
+                )
+            }
+            _ => None,
+        };
         let webhook_counters = webhooks.as_ref().map(Webhooks::counters);
-        let event_loop = EventLoop::new(
+        let mut event_loop = EventLoop::new(
             self.config,
             self.echo,
             poll,
@@ -150,6 +173,9 @@ impl Server {
             router,
             webhook_counters,
         );
+        if let Some(cluster) = cluster {
+            event_loop.set_cluster(cluster);
+        }
         Ok(Bound {
             event_loop,
             webhooks,
@@ -235,11 +261,11 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds and listens on the first address `addr` resolves to that works, as
 /// std's `TcpListener::bind` does, but with [`LISTEN_BACKLOG`].
-fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
+fn listen(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     use std::net::ToSocketAddrs;
     let mut last_error = None;
     for addr in addr.to_socket_addrs()? {
-        match listen_on(addr) {
+        match listen_on(addr, reuse_port) {
             Ok(listener) => return Ok(listener),
             Err(e) => last_error = Some(e),
         }
@@ -252,12 +278,17 @@ fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
     }))
 }
 
-fn listen_on(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+fn listen_on(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // As std does on Unix: a restarted daemon binds while its old
     // connections are still in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    // `[cluster] reuse_port`: several daemons on one port, the kernel
+    // spreading new connections over them.
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())

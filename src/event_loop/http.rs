@@ -78,10 +78,11 @@ impl EventLoop {
             .pending_http
             .remove(&key)
             .expect("the pending request was just seen");
+        let cluster_up = self.cluster_metrics();
         let gauges = Gauges {
             connections: self.open as u64,
             channels: 0,
-            cluster_up: false,
+            cluster_up,
             webhooks: self
                 .webhooks
                 .as_ref()

@@ -17,12 +17,14 @@
 //! - `http.rs`: requests for the HTTP side of the port (API, metrics, demo page, health);
 //! - `lifecycle.rs`: the connection's life ([`Life`](crate::conn::Life)), its
 //!   timers, and the one place where a connection is released;
-//! - `shutdown.rs`: the graceful stop.
+//! - `shutdown.rs`: the graceful stop;
+//! - `cluster.rs`: the hooks of scale-out over Redis (`src/cluster/`).
 //!
 //! Tokens are slab keys; the listener, the signal pipe and the waker have
 //! reserved tokens at the top of the range. A stale event (its connection
 //! gone) finds nothing in the slab and does nothing.
 
+mod cluster;
 mod delivery;
 mod http;
 mod lifecycle;
@@ -54,7 +56,7 @@ use crate::webhooks::CountersHandle;
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
-/// Wakes the loop from other threads (shutdown today; scale-out later).
+/// Wakes the loop from other threads: shutdown, and the cluster's Redis threads.
 pub(crate) const WAKER: Token = Token(usize::MAX - 3);
 
 /// The shared read buffer: every socket is read into it, and only an
@@ -137,6 +139,8 @@ pub(crate) struct EventLoop {
     /// Accepting failed for lack of descriptors and has not succeeded since.
     accept_exhausted: bool,
     shutdown_deadline: Option<Instant>,
+    /// Scale-out over Redis, when `[cluster] redis_url` is set.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl EventLoop {
@@ -194,6 +198,7 @@ impl EventLoop {
             accept_paused_until: None,
             accept_exhausted: false,
             shutdown_deadline: None,
+            cluster: None,
         }
     }
 
@@ -242,6 +247,7 @@ impl EventLoop {
                         if stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
+                        self.cluster_wake();
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -260,6 +266,7 @@ impl EventLoop {
                 self.on_readable(key, &mut readbuf, true);
             }
             self.fire_timers(&mut readbuf);
+            self.cluster_turn();
             self.flush_dirty();
             if self.shutdown_complete() {
                 log::info!("shutdown complete");
@@ -290,6 +297,7 @@ impl EventLoop {
             self.router.poll_timeout(),
             self.accept_paused_until,
             self.shutdown_deadline,
+            self.cluster.as_ref().and_then(|c| c.poll_timeout()),
         ]
         .into_iter()
         .flatten()

@@ -41,6 +41,7 @@ impl EventLoop {
                 Life::Closing | Life::Draining => {}
             }
         }
+        self.cluster_leave();
     }
 
     /// Shutdown began, and every client is gone or the grace time is over.

@@ -95,7 +95,9 @@ impl Router {
         let name = msg
             .command
             .ok_or_else(|| Reject::bad_request("missing field `command`"))?;
-        self.carry_out(name, &msg, now, out)?;
+        // No issuer: a command for a client on another node is answered
+        // from the directory, without waiting for that node (see docs/ARCHITECTURE.md).
+        self.carry_out(name, &msg, None, now, out)?;
         Ok(())
     }
 
@@ -137,10 +139,15 @@ impl Router {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let router = self.0;
                 let mut s = serializer.serialize_struct("Presence", 2)?;
-                s.serialize_field("count", &router.clients.len())?;
+                s.serialize_field("count", &router.cluster_len())?;
                 s.serialize_field(
                     "users",
-                    &PresenceUsers::new(&router.clients, &router.order, false),
+                    &PresenceUsers::new(
+                        &router.clients,
+                        &router.order,
+                        router.remote.as_deref(),
+                        false,
+                    ),
                 )?;
                 s.end()
             }

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::wire::{self, ErrorCode, Incoming, Out, Reject};
-use super::{valid_channel, ConnId, Outbox, Router, DISCONNECT_CODE, DISCONNECT_REASON};
+use super::{
+    valid_channel, ClusterOut, ConnId, Outbox, Router, Sent, Target, DISCONNECT_CODE,
+    DISCONNECT_REASON,
+};
 
 use crate::session::User;
 
@@ -144,9 +147,11 @@ impl Router {
                 "this connection may not send commands",
             ));
         }
-        let done = self.carry_out(name, msg, now, out)?;
-        // The issuer may have disconnected itself: then there is nobody to ack.
-        if self.clients.contains_key(&conn) {
+        let (done, sent) = self.carry_out(name, msg, Some(conn), now, out)?;
+        // The issuer may have disconnected itself: then there is nobody to
+        // ack. A command carried out on another node is acknowledged when
+        // that node answers.
+        if sent == Sent::Done && self.clients.contains_key(&conn) {
             self.send_to(conn, &Out::Ack { command: done }, out);
         }
         Ok(())
@@ -154,18 +159,22 @@ impl Router {
 
     /// Parses and carries out a command, whoever sent it: the one path that
     /// WebSocket commands and the backend API share, so both give clients
-    /// the same frames. Returns the command's name (for the ack).
+    /// the same frames. Returns the command's name (for the ack), and
+    /// whether it is done or awaits another node's answer, which goes to
+    /// `issuer` (`None`: the API, which asks for no answer).
     pub(super) fn carry_out(
         &mut self,
         name: &RawValue,
         msg: &Incoming<'_>,
+        issuer: Option<ConnId>,
         now: Instant,
         out: &mut impl Outbox,
-    ) -> Result<&'static str, Reject> {
+    ) -> Result<(&'static str, Sent), Reject> {
         let name = wire::as_str(name)
             .ok_or_else(|| Reject::bad_request("field `command` must be a string"))?;
         let command = Command::parse(&name, msg)?;
         let done = command.name();
+        let mut sent = Sent::Done;
         match command {
             Command::Broadcast { message } => {
                 let msg = Out::Message {
@@ -183,27 +192,39 @@ impl Router {
                 self.send_to_channel(&channel, &msg, out);
             }
             Command::PrivateMessage { to, message } => {
-                let target = self.lookup(&to)?;
                 let msg = Out::Private {
                     client_id: None,
                     message,
                 };
-                self.send_to(target, &msg, out);
+                sent = self.send_private(&to, &msg, issuer, Some(done), out)?;
             }
-            Command::Disconnect { client_id } => {
-                let target = self.lookup(&client_id)?;
-                self.kick(target, now, out);
-            }
+            Command::Disconnect { client_id } => match self.locate(&client_id)? {
+                Target::Local(target) => self.kick(target, now, out),
+                Target::Remote(node) => {
+                    let req = self.request(issuer, Some(done));
+                    self.publish(|| ClusterOut::Disconnect {
+                        node,
+                        id: client_id.into_owned(),
+                        req,
+                    });
+                    if req != 0 {
+                        sent = Sent::Awaiting;
+                    }
+                }
+            },
             // With presence disabled this sends nothing (presence = false
             // means no presence messages at all) but is still acknowledged.
-            Command::Presence => self.send_presence(now, out),
+            Command::Presence => {
+                self.send_presence(now, out);
+                self.publish(|| ClusterOut::Presence);
+            }
         }
-        Ok(done)
+        Ok((done, sent))
     }
 
     /// The `disconnect` command: forgets `target` exactly as a disconnect
     /// would, then asks the loop to close it with 4000.
-    fn kick(&mut self, target: ConnId, now: Instant, out: &mut impl Outbox) {
+    pub(super) fn kick(&mut self, target: ConnId, now: Instant, out: &mut impl Outbox) {
         if let Some(client) = self.forget(target) {
             out.close(target, DISCONNECT_CODE, DISCONNECT_REASON);
             self.handler

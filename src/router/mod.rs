@@ -19,6 +19,7 @@ mod clients;
 mod command;
 mod ids;
 mod presence;
+mod remote;
 mod wire;
 
 #[cfg(test)]
@@ -34,11 +35,13 @@ use serde_json::value::RawValue;
 
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
+pub use self::remote::{ClusterOut, Member, NodeId};
 
 use self::channels::{Channels, TooManyChannels};
 use self::clients::Clients;
 use self::ids::{ClientId, IdGenerator};
 use self::presence::{PresenceUsers, Throttle};
+use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
 use crate::events::Handler;
 use crate::session::User;
@@ -131,6 +134,9 @@ pub struct Router {
     next_seq: u64,
     channels: Channels,
     presence: Throttle,
+    /// Other nodes' clients and what they must be told; `None` outside a
+    /// cluster (see `remote.rs`).
+    remote: Option<Box<Remote>>,
 }
 
 impl fmt::Debug for Router {
@@ -157,6 +163,7 @@ impl Router {
             order: BTreeMap::new(),
             next_seq: 0,
             channels: Channels::default(),
+            remote: None,
         }
     }
 
@@ -178,8 +185,11 @@ impl Router {
         if self.clients.contains_key(&conn) {
             self.disconnect(conn, now, out);
         }
-        let by_id = &self.by_id;
-        let id = self.ids.generate(|id| by_id.contains_key(id));
+        let (by_id, remote) = (&self.by_id, self.remote.as_deref());
+        // Unique across the cluster, as far as the directory knows.
+        let id = self
+            .ids
+            .generate(|id| by_id.contains_key(id) || remote.is_some_and(|r| r.contains(id)));
         let seq = self.next_seq;
         self.next_seq += 1;
         // Fully registered before any handler code runs, so a panicking
@@ -196,6 +206,9 @@ impl Router {
             },
         );
         if let Some(client) = self.clients.get(&conn) {
+            if let Some(remote) = self.remote.as_mut() {
+                remote.push(ClusterOut::Joined(remote::member(client)));
+            }
             self.handler.connect(id.as_str(), client.user.as_deref());
             let welcome = Outgoing::encode(&Out::Welcome {
                 client_id: id.as_str(),
@@ -226,6 +239,9 @@ impl Router {
         self.by_id.remove(&client.id);
         self.order.remove(&client.seq);
         self.channels.remove_conn(conn);
+        self.publish(|| ClusterOut::Left {
+            id: client.id.as_str().to_owned(),
+        });
         Some(client)
     }
 
@@ -343,16 +359,44 @@ impl Router {
         out: &mut impl Outbox,
     ) -> Result<(), Reject> {
         let sender = self.sender(conn)?;
-        let target = self.lookup(to)?;
-        self.send_to(
-            target,
-            &Out::Private {
-                client_id: Some(sender.as_str()),
-                message,
-            },
-            out,
-        );
-        Ok(())
+        let msg = Out::Private {
+            client_id: Some(sender.as_str()),
+            message,
+        };
+        self.send_private(to, &msg, Some(conn), None, out)
+            .map(|_| ())
+    }
+
+    /// Sends `msg` to client `to`, on this node or another; a request to
+    /// another node is answered to `issuer` (see `remote.rs`). Ok means
+    /// delivered, or sent towards the node that has `to`.
+    fn send_private(
+        &mut self,
+        to: &str,
+        msg: &Out<'_>,
+        issuer: Option<ConnId>,
+        command: Option<&'static str>,
+        out: &mut impl Outbox,
+    ) -> Result<Sent, Reject> {
+        match self.locate(to)? {
+            Target::Local(target) => {
+                self.send_to(target, msg, out);
+                Ok(Sent::Done)
+            }
+            Target::Remote(node) => {
+                let Some(encoded) = Outgoing::encode(msg) else {
+                    return Ok(Sent::Done);
+                };
+                let req = self.request(issuer, command);
+                self.publish(|| ClusterOut::Private {
+                    node,
+                    to: to.to_owned(),
+                    frame: encoded.frame,
+                    req,
+                });
+                Ok(if req == 0 { Sent::Done } else { Sent::Awaiting })
+            }
+        }
     }
 
     /// `{"event":...,"channel":C,...}`: subscribe, unsubscribe, or publish.
@@ -445,11 +489,23 @@ impl Router {
             .ok_or_else(|| Reject::new(ErrorCode::UnknownClient, "the sender is not connected"))
     }
 
-    /// The connection of a client id a client named.
-    fn lookup(&self, id: &str) -> Result<ConnId, Reject> {
-        ClientId::parse(id)
-            .and_then(|id| self.by_id.get(&id).copied())
-            .ok_or_else(|| Reject::new(ErrorCode::UnknownClient, "no connected client has that id"))
+    /// Where the client a message names is: here, or on another node.
+    fn locate(&self, id: &str) -> Result<Target, Reject> {
+        let unknown = || Reject::new(ErrorCode::UnknownClient, "no connected client has that id");
+        let id = ClientId::parse(id).ok_or_else(unknown)?;
+        if let Some(&conn) = self.by_id.get(&id) {
+            return Ok(Target::Local(conn));
+        }
+        self.remote
+            .as_deref()
+            .and_then(|r| r.node_of(&id))
+            .map(Target::Remote)
+            .ok_or_else(unknown)
+    }
+
+    /// Clients in the whole cluster.
+    fn cluster_len(&self) -> usize {
+        self.clients.len() + self.remote.as_deref().map_or(0, Remote::len)
     }
 
     fn presence_changed(&mut self, now: Instant) {
@@ -464,10 +520,15 @@ impl Router {
         if !self.config.presence || self.clients.is_empty() {
             return;
         }
-        let count = self.clients.len();
+        let count = self.cluster_len();
         let truncated = count > self.config.presence_max_users;
         let msg = Out::Presence {
-            users: PresenceUsers::new(&self.clients, &self.order, truncated),
+            users: PresenceUsers::new(
+                &self.clients,
+                &self.order,
+                self.remote.as_deref(),
+                truncated,
+            ),
             count,
             truncated,
         };
@@ -501,10 +562,12 @@ impl Router {
     }
 
     fn send_to_all(&mut self, msg: &Out<'_>, out: &mut impl Outbox) {
-        if self.clients.is_empty() {
+        if self.clients.is_empty() && self.remote.is_none() {
             return;
         }
         if let Some(encoded) = Outgoing::encode(msg) {
+            // Local clients first; the same bytes go to the other nodes.
+            self.publish(|| ClusterOut::Broadcast(encoded.frame.clone()));
             deliver(
                 &self.clients,
                 &mut *self.handler,
@@ -518,10 +581,14 @@ impl Router {
     /// Sends to the subscribers of `channel` (nothing, and no encoding, when
     /// it has none).
     fn send_to_channel(&mut self, channel: &str, msg: &Out<'_>, out: &mut impl Outbox) {
-        if !self.channels.has_members(channel) {
+        if !self.channels.has_members(channel) && self.remote.is_none() {
             return;
         }
         if let Some(encoded) = Outgoing::encode(msg) {
+            self.publish(|| ClusterOut::Channel {
+                channel: channel.to_owned(),
+                frame: encoded.frame.clone(),
+            });
             deliver(
                 &self.clients,
                 &mut *self.handler,
@@ -540,6 +607,21 @@ impl Router {
     ) {
         deliver(&self.clients, &mut *self.handler, msg, recipients, out);
     }
+}
+
+/// Where a client is.
+enum Target {
+    Local(ConnId),
+    Remote(NodeId),
+}
+
+/// What became of a message for one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Delivered here, or sent to another node with no answer wanted.
+    Done,
+    /// Sent to another node, whose answer completes it.
+    Awaiting,
 }
 
 /// Queues `msg` for each recipient that is still connected and fires

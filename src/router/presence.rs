@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::clients::Clients;
+use super::remote::Remote;
 use super::{Client, ConnId};
 
 /// The throttle's state.
@@ -95,17 +96,21 @@ pub(crate) struct PresenceUsers<'a> {
     clients: &'a Clients,
     /// Connection order; empty when the list is truncated.
     order: Option<&'a BTreeMap<u64, ConnId>>,
+    /// Other nodes' clients, in a cluster.
+    remote: Option<&'a Remote>,
 }
 
 impl<'a> PresenceUsers<'a> {
     pub(crate) fn new(
         clients: &'a Clients,
         order: &'a BTreeMap<u64, ConnId>,
+        remote: Option<&'a Remote>,
         truncated: bool,
     ) -> PresenceUsers<'a> {
         PresenceUsers {
             clients,
             order: (!truncated).then_some(order),
+            remote: remote.filter(|r| r.len() > 0),
         }
     }
 }
@@ -133,9 +138,45 @@ impl Serialize for Entry<'_> {
     }
 }
 
+/// A client's presence entry as JSON (what other nodes list for it).
+pub(crate) fn entry_json(client: &Client) -> String {
+    serde_json::to_string(&Entry(client)).unwrap_or_default()
+}
+
+/// An entry of a cluster-wide list: here or elsewhere.
+enum AnyEntry<'a> {
+    Local(&'a Client),
+    Remote(&'a serde_json::value::RawValue),
+}
+
+impl Serialize for AnyEntry<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AnyEntry::Local(client) => Entry(client).serialize(serializer),
+            AnyEntry::Remote(raw) => raw.serialize(serializer),
+        }
+    }
+}
+
 impl Serialize for PresenceUsers<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let clients = self.clients;
+        if let (Some(order), Some(remote)) = (self.order, self.remote) {
+            // The cluster's order (remote.rs): time, node, the node's order.
+            let node = remote.node();
+            let mut all: Vec<((u64, &str, u64), AnyEntry<'_>)> = order
+                .values()
+                .filter_map(|conn| clients.get(conn))
+                .map(|c| ((c.connected_at, node, c.seq), AnyEntry::Local(c)))
+                .chain(
+                    remote
+                        .entries()
+                        .map(|((at, n, seq), raw)| ((*at, &**n, *seq), AnyEntry::Remote(raw))),
+                )
+                .collect();
+            all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            return serializer.collect_seq(all.iter().map(|(_, e)| e));
+        }
         let entries = self
             .order
             .into_iter()

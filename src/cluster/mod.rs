@@ -1,0 +1,760 @@
+//! Scale-out over Redis (SPEC section 11): the event loop's side.
+//!
+//! ```text
+//!  router --ClusterOut--> Cluster::pump --bounded queue--> rakit-redis-cmd --PUBLISH/HSET--> Redis
+//!  router <--remote_*---- Cluster::on_wake <--queue+Waker-- rakit-redis-sub <--SUBSCRIBE---- Redis
+//! ```
+//!
+//! Redis names, all under `namespace`: the pub/sub channel `NS:bus` (every
+//! node hears it: broadcasts, channel messages, joins, leaves, heartbeats),
+//! `NS:node:ID` (one node's inbox: private messages, disconnects, replies),
+//! the hash `NS:presence:ID` (client id -> `SEQ CONNECTED_AT ENTRY`, plus
+//! `~v`, the list's version), whose key-level TTL (`node_timeout_ms`,
+//! refreshed by every heartbeat) removes a dead node's clients without
+//! per-field expiry, and the sorted set `NS:nodes` (node -> last heartbeat,
+//! unix ms) for finding live nodes at start.
+//!
+//! IO happens on the threads of `link.rs`; this part is called by the loop
+//! only: when the waker fires ([`Cluster::on_wake`]), when its timer is due
+//! ([`Cluster::on_timers`]) and at the end of every turn ([`Cluster::pump`]).
+
+pub mod directory;
+pub mod endpoint;
+pub mod envelope;
+pub mod link;
+pub mod resp;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+
+use self::directory::{Delta, Directory, Outcome};
+use self::endpoint::Endpoint;
+use self::envelope::{Body, Envelope, Member as Stored};
+use self::link::{Inbound, Link, Side};
+use self::resp::Value;
+use crate::router::{ClusterOut, Member, Outbox, Router};
+
+/// How long queued commands (the `Bye` at SIGTERM) may take to go out.
+const FINISH_GRACE: Duration = Duration::from_secs(1);
+/// The hash field that holds the list's version.
+const VERSION_FIELD: &str = "~v";
+
+/// What the cluster needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoint: Endpoint,
+    pub namespace: String,
+    pub node_timeout: Duration,
+    /// This node's id (new at every start).
+    pub node: String,
+}
+
+/// A tagged command's purpose, for its reply.
+#[derive(Debug)]
+enum Query {
+    /// `ZRANGEBYSCORE NS:nodes`: the live nodes.
+    Nodes,
+    /// `HGETALL NS:presence:ID`: a node's clients.
+    Sync(String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub messages_out: u64,
+    pub messages_in: u64,
+    pub dropped_out: u64,
+    pub dropped_in: u64,
+}
+
+/// The loop's side of the cluster (see the module docs).
+pub struct Cluster {
+    node: String,
+    ns: String,
+    timeout: Duration,
+    heartbeat: Duration,
+    link: Link,
+    cmd_up: bool,
+    sub_up: bool,
+    /// The outage was logged (once per outage).
+    outage_logged: bool,
+    /// SIGTERM: nothing more is published.
+    left: bool,
+    /// Our client list's version (see `directory.rs`).
+    ver: u64,
+    /// Our hash in Redis may be stale: write it whole at the next chance.
+    announce_needed: bool,
+    next_heartbeat: Instant,
+    /// When we last heard our own heartbeat (the subscription works).
+    own_heard: Instant,
+    directory: Directory,
+    queries: HashMap<u64, Query>,
+    next_tag: u64,
+    /// Requests awaiting a reply, by deadline (all share one timeout).
+    requests: VecDeque<(Instant, u64)>,
+    counts: Counts,
+}
+
+impl Cluster {
+    /// Starts the Redis threads; they wake the loop through `waker`.
+    pub fn start(settings: Settings, waker: Arc<Waker>) -> io::Result<Cluster> {
+        let ns = settings.namespace;
+        let channels = vec![format!("{ns}:bus"), format!("{ns}:node:{}", settings.node)];
+        let link = Link::start(settings.endpoint, channels, waker)?;
+        let now = Instant::now();
+        let heartbeat = (settings.node_timeout / 3).max(Duration::from_millis(20));
+        Ok(Cluster {
+            node: settings.node,
+            ns,
+            timeout: settings.node_timeout,
+            heartbeat,
+            link,
+            cmd_up: false,
+            sub_up: false,
+            outage_logged: false,
+            left: false,
+            ver: 0,
+            announce_needed: true,
+            next_heartbeat: now,
+            own_heard: now,
+            directory: Directory::default(),
+            queries: HashMap::new(),
+            next_tag: 1,
+            requests: VecDeque::new(),
+            counts: Counts::default(),
+        })
+    }
+
+    /// Connected to Redis (both connections).
+    pub fn is_up(&self) -> bool {
+        self.cmd_up && self.sub_up
+    }
+
+    /// The counters, with the threads' drops.
+    pub fn counts(&self) -> Counts {
+        let c = &self.link.counters;
+        Counts {
+            dropped_out: self.counts.dropped_out + c.dropped_out.load(Ordering::Relaxed),
+            dropped_in: self.counts.dropped_in + c.dropped_in.load(Ordering::Relaxed),
+            ..self.counts
+        }
+    }
+
+    /// When [`Cluster::on_timers`] should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.left {
+            return None;
+        }
+        [
+            Some(self.next_heartbeat),
+            self.directory.next_expiry(self.timeout),
+            self.requests.front().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The threads have something: connection changes, messages, replies.
+    pub fn on_wake(&mut self, router: &mut Router, out: &mut impl Outbox, now: Instant) {
+        self.link.woken.store(false, Ordering::SeqCst);
+        while let Ok(msg) = self.link.inbound.try_recv() {
+            match msg {
+                Inbound::Up(side) => self.link_up(side, router, now),
+                Inbound::Down(side) => self.link_down(side),
+                Inbound::Message(bytes) => self.on_message(&bytes, router, out, now),
+                Inbound::Reply(tag, value) => self.on_reply(tag, &value, router, out, now),
+            }
+        }
+    }
+
+    /// Heartbeats, silent nodes, requests that waited too long.
+    pub fn on_timers(&mut self, router: &mut Router, out: &mut impl Outbox, now: Instant) {
+        if self.left {
+            return;
+        }
+        for node in self.directory.expire(now, self.timeout) {
+            log::info!("cluster: node {node} fell silent; forgetting its clients");
+            router.remote_node_gone(&node, now);
+        }
+        while let Some(&(at, req)) = self.requests.front() {
+            if at > now {
+                break;
+            }
+            self.requests.pop_front();
+            // No answer: as far as this node can tell, no live node has it.
+            router.remote_reply(req, false, out);
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.heartbeat;
+            self.beat(router, now);
+        }
+    }
+
+    /// Publishes what the router queued for other nodes.
+    pub fn pump(&mut self, router: &mut Router, out: &mut impl Outbox, now: Instant) {
+        for item in router.take_cluster_out() {
+            if self.left {
+                continue;
+            }
+            match item {
+                ClusterOut::Broadcast(frame) => {
+                    self.publish_message(self.bus(), Body::Broadcast { frame: &frame });
+                }
+                ClusterOut::Channel { channel, frame } => {
+                    let body = Body::Channel {
+                        channel: &channel,
+                        frame: &frame,
+                    };
+                    self.publish_message(self.bus(), body);
+                }
+                ClusterOut::Private {
+                    node,
+                    to,
+                    frame,
+                    req,
+                } => {
+                    let body = Body::Private {
+                        to: &to,
+                        req,
+                        frame: &frame,
+                    };
+                    let sent = self.publish_message(self.inbox(&node), body);
+                    self.await_reply(req, sent, router, out, now);
+                }
+                ClusterOut::Disconnect { node, id, req } => {
+                    let sent =
+                        self.publish_message(self.inbox(&node), Body::Disconnect { id: &id, req });
+                    self.await_reply(req, sent, router, out, now);
+                }
+                ClusterOut::Joined(member) => {
+                    self.ver += 1;
+                    let stored = Stored {
+                        seq: member.seq,
+                        connected_at: member.connected_at,
+                        entry: &member.entry,
+                    };
+                    let hash = self.hash(&self.node);
+                    let ver = self.ver.to_string();
+                    self.command(&[
+                        b"HSET",
+                        hash.as_bytes(),
+                        member.id.as_bytes(),
+                        stored.encode().as_bytes(),
+                        VERSION_FIELD.as_bytes(),
+                        ver.as_bytes(),
+                    ]);
+                    let body = Body::Join {
+                        id: &member.id,
+                        seq: member.seq,
+                        connected_at: member.connected_at,
+                        ver: self.ver,
+                        entry: &member.entry,
+                    };
+                    self.publish_control(body);
+                }
+                ClusterOut::Left { id } => {
+                    self.ver += 1;
+                    let hash = self.hash(&self.node);
+                    let ver = self.ver.to_string();
+                    self.command(&[b"HDEL", hash.as_bytes(), id.as_bytes()]);
+                    self.command(&[
+                        b"HSET",
+                        hash.as_bytes(),
+                        VERSION_FIELD.as_bytes(),
+                        ver.as_bytes(),
+                    ]);
+                    self.publish_control(Body::Leave {
+                        id: &id,
+                        ver: self.ver,
+                    });
+                }
+                ClusterOut::Presence => self.publish_control(Body::Presence),
+            }
+        }
+    }
+
+    /// SIGTERM: tell the others we are gone and remove our traces. Nothing
+    /// is published after it.
+    pub fn leave(&mut self, router: &mut Router, out: &mut impl Outbox, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.pump(router, out, now);
+        if self.is_up() {
+            self.publish_control(Body::Bye);
+            let hash = self.hash(&self.node);
+            let nodes = self.nodes_key();
+            self.command(&[b"DEL", hash.as_bytes()]);
+            let node = self.node.clone();
+            self.command(&[b"ZREM", nodes.as_bytes(), node.as_bytes()]);
+        }
+        self.left = true;
+    }
+
+    fn bus(&self) -> String {
+        format!("{}:bus", self.ns)
+    }
+
+    fn inbox(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.ns)
+    }
+
+    fn hash(&self, node: &str) -> String {
+        format!("{}:presence:{node}", self.ns)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.ns)
+    }
+
+    /// Queues a command whose reply does not matter. A command that cannot
+    /// be queued leaves our hash stale: it is written whole later.
+    fn command(&mut self, args: &[&[u8]]) -> bool {
+        self.tagged(args, 0)
+    }
+
+    fn tagged(&mut self, args: &[&[u8]], tag: u64) -> bool {
+        let ok = self.is_up()
+            && self
+                .link
+                .try_send(args.iter().map(|a| a.to_vec()).collect(), tag);
+        if !ok {
+            self.announce_needed = true;
+        }
+        ok
+    }
+
+    fn envelope(&self, body: Body<'_>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        Envelope {
+            origin: &self.node,
+            body,
+        }
+        .encode(&mut bytes);
+        bytes
+    }
+
+    /// A client message for other nodes: counted as sent, or as dropped.
+    fn publish_message(&mut self, channel: String, body: Body<'_>) -> bool {
+        let bytes = self.envelope(body);
+        let ok = self.is_up()
+            && self
+                .link
+                .try_send(vec![b"PUBLISH".to_vec(), channel.into_bytes(), bytes], 0);
+        if ok {
+            self.counts.messages_out += 1;
+        } else {
+            self.counts.dropped_out += 1;
+        }
+        ok
+    }
+
+    /// Bookkeeping between nodes (joins, leaves, heartbeats, replies).
+    fn publish_control(&mut self, body: Body<'_>) {
+        let bytes = self.envelope(body);
+        let bus = self.bus();
+        self.command(&[b"PUBLISH", bus.as_bytes(), &bytes]);
+    }
+
+    fn await_reply(
+        &mut self,
+        req: u64,
+        sent: bool,
+        router: &mut Router,
+        out: &mut impl Outbox,
+        now: Instant,
+    ) {
+        if req == 0 {
+            return;
+        }
+        if sent {
+            self.requests.push_back((now + self.timeout, req));
+        } else {
+            router.remote_reply(req, false, out);
+        }
+    }
+
+    fn link_up(&mut self, side: Side, router: &mut Router, now: Instant) {
+        let was_up = self.is_up();
+        match side {
+            Side::Cmd => self.cmd_up = true,
+            Side::Sub => self.sub_up = true,
+        }
+        if self.is_up() && !was_up {
+            if self.outage_logged {
+                log::info!("cluster: Redis is back; resynchronising");
+            } else {
+                log::info!("cluster: connected to Redis as node {}", self.node);
+            }
+            self.outage_logged = false;
+            self.own_heard = now;
+            self.resync_all(router, now);
+        } else if self.is_up() && side == Side::Sub {
+            // Only the subscription was rebuilt: deltas may have been missed.
+            self.own_heard = now;
+            self.resync_all(router, now);
+        }
+    }
+
+    fn link_down(&mut self, side: Side) {
+        match side {
+            Side::Cmd => self.cmd_up = false,
+            Side::Sub => self.sub_up = false,
+        }
+        self.announce_needed = true;
+        // Replies that were in flight will not come.
+        self.queries.clear();
+        if !self.outage_logged {
+            self.outage_logged = true;
+            log::warn!(
+                "cluster: Redis unreachable; serving this node's clients only, reconnecting"
+            );
+        }
+    }
+
+    /// After (re)connecting: write our hash whole, find the live nodes, and
+    /// fetch every node's clients again.
+    fn resync_all(&mut self, router: &mut Router, now: Instant) {
+        self.announce(router);
+        self.next_heartbeat = now;
+        let nodes = self.nodes_key();
+        let since = (unix_ms().saturating_sub(self.timeout.as_millis() as u64)).to_string();
+        let tag = self.tag(Query::Nodes);
+        self.tagged(
+            &[
+                b"ZRANGEBYSCORE",
+                nodes.as_bytes(),
+                since.as_bytes(),
+                b"+inf",
+            ],
+            tag,
+        );
+        let known: Vec<String> = self.directory.nodes().map(str::to_owned).collect();
+        for node in known {
+            self.sync(&node, now);
+        }
+    }
+
+    /// Writes our hash whole, in one transaction.
+    fn announce(&mut self, router: &Router) {
+        if !self.is_up() {
+            return;
+        }
+        self.announce_needed = false;
+        let hash = self.hash(&self.node);
+        let mut hset: Vec<Vec<u8>> = vec![b"HSET".to_vec(), hash.clone().into_bytes()];
+        for member in router.local_members() {
+            let stored = Stored {
+                seq: member.seq,
+                connected_at: member.connected_at,
+                entry: &member.entry,
+            };
+            hset.push(member.id.into_bytes());
+            hset.push(stored.encode().into_bytes());
+        }
+        hset.push(VERSION_FIELD.into());
+        hset.push(self.ver.to_string().into_bytes());
+        let ttl = self.timeout.as_millis().to_string();
+        let ok = self.command(&[b"MULTI"])
+            && self.command(&[b"DEL", hash.as_bytes()])
+            && self.link.try_send(hset, 0)
+            && self.command(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()])
+            && self.command(&[b"EXEC"]);
+        if !ok {
+            // A half-queued transaction is discarded by Redis when the
+            // connection drops; otherwise EXEC was never sent: undo it.
+            self.command(&[b"DISCARD"]);
+            self.announce_needed = true;
+        }
+    }
+
+    /// Every heartbeat: keep our hash alive, say we are here, check that we
+    /// hear ourselves.
+    fn beat(&mut self, router: &mut Router, now: Instant) {
+        if !self.is_up() {
+            return;
+        }
+        if self.announce_needed {
+            self.announce(router);
+        }
+        let hash = self.hash(&self.node);
+        let nodes = self.nodes_key();
+        let ttl = self.timeout.as_millis().to_string();
+        let ms = unix_ms();
+        let stale = ms
+            .saturating_sub(10 * self.timeout.as_millis() as u64)
+            .to_string();
+        self.command(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()]);
+        let node = self.node.clone();
+        self.command(&[
+            b"ZADD",
+            nodes.as_bytes(),
+            ms.to_string().as_bytes(),
+            node.as_bytes(),
+        ]);
+        self.command(&[
+            b"ZREMRANGEBYSCORE",
+            nodes.as_bytes(),
+            b"-inf",
+            stale.as_bytes(),
+        ]);
+        self.publish_control(Body::Heartbeat { ver: self.ver });
+        // Our own heartbeats come back on the bus; none for two intervals
+        // means the subscription stopped delivering (centrifugo#1189).
+        if now.saturating_duration_since(self.own_heard) > 2 * self.heartbeat + self.heartbeat / 2 {
+            log::warn!("cluster: our own heartbeats stopped arriving; rebuilding the subscription");
+            self.own_heard = now;
+            self.link.rebuild.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn tag(&mut self, query: Query) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.queries.insert(tag, query);
+        tag
+    }
+
+    /// Fetches `node`'s hash.
+    fn sync(&mut self, node: &str, now: Instant) {
+        self.directory.start_sync(node, now);
+        let hash = self.hash(node);
+        let tag = self.tag(Query::Sync(node.to_owned()));
+        if !self.tagged(&[b"HGETALL", hash.as_bytes()], tag) {
+            self.queries.remove(&tag);
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        bytes: &[u8],
+        router: &mut Router,
+        out: &mut impl Outbox,
+        now: Instant,
+    ) {
+        let Some(env) = Envelope::decode(bytes) else {
+            log::debug!("cluster: ignoring a malformed message");
+            return;
+        };
+        if env.origin == self.node {
+            // Our own echo: delivered locally already. Only our heartbeat
+            // matters, as proof that the subscription works.
+            if let Body::Heartbeat { .. } = env.body {
+                self.own_heard = now;
+            }
+            return;
+        }
+        if self.left {
+            return;
+        }
+        let origin = env.origin;
+        if let Body::Bye = env.body {
+            self.directory.remove(origin);
+            router.remote_node_gone(origin, now);
+            return;
+        }
+        if self.directory.heard(origin, now) {
+            self.sync(origin, now);
+        }
+        match env.body {
+            Body::Broadcast { frame } => {
+                self.counts.messages_in += 1;
+                router.remote_broadcast(frame, out);
+            }
+            Body::Channel { channel, frame } => {
+                self.counts.messages_in += 1;
+                router.remote_channel(channel, frame, out);
+            }
+            Body::Private { to, req, frame } => {
+                self.counts.messages_in += 1;
+                let found = router.remote_private(to, frame, out);
+                self.reply(origin, req, found);
+            }
+            Body::Disconnect { id, req } => {
+                self.counts.messages_in += 1;
+                let found = router.remote_disconnect(id, now, out);
+                self.reply(origin, req, found);
+            }
+            Body::Reply { req, found } => router.remote_reply(req, found, out),
+            Body::Join {
+                id,
+                seq,
+                connected_at,
+                ver,
+                entry,
+            } => {
+                let member = Member {
+                    id: id.to_owned(),
+                    seq,
+                    connected_at,
+                    entry: entry.to_owned(),
+                };
+                let outcome = self.directory.delta(origin, ver, Delta::Join(member));
+                self.apply(origin, outcome, router, now);
+            }
+            Body::Leave { id, ver } => {
+                let outcome = self
+                    .directory
+                    .delta(origin, ver, Delta::Leave(id.to_owned()));
+                self.apply(origin, outcome, router, now);
+            }
+            Body::Heartbeat { ver } => {
+                if self.directory.heartbeat(origin, ver, now, self.timeout) {
+                    self.sync(origin, now);
+                }
+            }
+            Body::Presence => router.remote_presence(now, out),
+            Body::Bye => {}
+        }
+    }
+
+    fn apply(&mut self, node: &str, outcome: Outcome, router: &mut Router, now: Instant) {
+        match outcome {
+            Outcome::Apply(delta) => apply_delta(node, delta, router, now),
+            Outcome::Nothing => {}
+            Outcome::Resync => {
+                if !self.directory.syncing(node) {
+                    self.sync(node, now);
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, node: &str, req: u64, found: bool) {
+        if req != 0 {
+            let bytes = self.envelope(Body::Reply { req, found });
+            let inbox = self.inbox(node);
+            self.command(&[b"PUBLISH", inbox.as_bytes(), &bytes]);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        tag: u64,
+        value: &Value,
+        router: &mut Router,
+        _out: &mut impl Outbox,
+        now: Instant,
+    ) {
+        let Some(query) = self.queries.remove(&tag) else {
+            return;
+        };
+        match query {
+            Query::Nodes => {
+                let nodes: Vec<String> = value
+                    .as_array()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Value::as_bytes)
+                    .filter_map(|b| std::str::from_utf8(b).ok())
+                    .filter(|n| *n != self.node)
+                    .map(str::to_owned)
+                    .collect();
+                for node in nodes {
+                    if self.directory.heard(&node, now) {
+                        self.sync(&node, now);
+                    }
+                }
+            }
+            Query::Sync(node) => {
+                let (members, ver) = parse_hash(value);
+                if !self.directory.syncing(&node) {
+                    return;
+                }
+                let Some((deltas, again)) = self.directory.synced(&node, ver) else {
+                    return;
+                };
+                router.remote_node(&node, members, now);
+                for delta in deltas {
+                    apply_delta(&node, delta, router, now);
+                }
+                if again {
+                    self.sync(&node, now);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.link.finish(FINISH_GRACE);
+    }
+}
+
+fn apply_delta(node: &str, delta: Delta, router: &mut Router, now: Instant) {
+    match delta {
+        Delta::Join(member) => router.remote_join(node, member, now),
+        Delta::Leave(id) => router.remote_leave(&id, now),
+    }
+}
+
+/// An HGETALL reply of a presence hash: its members and its version.
+fn parse_hash(value: &Value) -> (Vec<Member>, Option<u64>) {
+    let mut members = Vec::new();
+    let mut ver = None;
+    for pair in value.as_array().unwrap_or_default().chunks_exact(2) {
+        let (Some(field), Some(text)) = (pair[0].as_bytes(), pair[1].as_bytes()) else {
+            continue;
+        };
+        let (Ok(field), Ok(text)) = (std::str::from_utf8(field), std::str::from_utf8(text)) else {
+            continue;
+        };
+        if field == VERSION_FIELD {
+            ver = text.parse().ok();
+        } else if let Some(m) = Stored::decode(text) {
+            members.push(Member {
+                id: field.to_owned(),
+                seq: m.seq,
+                connected_at: m.connected_at,
+                entry: m.entry.to_owned(),
+            });
+        }
+    }
+    (members, ver)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::Bulk(Some(s.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn reads_a_presence_hash() {
+        let reply = Value::Array(Some(vec![
+            bulk("AbCd1234"),
+            bulk(r#"3 1700000000 {"id":"AbCd1234"}"#),
+            bulk("~v"),
+            bulk("7"),
+            bulk("broken"),
+            bulk("x"),
+        ]));
+        let (members, ver) = parse_hash(&reply);
+        assert_eq!(ver, Some(7));
+        assert_eq!(
+            members,
+            [Member {
+                id: "AbCd1234".into(),
+                seq: 3,
+                connected_at: 1_700_000_000,
+                entry: r#"{"id":"AbCd1234"}"#.into(),
+            }]
+        );
+        assert_eq!(parse_hash(&Value::Array(Some(vec![]))), (vec![], None));
+    }
+}
