@@ -135,6 +135,11 @@ impl Cluster {
         self.cmd_up && self.sub_up
     }
 
+    /// Commands can go out (publishing needs no subscription).
+    fn can_send(&self) -> bool {
+        self.cmd_up
+    }
+
     /// The counters, with the threads' drops.
     pub fn counts(&self) -> Counts {
         let c = &self.link.counters;
@@ -286,7 +291,7 @@ impl Cluster {
             return;
         }
         self.pump(router, out, now);
-        if self.is_up() {
+        if self.can_send() {
             self.publish_control(Body::Bye);
             let hash = self.hash(&self.node);
             let nodes = self.nodes_key();
@@ -320,7 +325,7 @@ impl Cluster {
     }
 
     fn tagged(&mut self, args: &[&[u8]], tag: u64) -> bool {
-        let ok = self.is_up()
+        let ok = self.can_send()
             && self
                 .link
                 .try_send(args.iter().map(|a| a.to_vec()).collect(), tag);
@@ -343,7 +348,7 @@ impl Cluster {
     /// A client message for other nodes: counted as sent, or as dropped.
     fn publish_message(&mut self, channel: String, body: Body<'_>) -> bool {
         let bytes = self.envelope(body);
-        let ok = self.is_up()
+        let ok = self.can_send()
             && self
                 .link
                 .try_send(vec![b"PUBLISH".to_vec(), channel.into_bytes(), bytes], 0);
@@ -443,7 +448,7 @@ impl Cluster {
 
     /// Writes our hash whole, in one transaction.
     fn announce(&mut self, router: &Router) {
-        if !self.is_up() {
+        if !self.can_send() {
             return;
         }
         self.announce_needed = false;
@@ -477,7 +482,7 @@ impl Cluster {
     /// Every heartbeat: keep our hash alive, say we are here, check that we
     /// hear ourselves.
     fn beat(&mut self, router: &mut Router, now: Instant) {
-        if !self.is_up() {
+        if !self.can_send() {
             return;
         }
         if self.announce_needed {
@@ -507,7 +512,10 @@ impl Cluster {
         self.publish_control(Body::Heartbeat { ver: self.ver });
         // Our own heartbeats come back on the bus; none for two intervals
         // means the subscription stopped delivering (centrifugo#1189).
-        if now.saturating_duration_since(self.own_heard) > 2 * self.heartbeat + self.heartbeat / 2 {
+        if self.sub_up
+            && now.saturating_duration_since(self.own_heard)
+                > 2 * self.heartbeat + self.heartbeat / 2
+        {
             log::warn!("cluster: our own heartbeats stopped arriving; rebuilding the subscription");
             self.own_heard = now;
             self.link.rebuild.store(true, Ordering::SeqCst);
