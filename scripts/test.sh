@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian's
 # chromium and playwright-core from npm for the browser tests, Debian's php-cli
-# for the PHP helper, prometheus-client from PyPI for the metrics format test),
+# for the PHP helper, redis-server for the cluster tests, prometheus-client from PyPI for the
+# metrics format test),
 # then runs every test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +29,14 @@ if [[ "${RAKIT_SKIP_PHP:-0}" != 1 ]]; then
     apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends php-cli >/dev/null
   fi
   export RAKIT_REQUIRE_PHP=1
+fi
+
+# The cluster tests (tests/cluster.rs) start their own redis-server.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "[test] installing redis-server (Debian package)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends redis-server >/dev/null
 fi
 
 if [[ "${RAKIT_SKIP_PYTHON:-0}" != 1 ]]; then
