@@ -502,6 +502,12 @@ fn a_killed_node_vanishes_within_the_timeout_and_its_ids_become_unknown() {
     }
     let took = killed.elapsed();
     assert!(took < bound + Duration::from_millis(500), "took {took:?}");
+    // Its presence hash expires by itself (key-level TTL).
+    let deadline = Instant::now() + bound + SLACK;
+    while c.redis.cli(&["KEYS", "rakit:presence:*"]).lines().count() != 2 {
+        assert!(Instant::now() < deadline, "B's presence hash outlived it");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     send_json(&mut c.clients[0], &json!({"to": b_id, "message": "x"}));
     let v = first(&mut c.clients[0], is_type("error"));
     assert_eq!(v["code"], "unknown_client", "{v}");
@@ -597,6 +603,18 @@ fn redis_down_and_back_local_delivery_throughout_then_recovery() {
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(text.contains("rakit_cluster_up 1"), "{text}");
+    assert!(
+        text.contains("rakit_cluster_messages_dropped_total{direction=\"out\"}")
+            && !text.contains("rakit_cluster_messages_dropped_total{direction=\"out\"} 0"),
+        "the outage's messages are counted: {text}"
+    );
+    // The outage is logged once per node, not once per retry.
+    let outage = c.nodes[0]
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("Redis unreachable"))
+        .count();
+    assert_eq!(outage, 1, "{:#?}", c.nodes[0].log_lines());
 }
 
 #[test]
