@@ -162,7 +162,7 @@ impl Directory {
         let gone: Vec<String> = self
             .nodes
             .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.last_heard) > timeout)
+            .filter(|(_, s)| now.saturating_duration_since(s.last_heard) >= timeout)
             .map(|(n, _)| n.clone())
             .collect();
         for node in &gone {
@@ -247,7 +247,7 @@ mod tests {
         d.heard("b", t);
         d.heard("c", t + S);
         assert_eq!(d.next_expiry(3 * S), Some(t + 3 * S));
-        assert!(d.expire(t + 3 * S, 3 * S).is_empty());
+        assert!(d.expire(t + 3 * S - S / 2, 3 * S).is_empty());
         assert_eq!(d.expire(t + 3 * S + S / 2, 3 * S), ["b"]);
         assert_eq!(d.synced("b", Some(1)), None);
         assert!(d.remove("c"));
