@@ -81,7 +81,8 @@ pub struct Cluster {
     link: Link,
     cmd_up: bool,
     sub_up: bool,
-    /// The outage was logged (once per outage).
+    /// The outage was logged (once per outage: until our own heartbeat is
+    /// heard again).
     outage_logged: bool,
     /// SIGTERM: nothing more is published.
     left: bool,
@@ -90,8 +91,11 @@ pub struct Cluster {
     /// Our hash in Redis may be stale: write it whole at the next chance.
     announce_needed: bool,
     next_heartbeat: Instant,
-    /// When we last heard our own heartbeat (the subscription works).
-    own_heard: Instant,
+    /// Our heartbeats published since the last one came back on the bus
+    /// (the subscription works while this stays small).
+    unheard: u32,
+    /// The subscription is being rebuilt on purpose: its drop is no outage.
+    rebuilding: bool,
     directory: Directory,
     queries: HashMap<u64, Query>,
     next_tag: u64,
@@ -121,7 +125,8 @@ impl Cluster {
             ver: 0,
             announce_needed: true,
             next_heartbeat: now,
-            own_heard: now,
+            unheard: 0,
+            rebuilding: false,
             directory: Directory::default(),
             queries: HashMap::new(),
             next_tag: 1,
@@ -197,7 +202,7 @@ impl Cluster {
         }
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.heartbeat;
-            self.beat(router, now);
+            self.beat(router);
         }
     }
 
@@ -279,7 +284,9 @@ impl Cluster {
                         ver: self.ver,
                     });
                 }
-                ClusterOut::Presence => self.publish_control(Body::Presence),
+                ClusterOut::Presence => {
+                    self.publish_control(Body::Presence);
+                }
             }
         }
     }
@@ -361,10 +368,10 @@ impl Cluster {
     }
 
     /// Bookkeeping between nodes (joins, leaves, heartbeats, replies).
-    fn publish_control(&mut self, body: Body<'_>) {
+    fn publish_control(&mut self, body: Body<'_>) -> bool {
         let bytes = self.envelope(body);
         let bus = self.bus();
-        self.command(&[b"PUBLISH", bus.as_bytes(), &bytes]);
+        self.command(&[b"PUBLISH", bus.as_bytes(), &bytes])
     }
 
     fn await_reply(
@@ -389,20 +396,18 @@ impl Cluster {
         let was_up = self.is_up();
         match side {
             Side::Cmd => self.cmd_up = true,
-            Side::Sub => self.sub_up = true,
+            Side::Sub => {
+                self.sub_up = true;
+                self.rebuilding = false;
+            }
         }
         if self.is_up() && !was_up {
-            if self.outage_logged {
-                log::info!("cluster: Redis is back; resynchronising");
-            } else {
-                log::info!("cluster: connected to Redis as node {}", self.node);
-            }
-            self.outage_logged = false;
-            self.own_heard = now;
+            log::info!("cluster: connected to Redis as node {}", self.node);
+            self.unheard = 0;
             self.resync_all(router, now);
         } else if self.is_up() && side == Side::Sub {
             // Only the subscription was rebuilt: deltas may have been missed.
-            self.own_heard = now;
+            self.unheard = 0;
             self.resync_all(router, now);
         }
     }
@@ -415,7 +420,7 @@ impl Cluster {
         self.announce_needed = true;
         // Replies that were in flight will not come.
         self.queries.clear();
-        if !self.outage_logged {
+        if !self.outage_logged && !(side == Side::Sub && self.rebuilding) {
             self.outage_logged = true;
             log::warn!(
                 "cluster: Redis unreachable; serving this node's clients only, reconnecting"
@@ -481,7 +486,7 @@ impl Cluster {
 
     /// Every heartbeat: keep our hash alive, say we are here, check that we
     /// hear ourselves.
-    fn beat(&mut self, router: &mut Router, now: Instant) {
+    fn beat(&mut self, router: &mut Router) {
         if !self.can_send() {
             return;
         }
@@ -509,15 +514,17 @@ impl Cluster {
             b"-inf",
             stale.as_bytes(),
         ]);
-        self.publish_control(Body::Heartbeat { ver: self.ver });
-        // Our own heartbeats come back on the bus; none for two intervals
-        // means the subscription stopped delivering (centrifugo#1189).
-        if self.sub_up
-            && now.saturating_duration_since(self.own_heard)
-                > 2 * self.heartbeat + self.heartbeat / 2
-        {
+        if self.publish_control(Body::Heartbeat { ver: self.ver }) {
+            self.unheard += 1;
+        }
+        // Our own heartbeats come back on the bus; two in a row missing
+        // (the third just sent) means the subscription stopped delivering
+        // (centrifugo#1189). Counted in heartbeats, not time, so a loop
+        // that was starved of CPU does not mistake its own delay for it.
+        if self.sub_up && self.unheard > 2 {
             log::warn!("cluster: our own heartbeats stopped arriving; rebuilding the subscription");
-            self.own_heard = now;
+            self.unheard = 0;
+            self.rebuilding = true;
             self.link.rebuild.store(true, Ordering::SeqCst);
         }
     }
@@ -554,7 +561,13 @@ impl Cluster {
             // Our own echo: delivered locally already. Only our heartbeat
             // matters, as proof that the subscription works.
             if let Body::Heartbeat { .. } = env.body {
-                self.own_heard = now;
+                self.unheard = 0;
+                // The outage is over when the whole path works again (one
+                // link's state can be stale while the other reconnects).
+                if self.outage_logged {
+                    self.outage_logged = false;
+                    log::info!("cluster: Redis is back");
+                }
             }
             return;
         }
