@@ -420,7 +420,8 @@ impl Cluster {
         self.announce_needed = true;
         // Replies that were in flight will not come.
         self.queries.clear();
-        if !self.outage_logged && !(side == Side::Sub && self.rebuilding) {
+        let deliberate = side == Side::Sub && self.rebuilding;
+        if !self.outage_logged && !deliberate {
             self.outage_logged = true;
             log::warn!(
                 "cluster: Redis unreachable; serving this node's clients only, reconnecting"
