@@ -9,6 +9,8 @@ use slab::Slab;
 
 use super::EventLoop;
 use crate::conn::{Conn, Life};
+use crate::http::HttpSettings;
+use crate::metrics::Metrics;
 use crate::router::{ConnId, Frame, Outbox, Router};
 
 /// Queues router output on connections (the router's view of the loop).
@@ -67,6 +69,14 @@ impl EventLoop {
     /// The router and an outbox over the connections, for one router call;
     /// [`EventLoop::after_router`] must follow it.
     pub(super) fn deliver(&mut self) -> (&mut Router, Deliver<'_>) {
+        let (router, out, _, _) = self.deliver_http();
+        (router, out)
+    }
+
+    /// [`EventLoop::deliver`], with what an HTTP request also needs.
+    pub(super) fn deliver_http(
+        &mut self,
+    ) -> (&mut Router, Deliver<'_>, &mut Metrics, &HttpSettings) {
         (
             &mut self.router,
             Deliver {
@@ -79,6 +89,8 @@ impl EventLoop {
                 delivered: &mut self.delivered,
                 closes: &mut self.closes,
             },
+            &mut self.metrics,
+            &self.http,
         )
     }
 

@@ -14,7 +14,7 @@
 
 use rakit_protocol::{Connection, Request};
 
-use super::delivery::{mark_dirty, Deliver};
+use super::delivery::mark_dirty;
 use super::EventLoop;
 use crate::conn::Life;
 use crate::http::{self, body, Head, HttpCtx, KeepAlive};
@@ -92,23 +92,15 @@ impl EventLoop {
         };
         let mut out = std::mem::take(&mut self.http_out);
         out.clear();
-        let mut outbox = Deliver {
-            conns: &mut self.conns,
-            dirty: &mut self.dirty,
-            overflowed: &mut self.overflowed,
-            closed: &mut self.closed,
-            scratch: &mut self.scratch,
-            max_send_buffer: self.config.max_send_buffer,
-            delivered: &mut self.delivered,
-            closes: &mut self.closes,
-        };
+        let now = self.now;
+        let (router, mut outbox, metrics, settings) = self.deliver_http();
         let mut ctx = HttpCtx {
-            settings: &self.http,
-            router: &mut self.router,
+            settings,
+            router,
             outbox: &mut outbox,
-            metrics: &mut self.metrics,
+            metrics,
             gauges,
-            now: self.now,
+            now,
         };
         let keep = http::handle(&head, &input[..len], &mut ctx, &mut out);
         self.after_router();

@@ -146,41 +146,34 @@ impl EventLoop {
         } else {
             READ_BUF
         };
-        if held <= SMALL_TAIL {
-            // Copy the small tail in front of the read: one buffer to parse.
+        // A small tail is copied in front of the read: one buffer to parse.
+        let small = held <= SMALL_TAIL;
+        let dest = if small {
             readbuf[..held].copy_from_slice(&tail);
-            let n = match read_some(&mut conn.socket, &mut readbuf[held..held + room]) {
-                ReadOutcome::Data(n) => n,
-                ReadOutcome::Blocked => {
-                    conn.inbuf.put(tail);
-                    return Step::Blocked;
-                }
-                ReadOutcome::Closed => {
-                    conn.inbuf.put(tail);
-                    return Step::Eof;
-                }
-            };
+            &mut readbuf[held..held + room]
+        } else {
+            &mut readbuf[..room]
+        };
+        let n = match read_some(&mut conn.socket, dest) {
+            ReadOutcome::Data(n) => n,
+            ReadOutcome::Blocked => {
+                conn.inbuf.put(tail);
+                return Step::Blocked;
+            }
+            ReadOutcome::Closed => {
+                conn.inbuf.put(tail);
+                return Step::Eof;
+            }
+        };
+        conn.last_rx = Stamp::new(self.epoch, self.now);
+        self.metrics.bytes_received += n as u64;
+        if small {
             drop(tail);
-            conn.last_rx = Stamp::new(self.epoch, self.now);
-            self.metrics.bytes_received += n as u64;
             let input = &mut readbuf[..held + n];
             let (consumed, stop) = self.process(key, input);
             self.keep(key, &input[consumed..], stop);
             self.after_processing(n == room, stop)
         } else {
-            let n = match read_some(&mut conn.socket, &mut readbuf[..room]) {
-                ReadOutcome::Data(n) => n,
-                ReadOutcome::Blocked => {
-                    conn.inbuf.put(tail);
-                    return Step::Blocked;
-                }
-                ReadOutcome::Closed => {
-                    conn.inbuf.put(tail);
-                    return Step::Eof;
-                }
-            };
-            conn.last_rx = Stamp::new(self.epoch, self.now);
-            self.metrics.bytes_received += n as u64;
             tail.extend_from_slice(&readbuf[..n]);
             let (consumed, stop) = self.process(key, &mut tail);
             tail.drain(..consumed);

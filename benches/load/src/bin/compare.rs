@@ -5,7 +5,11 @@
 //! compare [--rounds 3] [--workloads echo,fanout,broadcast,idle]
 //!         [--rakit ../../target/release/rakit] [--config rakit-bench.toml]
 //!         [--bin-dir DIR_OF_LOADGEN_AND_PEERS] [--raw FILE] [--echo-secs 5]
+//!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--peers none]
 //! ```
+//! `--rakit-before` runs a second rakit build (e.g. the previous commit's)
+//! alternately with the others, as `rakit-before`; `--subs`/`--msgs` set
+//! the fan-out and broadcast sizes; `--peers none` runs rakit builds only.
 //! Each run starts a fresh server process, runs one `loadgen` workload
 //! against it (which reads the server's /proc/PID/stat before and after its
 //! measured window and /proc/PID/status VmRSS), then kills the server.
@@ -65,6 +69,14 @@ fn main() {
         .get("workloads")
         .unwrap_or_else(|| "echo,fanout,broadcast,idle".into());
     let raw_path = args.get("raw");
+    let before = args.get("rakit-before").map(PathBuf::from);
+    let no_peers = args.get("peers").as_deref() == Some("none");
+    let mut fanout_args = Vec::new();
+    for key in ["subs", "msgs"] {
+        if let Some(v) = args.get(key) {
+            fanout_args.extend([format!("--{key}"), v]);
+        }
+    }
     let mut raw = raw_path
         .as_ref()
         .map(|p| std::fs::File::create(p).expect("--raw file"));
@@ -76,9 +88,9 @@ fn main() {
         );
     }
 
-    let rakit_server = |echo: bool| Server {
-        name: "rakit",
-        program: rakit.clone(),
+    let rakit_build = |name: &'static str, program: &PathBuf, echo: bool| Server {
+        name,
+        program: program.clone(),
         args: [
             "websocket:run".to_owned(),
             "--port=0".to_owned(),
@@ -88,6 +100,7 @@ fn main() {
         .chain(echo.then(|| "--echo".to_owned()))
         .collect(),
     };
+    let rakit_server = |echo: bool| rakit_build("rakit", &rakit, echo);
     let peer = |name: &'static str, bin: &str, extra: &[&str]| Server {
         name,
         program: bin_dir.join(bin),
@@ -120,7 +133,7 @@ fn main() {
                     peer("tungstenite-mt", "peer-tungstenite", &[]),
                     peer("tungstenite-ct", "peer-tungstenite", &["--current-thread"]),
                 ],
-                vec![],
+                fanout_args.clone(),
             ),
             "idle" => (
                 vec![
@@ -133,6 +146,14 @@ fn main() {
             ),
             other => panic!("unknown workload {other}"),
         };
+        let (mut servers, loadgen_args) = (servers, loadgen_args);
+        if no_peers {
+            servers.truncate(1);
+        }
+        if let Some(before) = &before {
+            let echo = servers[0].args.iter().any(|a| a == "--echo");
+            servers.insert(1, rakit_build("rakit-before", before, echo));
+        }
         let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
         for round in 1..=rounds {
             for server in &servers {
