@@ -80,6 +80,27 @@ fn fanout(c: &mut Criterion) {
         r.connect(publisher, None, 0, now, &mut out);
         out.written();
         let message = r##"{"event":"message","channel":"bench","data":"#000001#xxxxxxxxxx"}"##;
+        // What one measured call does: exactly one delivery per member (not
+        // to the publisher, who is no member), all of one shared encoding
+        // that carries the data.
+        let before = out.frames;
+        r.handle_text(publisher, message, now, &mut out);
+        assert_eq!(
+            out.frames - before,
+            members as u64,
+            "one delivery per member"
+        );
+        let first = &out.held[0];
+        assert!(
+            out.held.iter().all(|f| Frame::ptr_eq(f, first)),
+            "encoded once"
+        );
+        assert!(
+            first.windows(8).any(|w| w == b"#000001#"),
+            "carries the data"
+        );
+        out.written();
+        let before = out.frames;
         group.throughput(Throughput::Elements(members as u64));
         group.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
             b.iter(|| {
@@ -87,7 +108,12 @@ fn fanout(c: &mut Criterion) {
                 out.written();
             })
         });
-        assert!(out.frames >= members as u64, "every member got the message");
+        // Every measured call delivered to every member, and only to them.
+        let measured = out.frames - before;
+        assert!(
+            measured > 0 && measured % members as u64 == 0,
+            "{measured} deliveries for {members} members"
+        );
     }
     group.finish();
 }
