@@ -38,7 +38,7 @@ pub fn decide(req: &Request, config: &Config, open: usize, now_unix: u64) -> Dec
 }
 
 fn is_health_check(req: &Request) -> bool {
-    req.method == "GET" && req.path == "/health" && !req.is_upgrade()
+    req.method == "GET" && req.path == "/health" && !req.attempts_upgrade()
 }
 
 fn decide_upgrade(
@@ -48,6 +48,11 @@ fn decide_upgrade(
     now_unix: u64,
 ) -> Result<Decision, HandshakeError> {
     let accept_key = req.validate()?;
+    // An upgrade request has no body (RFC 6455 4.1); bytes after it would be
+    // read as frames.
+    if req.content_length.is_some_and(|n| n > 0) || req.transfer_encoding.is_some() {
+        return Err(HandshakeError::Malformed);
+    }
     if !config.allowed_hosts.is_empty() {
         let host = req.host.as_deref().unwrap_or_default();
         if !config
@@ -490,6 +495,27 @@ mod tests {
         assert!(cookie_origin_warning(&cfg).is_some_and(|w| w.contains("allowed_origins")));
         cfg.allowed_origins = vec!["https://app.example.com".into()];
         assert_eq!(cookie_origin_warning(&cfg), None);
+    }
+
+    #[test]
+    fn an_upgrade_with_a_body_is_malformed_and_health_needs_no_upgrade_attempt() {
+        let cfg = Config::default();
+        let mut req = request(&[]);
+        req.content_length = Some(5);
+        assert_eq!(refused(decide(&req, &cfg, 0, 0)), 400);
+        req.content_length = Some(0);
+        assert!(matches!(decide(&req, &cfg, 0, 0), Decision::Upgrade { .. }));
+        req.transfer_encoding = Some("chunked".into());
+        assert_eq!(refused(decide(&req, &cfg, 0, 0)), 400);
+        // A /health request that attempts an upgrade is judged as one.
+        let health = Request {
+            method: "GET".into(),
+            path: "/health".into(),
+            http_minor: 1,
+            connection: Some("Upgrade".into()),
+            ..Request::default()
+        };
+        assert_eq!(refused(decide(&health, &cfg, 0, 0)), 400);
     }
 
     #[test]
