@@ -981,7 +981,7 @@ fn a_pipelining_client_that_never_reads_is_held_back_and_others_are_served() {
         send_json(&mut clients[0], &json!({"ping": rounds}));
         assert_eq!(recv_json(&mut clients[0]), json!({"type":"pong"}));
         assert!(
-            t.elapsed() < Duration::from_secs(1),
+            t.elapsed() < SLACK,
             "another client waited {:?}",
             t.elapsed()
         );
