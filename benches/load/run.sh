@@ -2,7 +2,7 @@
 # Builds rakit and the load tools (release), then runs every workload on rakit
 # and its peers alternately and prints medians and ratios ours/peer.
 #
-#   benches/load/run.sh [--rounds 5] [--workloads echo,fanout,broadcast,idle] [--raw FILE]
+#   benches/load/run.sh [--rounds 5] [--workloads echo,fanout,broadcast,idle,api] [--raw FILE]
 #
 # LOAD_TARGET_DIR: where the load package builds (default benches/load/target);
 # the daemon is built in the main workspace's target/ as usual.

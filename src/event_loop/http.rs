@@ -12,13 +12,33 @@
 //! are answered in order. While a connection's unsent answers exceed
 //! `max_send_buffer`, no further request of it is read.
 
-use rakit_protocol::{Connection, Request};
+use rakit_protocol::{Connection, HandshakeError, Request};
 
 use super::delivery::mark_dirty;
 use super::EventLoop;
 use crate::conn::Life;
 use crate::http::{self, body, Head, HttpCtx, KeepAlive};
-use crate::metrics::Gauges;
+use crate::metrics::{Gauges, Metrics};
+
+/// A request head the protocol refused (431: over `max_handshake_size`;
+/// 400: malformed) that is an API request is answered in the API's JSON
+/// (SPEC section 8) instead of the handshake's text, and counted as an API
+/// request. `input` starts at the refused request; `out` holds the
+/// handshake's refusal and is rewritten. False, nothing changed, for any
+/// other request.
+pub(super) fn refuse_api_head(
+    input: &[u8],
+    error: &HandshakeError,
+    metrics: &mut Metrics,
+    out: &mut Vec<u8>,
+) -> bool {
+    if !http::is_api_head(input) {
+        return false;
+    }
+    out.clear();
+    http::refuse_head(error.http_status(), error.reason(), metrics, out);
+    true
+}
 
 /// A request whose head is in and whose body is awaited.
 #[derive(Debug)]

@@ -312,7 +312,10 @@ impl EventLoop {
                     log::debug!("connection {key}: {e}");
                     match &e {
                         rakit_protocol::connection::Error::Handshake(e) => {
-                            self.metrics.handshake_refusals.incr(e.http_status())
+                            let (metrics, out) = (&mut self.metrics, &mut self.scratch);
+                            if !super::http::refuse_api_head(&input[pos..], e, metrics, out) {
+                                self.metrics.handshake_refusals.incr(e.http_status())
+                            }
                         }
                         rakit_protocol::connection::Error::Protocol(e) => {
                             self.metrics.closes.incr(e.close_code())

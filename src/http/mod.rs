@@ -175,5 +175,38 @@ pub fn refuse(
     KeepAlive::Close
 }
 
+/// Whether the start of a request whose head the protocol's decoder refused (larger than
+/// `max_handshake_size`, or malformed) is an API request: its request line targets `/api` or a
+/// path under `/api/`, and none of the header lines received attempts an upgrade (those are
+/// judged as handshakes, SPEC section 14). Such a refusal is answered by [`refuse_head`].
+pub fn is_api_head(bytes: &[u8]) -> bool {
+    let mut lines = bytes.split(|&b| b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    let target = first.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    if !std::str::from_utf8(path).is_ok_and(api::is_api_path) {
+        return false;
+    }
+    !lines.any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with(b"upgrade:")
+            || line.starts_with(b"sec-websocket-")
+            || (line.starts_with(b"connection:") && line.windows(7).any(|w| w == b"upgrade"))
+    })
+}
+
+/// Answers an API request whose head was refused before it could be parsed (`status` 431 or
+/// 400, `message` the decoder's reason) in the API's JSON, as every API response is (SPEC
+/// section 8), and counts it; the connection must then be closed.
+pub fn refuse_head(status: u16, message: &str, metrics: &mut Metrics, out: &mut Vec<u8>) {
+    metrics.api_requests.incr(status);
+    let code = if status == 431 {
+        "headers_too_large"
+    } else {
+        "bad_request"
+    };
+    api::Reply::error(true, status, code, message).write(out, KeepAlive::Close);
+}
+
 #[cfg(test)]
 mod tests;

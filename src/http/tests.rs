@@ -582,3 +582,39 @@ fn refused_bodies_close_the_connection() {
     assert!(r.headers["content-type"].starts_with("text/plain"));
     assert_eq!(metrics.api_requests.get(413), 0);
 }
+
+#[test]
+fn refused_api_heads_are_answered_in_json() {
+    for (bytes, api) in [
+        (
+            &b"POST /api/commands HTTP/1.1\r\nHost: x\r\nX-Big: aaaa"[..],
+            true,
+        ),
+        (b"GET /api?x=1 HTTP/1.1\r\n", true),
+        (b"GET /api/channels/%zz", true),
+        (b"GET /apis HTTP/1.1\r\n", false),
+        (b"GET / HTTP/1.1\r\nX-Big: aaaa", false),
+        (b"GET /metrics HTTP/1.1\r\n", false),
+        (b"GET /api/x HTTP/1.1\r\nUPGRADE: websocket\r\n", false),
+        (b"GET /api/x HTTP/1.1\r\nSec-WebSocket-Key: k\r\n", false),
+        (
+            b"GET /api/x HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n",
+            false,
+        ),
+        (b"", false),
+    ] {
+        assert_eq!(
+            is_api_head(bytes),
+            api,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let mut metrics = Metrics::default();
+    let mut out = Vec::new();
+    refuse_head(431, "request headers too large", &mut metrics, &mut out);
+    let r = parse(&out);
+    assert_eq!((r.status, r.headers["connection"].as_str()), (431, "close"));
+    assert_eq!(r.json()["code"], "headers_too_large");
+    assert_eq!(metrics.api_requests.get(431), 1);
+}

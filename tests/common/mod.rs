@@ -725,3 +725,6 @@ pub mod msg {
         Ok(ws)
     }
 }
+
+/// A raw HTTP/1.1 client and metrics helpers for the HTTP side (tests/api_*.rs).
+pub mod api;

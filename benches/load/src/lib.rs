@@ -14,6 +14,12 @@ pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// `Sec-WebSocket-Accept` for [`WS_KEY`].
 pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
+/// `[api] key` of `rakit-api-bench.toml`, the config of the `api` workload.
+pub const API_BENCH_KEY: &str = "bench-api-key-0123456789";
+/// `[session] secret` of `rakit-api-bench.toml` (the admin's session token is
+/// signed with it).
+pub const API_BENCH_SECRET: &str = "bench-session-secret-0123456789";
+
 /// What a read pass found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadState {
@@ -43,6 +49,11 @@ pub struct WsClient {
 impl WsClient {
     /// Starts a non-blocking connect and queues the upgrade request.
     pub fn connect(addr: SocketAddr, seed: u32) -> io::Result<WsClient> {
+        WsClient::connect_path(addr, seed, "/")
+    }
+
+    /// [`WsClient::connect`] to `path` (with its query, e.g. `/?token=T`).
+    pub fn connect_path(addr: SocketAddr, seed: u32, path: &str) -> io::Result<WsClient> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         // Reset on close: no TIME_WAIT pile-up between rounds.
@@ -57,7 +68,7 @@ impl WsClient {
             mask: seed.wrapping_mul(0x9E37_79B9).to_le_bytes(),
         };
         let req = format!(
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         c.wbuf.extend_from_slice(req.as_bytes());
@@ -207,6 +218,115 @@ impl WsClient {
                 OpCode::Close => return Ok((pos, true)),
                 _ => return Err(bad("fragmented message from server")),
             }
+        }
+    }
+}
+
+/// One HTTP/1.1 keep-alive client connection driven by a mio loop (the
+/// backend API, SPEC section 8): requests queued as bytes, responses parsed
+/// by `Content-Length`.
+pub struct HttpClient {
+    /// The socket.
+    pub stream: TcpStream,
+    connected: bool,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+}
+
+impl HttpClient {
+    /// Starts a non-blocking connect.
+    pub fn connect(addr: SocketAddr) -> io::Result<HttpClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
+        Ok(HttpClient {
+            stream,
+            connected: false,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+        })
+    }
+
+    /// Queues a whole request (call [`HttpClient::flush`] to send it).
+    pub fn queue(&mut self, request: &[u8]) {
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        self.wbuf.extend_from_slice(request);
+    }
+
+    /// Writes what the socket takes (once the connect has finished).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.connected {
+            if let Some(e) = self.stream.take_error()? {
+                return Err(e);
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => self.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+
+    /// Reads until `WouldBlock`; calls `on_response(status, body)` for every
+    /// whole response.
+    pub fn read_ready(
+        &mut self,
+        scratch: &mut [u8],
+        on_response: &mut dyn FnMut(u16, &[u8]),
+    ) -> io::Result<ReadState> {
+        loop {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Ok(ReadState::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(ReadState::Closed)
+                }
+                Err(e) => return Err(e),
+            };
+            self.rbuf.extend_from_slice(&scratch[..n]);
+            let mut pos = 0;
+            while let Some(end) = find(&self.rbuf[pos..], b"\r\n\r\n") {
+                let head = &self.rbuf[pos..pos + end];
+                let status = std::str::from_utf8(head.get(9..12).unwrap_or_default())
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad("no HTTP status"))?;
+                let len: usize = std::str::from_utf8(head)
+                    .map_err(|_| bad("non-UTF-8 response head"))?
+                    .split("\r\n")
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .ok_or_else(|| bad("a response without Content-Length"))?;
+                let body_at = pos + end + 4;
+                if self.rbuf.len() < body_at + len {
+                    break;
+                }
+                on_response(status, &self.rbuf[body_at..body_at + len]);
+                pos = body_at + len;
+            }
+            self.rbuf.drain(..pos);
         }
     }
 }

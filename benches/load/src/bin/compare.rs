@@ -2,8 +2,9 @@
 //! and prints the medians and the ratios ours/peer, then the targets.
 //!
 //! ```text
-//! compare [--rounds 3] [--workloads echo,fanout,broadcast,idle]
+//! compare [--rounds 3] [--workloads echo,fanout,broadcast,idle,api]
 //!         [--rakit ../../target/release/rakit] [--config rakit-bench.toml]
+//!         [--api-config rakit-api-bench.toml (default: beside --config)]
 //!         [--bin-dir DIR_OF_LOADGEN_AND_PEERS] [--raw FILE] [--echo-secs 5]
 //!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--peers none]
 //! ```
@@ -22,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rakit_load::{cpu_ms, median, parse_result, Args};
+use rakit_load::{cpu_ms, median, parse_result, Args, API_BENCH_KEY, API_BENCH_SECRET};
 
 #[derive(Clone)]
 struct Server {
@@ -64,10 +65,16 @@ fn main() {
     let config = args
         .get("config")
         .unwrap_or_else(|| "rakit-bench.toml".into());
+    let api_config = args.get("api-config").unwrap_or_else(|| {
+        Path::new(&config)
+            .with_file_name("rakit-api-bench.toml")
+            .display()
+            .to_string()
+    });
     let echo_secs: f64 = args.num("echo-secs", 5.0);
     let workloads = args
         .get("workloads")
-        .unwrap_or_else(|| "echo,fanout,broadcast,idle".into());
+        .unwrap_or_else(|| "echo,fanout,broadcast,idle,api".into());
     let raw_path = args.get("raw");
     let before = args.get("rakit-before").map(PathBuf::from);
     let no_peers = args.get("peers").as_deref() == Some("none");
@@ -144,6 +151,25 @@ fn main() {
                 ],
                 vec![],
             ),
+            // Ours alone: the peers have no backend API. HTTP against the
+            // same commands from a WebSocket admin, in the same run.
+            "api" => (
+                vec![Server {
+                    name: "rakit",
+                    program: rakit.clone(),
+                    args: vec![
+                        "websocket:run".to_owned(),
+                        "--port=0".to_owned(),
+                        format!("--config={api_config}"),
+                    ],
+                }],
+                vec![
+                    "--key".into(),
+                    API_BENCH_KEY.into(),
+                    "--token".into(),
+                    admin_token(&rakit),
+                ],
+            ),
             other => panic!("unknown workload {other}"),
         };
         let (mut servers, loadgen_args) = (servers, loadgen_args);
@@ -183,6 +209,20 @@ fn main() {
     for s in summaries.iter().flatten() {
         println!("{s}");
     }
+}
+
+/// An admin session token for the `api` workload, from `rakit websocket:token`.
+fn admin_token(rakit: &Path) -> String {
+    let out = Command::new(rakit)
+        .args(["websocket:token", "--secret", API_BENCH_SECRET])
+        .args(["--sub", "1", "--name", "A", "--admin", "--ttl", "86400"])
+        .output()
+        .expect("rakit websocket:token");
+    assert!(out.status.success(), "rakit websocket:token: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("a UTF-8 token")
+        .trim()
+        .to_owned()
 }
 
 fn loadavg() -> String {
@@ -302,6 +342,17 @@ fn metrics(workload: &str) -> Vec<Metric> {
             m("peak_rss_kb", "peak rss KiB"),
             m("lost", "lost"),
         ],
+        "api" => vec![
+            m("api1_cmds_per_s", "http1 req/s"),
+            m("api1_deliveries_per_s", "http1 deliv/s"),
+            m("ws1_cmds_per_s", "ws1 cmd/s"),
+            m("ws1_deliveries_per_s", "ws1 deliv/s"),
+            m("api16_cmds_per_s", "http16 req/s"),
+            m("api16_deliveries_per_s", "http16 deliv/s"),
+            m("ws16_cmds_per_s", "ws16 cmd/s"),
+            m("ws16_deliveries_per_s", "ws16 deliv/s"),
+            m("lost", "lost"),
+        ],
         "idle" => vec![
             m("handshakes_per_s", "handshakes/s"),
             m("cpu_us_per_handshake", "cpu us/hs"),
@@ -394,6 +445,24 @@ fn report(workload: &str, servers: &[Server], runs: &BTreeMap<&str, Vec<Run>>) -
                 "{workload:<9} deliveries/s vs tungstenite-mt {r:>6.2}x  (target >= 2x, zero loss: rakit {} valid)  {}",
                 if ok { "all" } else { "NOT all" },
                 verdict(r >= 2.0 && ok)
+            ));
+        }
+        "api" => {
+            let at = |n: u32| {
+                ours.get(format!("api{n}_cmds_per_s").as_str())
+                    .copied()
+                    .unwrap_or(f64::NAN)
+                    / ours
+                        .get(format!("ws{n}_cmds_per_s").as_str())
+                        .copied()
+                        .unwrap_or(f64::NAN)
+            };
+            t.push(format!(
+                "api commands/s, HTTP / WebSocket admin {:>6.2}x at 1 in flight, {:.2}x at 16 \
+                 (no target; zero loss: rakit {} valid)",
+                at(1),
+                at(16),
+                if all_valid("rakit") { "all" } else { "NOT all" },
             ));
         }
         "idle" => {
