@@ -89,13 +89,15 @@ fn join_list(slot: &mut Option<String>, value: &str) {
     }
 }
 
-/// A `Content-Length` value: 1 to 20 ASCII digits that fit in a `u64`.
-/// (`u64::from_str` alone would also take a leading `+`.)
+/// A `Content-Length` value: one or more ASCII digits. (`u64::from_str`
+/// alone would also take a leading `+`.) A number beyond `u64` is
+/// well-formed but larger than any limit: it saturates, so the caller
+/// answers "too large" rather than "malformed".
 fn parse_content_length(value: &str) -> Result<u64, HandshakeError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HandshakeError::Malformed);
     }
-    value.parse().map_err(|_| HandshakeError::Malformed)
+    Ok(value.parse().unwrap_or(u64::MAX))
 }
 
 impl Request {

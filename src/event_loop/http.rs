@@ -99,6 +99,7 @@ impl EventLoop {
             .remove(&key)
             .expect("the pending request was just seen");
         let cluster_up = self.cluster_metrics();
+        self.count_deliveries();
         let gauges = Gauges {
             connections: self.open as u64,
             channels: 0,

@@ -103,6 +103,8 @@ pub(crate) struct EventLoop {
     now: Instant,
     /// Frames queued by the router this turn, and how many may be.
     delivered: usize,
+    /// How many of `delivered` are already in the metrics.
+    delivered_counted: usize,
     budget: usize,
     /// What connections' compact timestamps count from.
     epoch: Instant,
@@ -181,6 +183,7 @@ impl EventLoop {
             serial: 0,
             now: Instant::now(),
             delivered: 0,
+            delivered_counted: 0,
             budget: DELIVERIES_PER_TURN,
             epoch: Instant::now(),
             dirty: Vec::new(),
@@ -277,9 +280,17 @@ impl EventLoop {
 
     fn begin_turn(&mut self) {
         self.now = Instant::now();
-        self.metrics.frames_sent += self.delivered as u64;
+        self.count_deliveries();
         self.delivered = 0;
+        self.delivered_counted = 0;
         self.budget = DELIVERIES_PER_TURN.max(self.open.saturating_mul(DELIVERIES_PER_CONN));
+    }
+
+    /// Folds this turn's deliveries so far into `rakit_frames_sent_total`
+    /// (once per turn, and before `/metrics` answers: no cost per delivery).
+    fn count_deliveries(&mut self) {
+        self.metrics.frames_sent += (self.delivered - self.delivered_counted) as u64;
+        self.delivered_counted = self.delivered;
     }
 
     /// The turn's delivery budget is spent: processing pauses until the
