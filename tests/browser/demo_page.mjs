@@ -113,6 +113,12 @@ try {
   }
 
   summary.presence = { tab1: await presenceOf(tab1), tab2: await presenceOf(tab2) };
+  // For a person to look at (the Rust test names the folder).
+  const shots = process.env.RAKIT_SCREENSHOT_DIR;
+  if (shots) {
+    await tab1.screenshot({ path: `${shots}/demo-page-tab1.png`, fullPage: true });
+    await tab2.screenshot({ path: `${shots}/demo-page-tab2.png`, fullPage: true });
+  }
   summary.logs = { tab1: await logOf(tab1), tab2: await logOf(tab2) };
   summary.ok = true;
 } catch (e) {
