@@ -46,7 +46,7 @@ if [[ "${RAKIT_SKIP_PUSHER:-0}" != 1 ]]; then
     echo "[test] installing pusher-js, laravel-echo, pusher (npm)" >&2
     (cd tests/pusher && npm ci --no-audit --no-fund --loglevel=error)
   fi
-  if ! python3 -c 'import pusher, sys; sys.exit(pusher.__version__ != "3.3.4")' >/dev/null 2>&1; then
+  if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("pusher") != "3.3.4")' >/dev/null 2>&1; then
     echo "[test] installing pusher 3.3.4 (PyPI)" >&2
     python3 -m pip install -q pusher==3.3.4
   fi
