@@ -39,6 +39,20 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends redis-server >/dev/null
 fi
 
+# SPEC section 13 with the real Pusher libraries: pusher-js 8.6.0, laravel-echo 2.5.0 and the
+# Node `pusher` server library (npm, pinned in tests/pusher/package-lock.json).
+if [[ "${RAKIT_SKIP_PUSHER:-0}" != 1 ]]; then
+  if [[ ! -d tests/pusher/node_modules/pusher-js ]]; then
+    echo "[test] installing pusher-js, laravel-echo, pusher (npm)" >&2
+    (cd tests/pusher && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("pusher") != "3.3.4")' >/dev/null 2>&1; then
+    echo "[test] installing pusher 3.3.4 (PyPI)" >&2
+    python3 -m pip install -q pusher==3.3.4
+  fi
+  export RAKIT_REQUIRE_PUSHER=1
+fi
+
 if [[ "${RAKIT_SKIP_PYTHON:-0}" != 1 ]]; then
   if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "[test] installing prometheus-client (PyPI)" >&2

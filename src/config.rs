@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 
 mod backend;
 mod cluster;
+mod pusher;
 
 pub use self::backend::{ApiConfig, MetricsConfig, WebhookEvent, WebhooksConfig, MIN_KEY_LEN};
 pub use self::cluster::ClusterConfig;
+pub use self::pusher::PusherConfig;
 
 /// The file read when no `--config` is given; relative to the current directory.
 pub const DEFAULT_PATH: &str = "config/websocket.toml";
@@ -136,6 +138,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `[cluster]` (SPEC section 11).
     pub cluster: ClusterConfig,
+    /// `[pusher]` (SPEC section 13).
+    pub pusher: PusherConfig,
 }
 
 impl Default for Config {
@@ -169,6 +173,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             webhooks: WebhooksConfig::default(),
             cluster: ClusterConfig::default(),
+            pusher: PusherConfig::default(),
         }
     }
 }
@@ -416,6 +421,7 @@ impl Config {
         }
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
         self.cluster.validate()?;
+        self.pusher.validate()?;
         Ok(())
     }
 
@@ -429,6 +435,7 @@ impl Config {
         }
         backend::mask(&mut shown.api, &mut shown.metrics, &mut shown.webhooks);
         shown.cluster.mask();
+        shown.pusher.mask();
         // TOML strings must be UTF-8; a lossy path is good enough for display.
         shown.logging_file = PathBuf::from(shown.logging_file.to_string_lossy().into_owned());
         toml::to_string(&shown)

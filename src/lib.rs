@@ -23,6 +23,7 @@ pub mod events;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod pusher;
 pub mod router;
 pub mod server;
 pub mod session;

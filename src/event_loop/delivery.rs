@@ -122,6 +122,7 @@ impl EventLoop {
     /// close frame if the socket takes it at once, queued data discarded,
     /// and a reset (SO_LINGER 0) so the kernel does not keep pushing it.
     fn drop_slow(&mut self, key: usize) {
+        let code = self.close_code(key, CloseCode::SEND_BUFFER_EXCEEDED);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -133,13 +134,9 @@ impl EventLoop {
         // Finish a frame cut short, or the close frame would be garbage;
         // every frame not yet started is queued data, and is discarded.
         let mut last = conn.outq.rest_of_frame().to_vec();
-        rakit_protocol::encode_close(
-            &mut last,
-            CloseCode::SEND_BUFFER_EXCEEDED,
-            "send buffer exceeded",
-        );
+        rakit_protocol::encode_close(&mut last, code, "send buffer exceeded");
         let _ = conn.socket.write(&last);
-        self.metrics.closes.incr(CloseCode::SEND_BUFFER_EXCEEDED);
+        self.metrics.closes.incr(code);
         self.metrics.slow_client_drops += 1;
         conn.outq.clear();
         conn.proto.abort();

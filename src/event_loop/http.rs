@@ -114,6 +114,8 @@ impl EventLoop {
         let mut out = std::mem::take(&mut self.http_out);
         out.clear();
         let now = self.now;
+        // Lent to the request and back before any connection can leave (after_router).
+        let mut pusher = self.pusher.take();
         let (router, mut outbox, metrics, settings) = self.deliver_http();
         let mut ctx = HttpCtx {
             settings,
@@ -123,7 +125,12 @@ impl EventLoop {
             gauges,
             now,
         };
-        let keep = http::handle(&head, &input[..len], &mut ctx, &mut out);
+        let keep = if crate::pusher::api::wants(&head.path) {
+            http::handle_pusher(&head, &input[..len], &mut ctx, pusher.as_mut(), &mut out)
+        } else {
+            http::handle(&head, &input[..len], &mut ctx, &mut out)
+        };
+        self.pusher = pusher;
         self.after_router();
         self.reply(key, &out, keep);
         self.http_out = out;

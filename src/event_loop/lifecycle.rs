@@ -137,6 +137,7 @@ impl EventLoop {
     fn left(&mut self, key: usize) {
         self.open -= 1;
         if !self.echo {
+            self.pusher_left(key);
             let now = self.now;
             let (router, mut out) = self.deliver();
             // Disconnect hooks run user code too.
@@ -190,7 +191,10 @@ impl EventLoop {
             match sent {
                 Some(sent) if conn.ping_pending && conn.last_rx <= Stamp::new(epoch, sent) => {
                     log::debug!("connection {}: no answer to ping; dropping it", t.key);
-                    self.release(t.key);
+                    match super::pusher::missed_pong(self.router.dialect(t.key)) {
+                        Some(code) => self.close_with(t.key, code, "Pong reply not received"),
+                        None => self.release(t.key),
+                    }
                 }
                 _ => {
                     conn.ping_pending = false;

@@ -29,6 +29,7 @@ mod delivery;
 mod http;
 mod lifecycle;
 mod listener;
+mod pusher;
 mod reading;
 mod shutdown;
 #[cfg(test)]
@@ -143,6 +144,8 @@ pub(crate) struct EventLoop {
     shutdown_deadline: Option<Instant>,
     /// Scale-out over Redis, when `[cluster] redis_url` is set.
     cluster: Option<crate::cluster::Cluster>,
+    /// The Pusher dialect, when `[pusher]` is set.
+    pusher: Option<crate::pusher::Pusher>,
 }
 
 impl EventLoop {
@@ -162,6 +165,18 @@ impl EventLoop {
         };
         let secs = Duration::from_secs;
         let http = HttpSettings::new(&config);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        let pusher = crate::pusher::Pusher::new(&config.pusher, seed);
+        let mut router = router;
+        if pusher.is_some() {
+            router.set_foreign(
+                crate::pusher::wire::encode_channel_event,
+                crate::pusher::PROTECTED,
+            );
+        }
         EventLoop {
             handshake_timers: TimerQueue::new(secs(config.handshake_timeout)),
             idle_timers: TimerQueue::new(secs(config.ping_interval)),
@@ -202,6 +217,7 @@ impl EventLoop {
             accept_exhausted: false,
             shutdown_deadline: None,
             cluster: None,
+            pusher,
         }
     }
 

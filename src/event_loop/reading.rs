@@ -366,13 +366,16 @@ impl EventLoop {
             Decision::Upgrade {
                 accept_key,
                 protocol,
-                user,
+                mut user,
             } => {
                 conn.proto
                     .accept(&accept_key, protocol.as_deref(), &mut self.scratch);
                 conn.outq.push_bytes(&self.scratch);
                 mark_dirty(conn, key, &mut self.dirty);
                 self.enter_open(key);
+                if !self.echo && self.pusher_open(key, &req, &mut user) {
+                    return;
+                }
                 if !self.echo {
                     let now = self.now;
                     let (router, mut out) = self.deliver();
@@ -397,6 +400,10 @@ impl EventLoop {
         self.metrics.messages_received += 1;
         let now = self.now;
         let message = std::mem::take(&mut self.text);
+        if text && self.pusher_text(key, &message) {
+            self.text = message;
+            return;
+        }
         let (router, mut out) = self.deliver();
         let guarded = catch_unwind(AssertUnwindSafe(|| {
             if text {
@@ -412,7 +419,7 @@ impl EventLoop {
         self.after_router();
     }
 
-    fn fail_client(&mut self, key: usize) {
+    pub(super) fn fail_client(&mut self, key: usize) {
         log::error!("closing connection {key} with 1011 after a panic");
         let (_, mut out) = self.deliver();
         crate::router::Outbox::close(

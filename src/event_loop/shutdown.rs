@@ -7,7 +7,6 @@ use rakit_protocol::CloseCode;
 
 use super::{EventLoop, CLOSE_TIMEOUT};
 use crate::conn::Life;
-use crate::router::Outbox;
 
 impl EventLoop {
     pub(super) fn begin_shutdown(&mut self) {
@@ -24,11 +23,7 @@ impl EventLoop {
                 continue;
             };
             match conn.life {
-                Life::Open => {
-                    let (_, mut out) = self.deliver();
-                    out.close(key, CloseCode::GOING_AWAY, "server shutting down");
-                    self.after_router();
-                }
+                Life::Open => self.close_with(key, CloseCode::GOING_AWAY, "server shutting down"),
                 Life::Handshaking | Life::HttpBody if conn.outq.is_empty() => self.release(key),
                 Life::Handshaking | Life::HttpBody => {
                     // Answers to earlier HTTP requests still go out.

@@ -119,6 +119,9 @@ fn unauthorized(api: bool) -> Reply {
 pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> Reply {
     let path = head.path.as_str();
     let get = head.method == "GET";
+    if crate::pusher::api::wants(path) {
+        return pusher_api(head, body, ctx, None);
+    }
     if is_api_path(path) {
         let Some(key) = &ctx.settings.api_key else {
             return not_found(true);
@@ -164,6 +167,32 @@ pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> R
             .with("X-Content-Type-Options", "nosniff"),
         _ => not_found(false),
     }
+}
+
+/// Pusher's API (`src/pusher/api.rs`); 404 when the dialect is off.
+pub(super) fn pusher_api(
+    head: &super::Head,
+    body: &[u8],
+    ctx: &mut HttpCtx<'_>,
+    pusher: Option<&mut crate::pusher::Pusher>,
+) -> Reply {
+    let Some(pusher) = pusher else {
+        return not_found(false);
+    };
+    let req = crate::pusher::api::Request {
+        method: &head.method,
+        path: &head.path,
+        query: head.query.as_deref(),
+        body,
+    };
+    let (status, json) = pusher.api(
+        ctx.router,
+        &req,
+        crate::session::now_unix(),
+        ctx.now,
+        &mut *ctx.outbox,
+    );
+    Reply::json(status, json)
 }
 
 /// `POST /api/commands`: one command object, or an array of at most [`MAX_BATCH`] carried out

@@ -143,7 +143,8 @@ pub struct HttpCtx<'a> {
 pub fn wants(head: &Head) -> bool {
     !head.attempts_upgrade
         && (matches!(head.path.as_str(), "/" | "/health" | "/metrics" | "/api")
-            || head.path.starts_with("/api/"))
+            || head.path.starts_with("/api/")
+            || crate::pusher::api::wants(&head.path))
 }
 
 /// Answers one request whose body (exactly the length [`body::plan`] gave) has been read:
@@ -155,6 +156,20 @@ pub fn handle(head: &Head, body: &[u8], ctx: &mut HttpCtx<'_>, out: &mut Vec<u8>
         ctx.metrics.api_requests.incr(reply.status);
     }
     reply.write(out, keep);
+    keep
+}
+
+/// [`handle`] for Pusher's API under `/apps/` (SPEC section 13; `src/pusher/api.rs`): 404 when
+/// the dialect is off (`pusher` is `None`).
+pub fn handle_pusher(
+    head: &Head,
+    body: &[u8],
+    ctx: &mut HttpCtx<'_>,
+    pusher: Option<&mut crate::pusher::Pusher>,
+    out: &mut Vec<u8>,
+) -> KeepAlive {
+    let keep = body::keep_alive(head);
+    api::pusher_api(head, body, ctx, pusher).write(out, keep);
     keep
 }
 

@@ -59,6 +59,7 @@ mod tests {
             user: None,
             connected_at: 0,
             seq,
+            dialect: super::super::Dialect::Rakit,
         }
     }
 

@@ -16,10 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::wire::{self, ErrorCode, Incoming, Out, Reject};
-use super::{
-    valid_channel, ClusterOut, ConnId, Outbox, Router, Sent, Target, DISCONNECT_CODE,
-    DISCONNECT_REASON,
-};
+use super::{valid_channel, ChannelEvent, ClusterOut, ConnId, Outbox, Router, Sent, Target};
 
 use crate::session::User;
 
@@ -184,12 +181,14 @@ impl Router {
                 self.send_to_all(&msg, out);
             }
             Command::BroadcastToChannel { channel, message } => {
-                let msg = Out::Channel {
+                let event = ChannelEvent {
                     channel: &channel,
-                    client_id: None,
+                    event: None,
                     data: message,
+                    client_id: None,
+                    user_id: None,
                 };
-                self.send_to_channel(&channel, &msg, out);
+                self.fan_out(&event, None, out);
             }
             Command::PrivateMessage { to, message } => {
                 let msg = Out::Private {
@@ -226,7 +225,8 @@ impl Router {
     /// would, then asks the loop to close it with 4000.
     pub(super) fn kick(&mut self, target: ConnId, now: Instant, out: &mut impl Outbox) {
         if let Some(client) = self.forget(target) {
-            out.close(target, DISCONNECT_CODE, DISCONNECT_REASON);
+            let (code, reason) = client.dialect.kick();
+            out.close(target, code, reason);
             self.handler
                 .disconnect(client.id.as_str(), client.user.as_deref());
             self.presence_changed(now);

@@ -17,6 +17,8 @@ mod api;
 mod channels;
 mod clients;
 mod command;
+mod dialect;
+mod fanout;
 mod ids;
 mod presence;
 mod remote;
@@ -35,6 +37,7 @@ use serde_json::value::RawValue;
 
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
+pub use self::dialect::{ChannelEvent, Dialect, Encoder};
 pub use self::remote::{ClusterOut, Member, NodeId};
 
 use self::channels::{Channels, TooManyChannels};
@@ -117,6 +120,8 @@ pub(crate) struct Client {
     connected_at: u64,
     /// Its key in `Router::order`.
     seq: u64,
+    /// What it speaks; only Rakit clients get section 5's own messages.
+    dialect: Dialect,
 }
 
 /// Routes client messages (see the module docs).
@@ -137,6 +142,10 @@ pub struct Router {
     /// Other nodes' clients and what they must be told; `None` outside a
     /// cluster (see `remote.rs`).
     remote: Option<Box<Remote>>,
+    /// Encodes channel messages for clients of the other dialect.
+    foreign: Option<Encoder>,
+    /// Channel name prefixes only the other dialect may subscribe to (it checks their auth).
+    protected: &'static [&'static str],
 }
 
 impl fmt::Debug for Router {
@@ -164,6 +173,8 @@ impl Router {
             next_seq: 0,
             channels: Channels::default(),
             remote: None,
+            foreign: None,
+            protected: &[],
         }
     }
 
@@ -178,6 +189,20 @@ impl Router {
         &mut self,
         conn: ConnId,
         user: Option<User>,
+        connected_at_unix: u64,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> &str {
+        self.connect_as(conn, user, Dialect::Rakit, connected_at_unix, now, out)
+    }
+
+    /// [`Router::connect`] for a client of any dialect; only a Rakit client gets the welcome
+    /// (the other dialect greets its clients itself).
+    pub fn connect_as(
+        &mut self,
+        conn: ConnId,
+        user: Option<User>,
+        dialect: Dialect,
         connected_at_unix: u64,
         now: Instant,
         out: &mut impl Outbox,
@@ -203,6 +228,7 @@ impl Router {
                 user: user.map(Box::new),
                 connected_at: connected_at_unix,
                 seq,
+                dialect,
             },
         );
         if let Some(client) = self.clients.get(&conn) {
@@ -416,6 +442,12 @@ impl Router {
         match &*event {
             "subscribe" => {
                 let channel = channel_name(msg.channel)?;
+                if self.protected.iter().any(|p| channel.starts_with(p)) {
+                    return Err(Reject::new(
+                        ErrorCode::Forbidden,
+                        "this channel needs Pusher channel authorization (connect to /app/{key})",
+                    ));
+                }
                 let new = self
                     .channels
                     .subscribe(conn, &channel, self.config.max_channels_per_client)
@@ -459,15 +491,14 @@ impl Router {
                 let data = wire::required(msg.data, "data")?;
                 let channel = valid_channel(channel)?;
                 let sender = self.sender(conn)?;
-                self.send_to_channel(
-                    &channel,
-                    &Out::Channel {
-                        channel: &channel,
-                        client_id: Some(sender.as_str()),
-                        data,
-                    },
-                    out,
-                );
+                let event = ChannelEvent {
+                    channel: &channel,
+                    event: None,
+                    data,
+                    client_id: Some(sender.as_str()),
+                    user_id: None,
+                };
+                self.fan_out(&event, None, out);
             }
             _ => {
                 return Err(Reject::new(
@@ -578,27 +609,6 @@ impl Router {
         }
     }
 
-    /// Sends to the subscribers of `channel` (nothing, and no encoding, when
-    /// it has none).
-    fn send_to_channel(&mut self, channel: &str, msg: &Out<'_>, out: &mut impl Outbox) {
-        if !self.channels.has_members(channel) && self.remote.is_none() {
-            return;
-        }
-        if let Some(encoded) = Outgoing::encode(msg) {
-            self.publish(|| ClusterOut::Channel {
-                channel: channel.to_owned(),
-                frame: encoded.frame.clone(),
-            });
-            deliver(
-                &self.clients,
-                &mut *self.handler,
-                &encoded,
-                self.channels.members(channel),
-                out,
-            );
-        }
-    }
-
     fn deliver(
         &mut self,
         msg: &Outgoing,
@@ -636,7 +646,8 @@ fn deliver(
 ) {
     let observed = handler.observes_send();
     for conn in recipients {
-        if let Some(client) = clients.get(&conn) {
+        // Section 5's own messages are for Rakit clients only.
+        if let Some(client) = clients.get(&conn).filter(|c| c.dialect == Dialect::Rakit) {
             out.send(conn, &msg.frame);
             if observed {
                 handler.send(client.id.as_str(), client.user.as_deref(), &msg.json);

@@ -238,6 +238,7 @@ impl Router {
             self.channels.members(channel),
             out,
         );
+        self.remote_channel_foreign(channel, payload(frame), out);
     }
 
     /// A frame from another node for local client `to`: whether it is here.

@@ -263,6 +263,9 @@ pub(crate) enum Out<'a> {
     },
     Channel {
         channel: &'a str,
+        /// The event name of a message from the Pusher dialect (SPEC section 13).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
         data: &'a RawValue,

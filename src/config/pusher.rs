@@ -1,0 +1,126 @@
+//! The `[pusher]` table (SPEC section 13): Pusher Channels compatibility.
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, ConfigError};
+
+/// `[pusher]`: the one app Pusher clients and server libraries talk to. All three keys or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PusherConfig {
+    /// The app id in `/apps/{app_id}/...` (a string, e.g. `"4242"`).
+    pub app_id: String,
+    /// The public key: the WebSocket path `/app/{key}`, and `auth_key` of signed requests.
+    pub key: String,
+    /// Signs channel authorizations, API requests and webhooks.
+    pub secret: String,
+}
+
+/// The shortest secret accepted: it is an HMAC key, and a short one can be guessed offline
+/// from one signed request.
+const MIN_SECRET_LEN: usize = 16;
+
+impl PusherConfig {
+    /// Whether the Pusher dialect is on.
+    pub fn enabled(&self) -> bool {
+        !self.app_id.is_empty()
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let set = [&self.app_id, &self.key, &self.secret].map(|v| !v.is_empty());
+        if set == [false; 3] {
+            return Ok(());
+        }
+        for (name, value) in [("pusher.app_id", &self.app_id), ("pusher.key", &self.key)] {
+            if value.is_empty() {
+                return invalid(
+                    name,
+                    "`[pusher]` needs app_id, key and secret, or none of them",
+                );
+            }
+            // Both appear in URL paths, and `:` separates the key from a signature.
+            let ok = value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return invalid(name, "1 to 64 characters of [A-Za-z0-9_.-]");
+            }
+        }
+        if self.secret.is_empty() {
+            return invalid(
+                "pusher.secret",
+                "`[pusher]` needs app_id, key and secret, or none of them",
+            );
+        }
+        if self.secret.len() < MIN_SECRET_LEN {
+            return invalid(
+                "pusher.secret",
+                format!("must be at least {MIN_SECRET_LEN} characters"),
+            );
+        }
+        Ok(())
+    }
+
+    /// For `websocket:check`: the secret is never printed.
+    pub(super) fn mask(&mut self) {
+        if !self.secret.is_empty() {
+            self.secret = "<set>".to_owned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[track_caller]
+    fn key_of(text: &str) -> Option<String> {
+        let config = Config::from_str(text).expect("parses");
+        config.validate().err().map(|e| e.key().unwrap().to_owned())
+    }
+
+    #[test]
+    fn all_three_or_none() {
+        assert_eq!(key_of(""), None);
+        let ok = "[pusher]\napp_id = \"4242\"\nkey = \"app-key\"\nsecret = \"0123456789abcdef\"\n";
+        assert_eq!(key_of(ok), None);
+        assert_eq!(
+            key_of("[pusher]\napp_id = \"1\"\nsecret = \"0123456789abcdef\"\n").as_deref(),
+            Some("pusher.key")
+        );
+        assert_eq!(
+            key_of("[pusher]\napp_id = \"1\"\nkey = \"k\"\n").as_deref(),
+            Some("pusher.secret")
+        );
+        assert_eq!(
+            key_of("[pusher]\nkey = \"k\"\nsecret = \"0123456789abcdef\"\n").as_deref(),
+            Some("pusher.app_id")
+        );
+        assert_eq!(
+            key_of("[pusher]\napp_id = \"1\"\nkey = \"k\"\nsecret = \"short\"\n").as_deref(),
+            Some("pusher.secret")
+        );
+        assert_eq!(
+            key_of("[pusher]\napp_id = \"1\"\nkey = \"a/b\"\nsecret = \"0123456789abcdef\"\n")
+                .as_deref(),
+            Some("pusher.key")
+        );
+        // A number is a type error naming the key, not a silent conversion.
+        assert!(Config::from_str("[pusher]\napp_id = 4242\n").is_err());
+    }
+
+    #[test]
+    fn check_masks_the_secret() {
+        let config = Config::from_str(
+            "[pusher]\napp_id = \"4242\"\nkey = \"app-key\"\nsecret = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let shown = config.describe();
+        assert!(
+            shown.contains("app-key") && shown.contains("<set>"),
+            "{shown}"
+        );
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+}

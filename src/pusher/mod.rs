@@ -1,0 +1,473 @@
+//! The Pusher Channels dialect (SPEC section 13): protocol 7 over WebSocket on `/app/{key}`,
+//! and Pusher's signed HTTP API (`api.rs`).
+//!
+//! Sans-IO like the router, and layered on it: a Pusher connection is a router client of
+//! [`Dialect::Pusher`], so it shares channels (and the cluster) with Rakit clients. This module
+//! turns Pusher frames into router operations (join, leave, fan-out) and keeps what only
+//! Pusher has: socket ids, channel authorization, presence members per user, and the client
+//! event rate limit. The router never sees Pusher JSON; it encodes channel messages for Pusher
+//! clients through [`wire::encode_channel_event`].
+//!
+//! A connection's states: upgraded on `/app/{key}` -> refused (`pusher:error` and close 4001,
+//! 4007 or 4008; never a router client) or established (`pusher:connection_established`, a
+//! router client) -> closed ([`Pusher::closed`] before the router forgets it, so presence
+//! members leave with `member_removed`).
+
+pub mod api;
+pub mod auth;
+mod presence;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use self::presence::Presence;
+use self::wire::{ChannelData, Incoming, SubscribeData};
+use crate::config::PusherConfig;
+use crate::router::{ChannelEvent, ConnId, Dialect, Outbox, Router};
+use crate::session::User;
+
+/// Close codes of Pusher's protocol (SPEC section 13).
+pub mod close {
+    /// The app key is unknown.
+    pub const UNKNOWN_APP: u16 = 4001;
+    /// The `protocol` version is not supported.
+    pub const UNSUPPORTED_PROTOCOL: u16 = 4007;
+    /// No `protocol` version was given.
+    pub const NO_PROTOCOL: u16 = 4008;
+    /// A kick (the `disconnect` command, `terminate_connections`).
+    pub const KICK: u16 = 4009;
+    /// A slow client dropped (its send queue overflowed): pusher-js backs off.
+    pub const SLOW: u16 = 4100;
+    /// Server shutting down: pusher-js reconnects at once.
+    pub const SHUTDOWN: u16 = 4200;
+    /// No pong to our ping.
+    pub const MISSED_PONG: u16 = 4201;
+}
+
+/// Client events allowed per connection per second (Pusher's documented limit).
+const CLIENT_EVENTS_PER_SECOND: u32 = 10;
+/// Largest event `data`, in bytes (Pusher's limit for client and API events).
+pub const MAX_EVENT_SIZE: usize = 10 * 1024;
+/// Sent in `connection_established`: pusher-js pings after this many seconds of silence.
+const ACTIVITY_TIMEOUT: u64 = 30;
+/// Channels only authorized Pusher clients may join (Rakit subscriptions are refused).
+pub const PROTECTED: &[&str] = &["private-", "presence-"];
+
+/// One Pusher connection.
+#[derive(Debug)]
+struct Session {
+    socket_id: String,
+    /// The user it signed in as (`pusher:signin`).
+    user: Option<String>,
+    /// The presence channels it joined, with the user it joined as.
+    presence: Vec<(String, String)>,
+    /// Client events in the current one-second window.
+    window: Instant,
+    events: u32,
+}
+
+/// The Pusher dialect's state (see the module docs).
+#[derive(Debug)]
+pub struct Pusher {
+    app_id: String,
+    key: String,
+    secret: Vec<u8>,
+    sessions: HashMap<ConnId, Session>,
+    /// Socket id -> connection, for `socket_id` exclusion.
+    sockets: HashMap<String, ConnId>,
+    presence: Presence,
+    rng: u64,
+}
+
+impl Pusher {
+    /// `None` when `[pusher]` is not configured.
+    pub fn new(config: &PusherConfig, seed: u64) -> Option<Pusher> {
+        config.enabled().then(|| Pusher {
+            app_id: config.app_id.clone(),
+            key: config.key.clone(),
+            secret: config.secret.clone().into_bytes(),
+            sessions: HashMap::new(),
+            sockets: HashMap::new(),
+            presence: Presence::default(),
+            rng: seed | 1,
+        })
+    }
+
+    /// Whether an upgrade to `path` speaks this dialect.
+    pub fn wants(path: &str) -> bool {
+        path.starts_with("/app/")
+    }
+
+    /// A WebSocket connection upgraded on `/app/{key}?protocol=7...`: greets it and makes it a
+    /// router client, or refuses it with `pusher:error` and a close.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        path: &str,
+        query: Option<&str>,
+        user: Option<User>,
+        connected_at_unix: u64,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) {
+        let key = path.strip_prefix("/app/").unwrap_or_default();
+        let protocol = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("protocol="));
+        let refusal = if key != self.key {
+            Some((close::UNKNOWN_APP, "App key does not exist"))
+        } else {
+            match protocol {
+                None => Some((close::NO_PROTOCOL, "No protocol version supplied")),
+                Some("7") => None,
+                Some(_) => Some((close::UNSUPPORTED_PROTOCOL, "Unsupported protocol version")),
+            }
+        };
+        if let Some((code, message)) = refusal {
+            out.send(conn, &wire::error(Some(code), message));
+            out.close(conn, code, message);
+            return;
+        }
+        router.connect_as(conn, user, Dialect::Pusher, connected_at_unix, now, out);
+        let socket_id = self.new_socket_id();
+        let data = serde_json::json!({
+            "socket_id": socket_id,
+            "activity_timeout": ACTIVITY_TIMEOUT,
+        })
+        .to_string();
+        out.send(
+            conn,
+            &wire::frame("pusher:connection_established", None, &data, None),
+        );
+        self.sockets.insert(socket_id.clone(), conn);
+        self.sessions.insert(
+            conn,
+            Session {
+                socket_id,
+                user: None,
+                presence: Vec::new(),
+                window: now,
+                events: 0,
+            },
+        );
+    }
+
+    /// `NNN.NNN`, unique among live connections. Random rather than derived from the client
+    /// id, so neither can be guessed from the other.
+    fn new_socket_id(&mut self) -> String {
+        loop {
+            // xorshift64*
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let n = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let id = format!(
+                "{}.{}",
+                (n >> 32) % 1_000_000_000,
+                (n as u32) % 1_000_000_000
+            );
+            if !self.sockets.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Whether `conn` is an established Pusher connection.
+    pub fn is_session(&self, conn: ConnId) -> bool {
+        self.sessions.contains_key(&conn)
+    }
+
+    /// The connection with socket id `socket_id`.
+    pub fn conn_of_socket(&self, socket_id: &str) -> Option<ConnId> {
+        self.sockets.get(socket_id).copied()
+    }
+
+    /// The connection left (any reason): its presence memberships end, with `member_removed`
+    /// where it was its user's last connection. Call before `Router::disconnect`.
+    pub fn closed(&mut self, router: &mut Router, conn: ConnId, out: &mut impl Outbox) {
+        let Some(session) = self.sessions.remove(&conn) else {
+            return;
+        };
+        self.sockets.remove(&session.socket_id);
+        for (channel, user) in session.presence {
+            router.leave(conn, &channel);
+            self.presence_left(router, &channel, &user, out);
+        }
+    }
+
+    /// One text message from a Pusher connection.
+    pub fn handle_text(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        text: &str,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) {
+        if !self.sessions.contains_key(&conn) {
+            return;
+        }
+        let Ok(msg) = serde_json::from_str::<Incoming<'_>>(text) else {
+            out.send(
+                conn,
+                &wire::error(None, "Invalid message: expected {\"event\",\"data\"}"),
+            );
+            return;
+        };
+        match &*msg.event {
+            "pusher:ping" => out.send(conn, &wire::frame("pusher:pong", None, "{}", None)),
+            "pusher:pong" => {}
+            "pusher:subscribe" => self.subscribe(router, conn, msg.data, out),
+            "pusher:unsubscribe" => self.unsubscribe(router, conn, msg.data, out),
+            "pusher:signin" => self.signin(conn, msg.data, out),
+            event if event.starts_with("client-") => {
+                self.client_event(router, conn, &msg, now, out)
+            }
+            _ => out.send(conn, &wire::error(None, "Unsupported event received")),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        data: Option<&RawValue>,
+        out: &mut impl Outbox,
+    ) {
+        let data: SubscribeData<'_> = data
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or_default();
+        let Some(channel) = data.channel.as_deref().filter(|c| wire::valid_channel(c)) else {
+            out.send(conn, &wire::error(None, "Invalid channel name"));
+            return;
+        };
+        let Some(socket_id) = self.sessions.get(&conn).map(|s| s.socket_id.clone()) else {
+            return;
+        };
+        let auth = data.auth.as_deref().unwrap_or_default();
+        let mut member = None;
+        if channel.starts_with("presence-") {
+            let channel_data = data.channel_data.as_deref().unwrap_or_default();
+            let parts = [socket_id.as_str(), channel, channel_data];
+            if !auth::verify_auth(&self.key, &self.secret, auth, &parts) {
+                return auth_error(conn, channel, "Invalid signature", out);
+            }
+            let parsed = serde_json::from_str::<ChannelData<'_>>(channel_data).ok();
+            let Some((user, info)) =
+                parsed.and_then(|d| Some((wire::user_id(d.user_id)?, d.user_info)))
+            else {
+                return auth_error(conn, channel, "Invalid channel_data: no user_id", out);
+            };
+            member = Some((user, info.map(RawValue::to_owned)));
+        } else if channel.starts_with("private-")
+            && !auth::verify_auth(&self.key, &self.secret, auth, &[&socket_id, channel])
+        {
+            return auth_error(conn, channel, "Invalid signature", out);
+        }
+        let new = match router.join(conn, channel) {
+            Ok(new) => new,
+            Err(max) => {
+                let text = format!("at most {max} channels per connection");
+                out.send(
+                    conn,
+                    &wire::subscription_error(channel, "LimitReached", &text, 400),
+                );
+                return;
+            }
+        };
+        let succeeded = match &member {
+            Some((user, info)) => {
+                if new {
+                    self.presence_joined(router, conn, channel, user, info.as_deref(), out);
+                }
+                self.presence.snapshot(channel)
+            }
+            None => "{}".to_owned(),
+        };
+        out.send(
+            conn,
+            &wire::frame(
+                "pusher_internal:subscription_succeeded",
+                Some(channel),
+                &succeeded,
+                None,
+            ),
+        );
+    }
+
+    fn presence_joined(
+        &mut self,
+        router: &Router,
+        conn: ConnId,
+        channel: &str,
+        user: &str,
+        info: Option<&RawValue>,
+        out: &mut impl Outbox,
+    ) {
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.presence.push((channel.to_owned(), user.to_owned()));
+        }
+        if self.presence.add(channel, user, info) {
+            let frame = wire::frame(
+                "pusher_internal:member_added",
+                Some(channel),
+                &self.presence.member_json(channel, user),
+                None,
+            );
+            for (other, dialect) in router.subscribers(channel) {
+                if other != conn && dialect == Dialect::Pusher {
+                    out.send(other, &frame);
+                }
+            }
+        }
+    }
+
+    fn presence_left(&mut self, router: &Router, channel: &str, user: &str, out: &mut impl Outbox) {
+        if self.presence.remove(channel, user) {
+            let data = serde_json::json!({ "user_id": user }).to_string();
+            let frame = wire::frame("pusher_internal:member_removed", Some(channel), &data, None);
+            for (other, dialect) in router.subscribers(channel) {
+                if dialect == Dialect::Pusher {
+                    out.send(other, &frame);
+                }
+            }
+        }
+    }
+
+    fn unsubscribe(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        data: Option<&RawValue>,
+        out: &mut impl Outbox,
+    ) {
+        let data: SubscribeData<'_> = data
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or_default();
+        let Some(channel) = data.channel.as_deref() else {
+            return;
+        };
+        if !router.leave(conn, channel) {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if let Some(i) = session.presence.iter().position(|(c, _)| c == channel) {
+            let (channel, user) = session.presence.swap_remove(i);
+            self.presence_left(router, &channel, &user, out);
+        }
+    }
+
+    /// `pusher:signin`: user authentication, signed over `SOCKET_ID::user::USER_DATA`.
+    fn signin(&mut self, conn: ConnId, data: Option<&RawValue>, out: &mut impl Outbox) {
+        let data: SubscribeData<'_> = data
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or_default();
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let user_data = data.user_data.as_deref().unwrap_or_default();
+        let auth = data.auth.as_deref().unwrap_or_default();
+        let parts = [session.socket_id.as_str(), "", "user", user_data];
+        if auth::verify_auth(&self.key, &self.secret, auth, &parts) {
+            session.user = serde_json::from_str::<serde_json::Value>(user_data)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .and_then(|id| match id {
+                    serde_json::Value::String(s) => Some(s),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
+            let data = serde_json::json!({ "user_data": user_data }).to_string();
+            out.send(
+                conn,
+                &wire::frame("pusher:signin_success", None, &data, None),
+            );
+        } else {
+            out.send(
+                conn,
+                &wire::error(Some(4009), "Invalid signature for signin"),
+            );
+        }
+    }
+
+    /// `client-*`: relayed to the channel's other subscribers (both dialects), on a private or
+    /// presence channel the sender is in, within the rate and size limits.
+    fn client_event(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        msg: &Incoming<'_>,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) {
+        let reject = |out: &mut dyn Outbox, text: &str| {
+            out.send(conn, &wire::error(Some(4301), text));
+        };
+        let Some(channel) = msg.channel.as_deref() else {
+            return reject(out, "Client event without a channel");
+        };
+        let private = channel.starts_with("private-") || channel.starts_with("presence-");
+        if !private || channel.starts_with("private-encrypted-") {
+            return reject(
+                out,
+                "Client events are allowed on private and presence channels only (not encrypted ones)",
+            );
+        }
+        if !router.subscribers(channel).any(|(c, _)| c == conn) {
+            return reject(out, "Client event on a channel the connection is not in");
+        }
+        let Some(data) = msg.data else {
+            return reject(out, "Client event without data");
+        };
+        if data.get().len() > MAX_EVENT_SIZE {
+            return reject(out, "Client event rejected: data over 10 KB");
+        }
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if now.saturating_duration_since(session.window) >= Duration::from_secs(1) {
+            session.window = now;
+            session.events = 0;
+        }
+        if session.events >= CLIENT_EVENTS_PER_SECOND {
+            return reject(
+                out,
+                "Client event rejected due to rate limit (10 per second)",
+            );
+        }
+        session.events += 1;
+        let user_id = session
+            .presence
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map(|(_, u)| u.as_str());
+        let event = ChannelEvent {
+            channel,
+            event: Some(&msg.event),
+            data,
+            client_id: None,
+            user_id,
+        };
+        router.fan_out(&event, Some(conn), out);
+    }
+
+    /// The configured app id.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+}
+
+fn auth_error(conn: ConnId, channel: &str, text: &str, out: &mut impl Outbox) {
+    out.send(
+        conn,
+        &wire::subscription_error(channel, "AuthError", text, 401),
+    );
+}

@@ -1,0 +1,200 @@
+//! Pusher protocol 7 frames: `{"event","channel"?,"data"}`. What a client sends carries `data`
+//! as a JSON value; what the server sends carries it as a JSON-encoded *string* (pusher-js
+//! parses it a second time), except `pusher:error` and `pusher:subscription_error`, whose
+//! `data` is an object as Soketi sends it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::router::{ChannelEvent, Frame};
+
+/// A client frame, borrowed from its text.
+#[derive(Debug, Deserialize)]
+pub struct Incoming<'a> {
+    #[serde(borrow)]
+    pub event: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub channel: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+}
+
+/// The `data` of `pusher:subscribe` and `pusher:signin`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscribeData<'a> {
+    #[serde(borrow, default)]
+    pub channel: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub auth: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub channel_data: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub user_data: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// `channel_data` of a presence subscription: `user_id` is a string or a number.
+#[derive(Debug, Deserialize)]
+pub struct ChannelData<'a> {
+    #[serde(borrow)]
+    pub user_id: &'a RawValue,
+    #[serde(borrow, default)]
+    pub user_info: Option<&'a RawValue>,
+}
+
+/// A `user_id` as text: a string as is, a number as written; `None` for anything else.
+pub fn user_id(raw: &RawValue) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()).ok()? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutObject<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    data: &'a RawValue,
+}
+
+fn framed(json: &str) -> Frame {
+    let mut frame = Vec::with_capacity(json.len() + 10);
+    rakit_protocol::encode_frame(&mut frame, rakit_protocol::OpCode::Text, json.as_bytes());
+    Frame::from(frame)
+}
+
+/// A server frame whose `data` is `data` (JSON text) sent as a string.
+pub fn frame(event: &str, channel: Option<&str>, data: &str, user_id: Option<&str>) -> Frame {
+    let json = serde_json::to_string(&Out {
+        event,
+        channel,
+        data,
+        user_id,
+    })
+    .unwrap_or_default();
+    framed(&json)
+}
+
+/// A server frame whose `data` is the object `data` itself.
+pub fn frame_object(event: &str, channel: Option<&str>, data: &RawValue) -> Frame {
+    let json = serde_json::to_string(&OutObject {
+        event,
+        channel,
+        data,
+    })
+    .unwrap_or_default();
+    framed(&json)
+}
+
+/// `pusher:error` with `code` (`null` when `None`) and `message`.
+pub fn error(code: Option<u16>, message: &str) -> Frame {
+    let data = serde_json::json!({ "code": code, "message": message }).to_string();
+    let raw = RawValue::from_string(data).unwrap_or_else(|_| empty_object());
+    frame_object("pusher:error", None, &raw)
+}
+
+/// `pusher:subscription_error` for `channel` (pusher-js emits it on that channel).
+pub fn subscription_error(channel: &str, kind: &str, text: &str, status: u16) -> Frame {
+    let data = serde_json::json!({ "type": kind, "error": text, "status": status }).to_string();
+    let raw = RawValue::from_string(data).unwrap_or_else(|_| empty_object());
+    frame_object("pusher:subscription_error", Some(channel), &raw)
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("valid JSON")
+}
+
+/// The router's encoder for Pusher clients: the event (`message` for a section 5 channel
+/// message), its data as a JSON string, and the sender's `user_id` on presence channels.
+pub fn encode_channel_event(event: &ChannelEvent<'_>) -> Option<Frame> {
+    Some(frame(
+        event.event.unwrap_or("message"),
+        Some(event.channel),
+        event.data.get(),
+        event.user_id,
+    ))
+}
+
+/// Pusher channel names (SPEC section 13): 1 to 200 characters of `[A-Za-z0-9_\-=@,.;]`.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=200).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-=@,.;".contains(&b))
+}
+
+/// The value an application sees for an event's `data` string: the JSON it holds when it holds
+/// JSON (what pusher-js hands the application after its second parse), else the string itself.
+pub fn data_value(text: &str) -> Box<RawValue> {
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(raw) => raw.to_owned(),
+        Err(_) => RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
+            .unwrap_or_else(|_| empty_object()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(frame: &Frame) -> String {
+        // Short frames in these tests: a 2- or 4-byte header.
+        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+        String::from_utf8(frame[start..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn server_data_is_a_string() {
+        let f = frame(
+            "pusher:connection_established",
+            None,
+            r#"{"socket_id":"1.2"}"#,
+            None,
+        );
+        assert_eq!(
+            payload(&f),
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\"}"}"#
+        );
+        let data = data_value(r#"{"a":1}"#);
+        let ev = ChannelEvent {
+            channel: "c",
+            event: None,
+            data: &data,
+            client_id: Some("abcdefgh"),
+            user_id: None,
+        };
+        assert_eq!(
+            payload(&encode_channel_event(&ev).unwrap()),
+            r#"{"event":"message","channel":"c","data":"{\"a\":1}"}"#
+        );
+        assert_eq!(data_value("hello").get(), r#""hello""#);
+        assert_eq!(data_value(" 12 ").get(), "12");
+    }
+
+    #[test]
+    fn channel_names() {
+        for ok in [
+            "a",
+            "private-x",
+            "presence-room.1",
+            "a_b-c=d@e,f.g;h",
+            &"x".repeat(200),
+        ] {
+            assert!(valid_channel(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "é", "a#b", &"x".repeat(201)] {
+            assert!(!valid_channel(bad), "{bad}");
+        }
+    }
+}

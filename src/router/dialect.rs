@@ -1,0 +1,51 @@
+//! Dialects: the wire formats clients speak over the same clients and channels.
+//!
+//! The router speaks SPEC section 5 itself. Another dialect (Pusher, SPEC section 13) lives in
+//! its own module and plugs in here without the router learning its JSON: each client carries
+//! a [`Dialect`], messages that only make sense in section 5 (welcome, presence, broadcasts,
+//! private messages, errors) go to Rakit clients only, and a channel message is described once
+//! as a dialect-neutral [`ChannelEvent`]. A fan-out encodes it at most once per dialect (the
+//! Rakit frame, and the other dialect's through its [`Encoder`]), and every recipient gets a
+//! clone of its dialect's shared frame.
+
+use serde_json::value::RawValue;
+
+use super::Frame;
+
+/// How a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// SPEC section 5.
+    #[default]
+    Rakit,
+    /// Pusher Channels protocol 7 (SPEC section 13).
+    Pusher,
+}
+
+impl Dialect {
+    /// The close code and reason of a kick (the `disconnect` command). Pusher clients get 4009:
+    /// pusher-js reads 4000 as "switch to TLS and reconnect".
+    pub fn kick(self) -> (u16, &'static str) {
+        match self {
+            Dialect::Rakit => (super::DISCONNECT_CODE, super::DISCONNECT_REASON),
+            Dialect::Pusher => (4009, "disconnected by server"),
+        }
+    }
+}
+
+/// One message on a channel, in no dialect's wire form.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelEvent<'a> {
+    pub channel: &'a str,
+    /// The event name; `None` for a section 5 channel message (Pusher clients see `message`).
+    pub event: Option<&'a str>,
+    /// The value, as the receiving application should see it.
+    pub data: &'a RawValue,
+    /// The Rakit sender, if a Rakit client sent it.
+    pub client_id: Option<&'a str>,
+    /// The Pusher user who sent it (a client event on a presence channel).
+    pub user_id: Option<&'a str>,
+}
+
+/// Encodes a [`ChannelEvent`] as one complete frame of a foreign dialect; `None` if it cannot.
+pub type Encoder = fn(&ChannelEvent<'_>) -> Option<Frame>;
