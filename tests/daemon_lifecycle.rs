@@ -97,9 +97,10 @@ fn sigterm_stops_accepting_and_delivers_what_is_queued_before_exit_0() {
     // The publisher's close frame shows the shutdown has begun.
     assert_eq!(recv_close(&mut publisher).0, 1001);
     expect_gone(&mut publisher);
-    // From now on nobody is let in. The kernel may still complete the TCP
-    // handshake (the socket stays open until exit), but the request is
-    // never answered: checked once the daemon is gone.
+    // From now on nobody is let in: the listener is closed when shutdown
+    // begins, so a connect is refused (or, should another test have bound
+    // the freed port meanwhile, it is not this daemon that answers: checked
+    // once the daemon is gone).
     let late = TcpStream::connect(daemon.addr).ok().map(|mut s| {
         s.set_read_timeout(Some(WAIT)).unwrap();
         s.write_all(&upgrade_request("/", "")).unwrap();

@@ -17,7 +17,10 @@ impl EventLoop {
             return;
         }
         loop {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((socket, _addr)) => {
                     self.accept_exhausted = false;
                     if let Some(key) = self.admit(socket) {

@@ -93,7 +93,9 @@ pub(crate) struct EventLoop {
     echo: bool,
     limits: Limits,
     poll: Poll,
-    listener: TcpListener,
+    /// Closed (`None`) once shutdown begins: new connections are refused
+    /// at once instead of waiting in the kernel's backlog until exit.
+    listener: Option<TcpListener>,
     conns: Slab<Conn>,
     router: Router,
     /// Open WebSocket connections (what `max_connections` limits).
@@ -191,7 +193,7 @@ impl EventLoop {
             echo,
             limits,
             poll,
-            listener,
+            listener: Some(listener),
             conns: Slab::new(),
             router,
             open: 0,

@@ -14,8 +14,10 @@ impl EventLoop {
             return;
         }
         self.shutdown_deadline = Some(self.now + CLOSE_TIMEOUT);
-        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
-            log::debug!("deregistering the listener: {e}");
+        if let Some(mut listener) = self.listener.take() {
+            if let Err(e) = self.poll.registry().deregister(&mut listener) {
+                log::debug!("deregistering the listener: {e}");
+            }
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
