@@ -124,6 +124,12 @@ pub struct Config {
     pub logging_level: LogLevel,
     /// `GET /` without upgrade headers serves the demo chat page (SPEC section 14).
     pub demo_page: bool,
+    /// permessage-deflate (RFC 7692) with clients that offer it (SPEC section 12).
+    pub compression: bool,
+    /// zlib level, 1 (fast) to 9.
+    pub compression_level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    pub compression_min_size: usize,
     /// Tables kept last: TOML requires them after plain keys, which matters for [`Config::describe`].
     pub session: SessionConfig,
     /// `[api]`: the backend HTTP API (SPEC section 8).
@@ -160,6 +166,9 @@ impl Default for Config {
             logging_file: PathBuf::from("storage/logs/websocket.log"),
             logging_level: LogLevel::Info,
             demo_page: true,
+            compression: false,
+            compression_level: 1,
+            compression_min_size: 256,
             session: SessionConfig::default(),
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
@@ -359,6 +368,20 @@ impl Config {
                 0,
                 max::CONNECTIONS,
                 "",
+            ),
+            (
+                "compression_level",
+                u64::from(self.compression_level),
+                1,
+                9,
+                "",
+            ),
+            (
+                "compression_min_size",
+                size(self.compression_min_size),
+                0,
+                max::BUFFER,
+                GIB,
             ),
         ];
         for (key, value, min, max, unit) in bounds {

@@ -14,6 +14,7 @@
 pub mod accept;
 pub mod buffer;
 pub mod cli;
+pub mod compression;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -304,12 +304,27 @@ fn find_end_of_head(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Appends the 101 response that completes the handshake.
 pub fn write_accept(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    write_accept_with(out, accept, protocol, None);
+}
+
+/// Appends the 101 response, with the agreed `Sec-WebSocket-Extensions`.
+pub fn write_accept_with(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     out.extend_from_slice(accept.as_bytes());
     out.extend_from_slice(b"\r\n");
     if let Some(p) = protocol {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");

@@ -8,6 +8,7 @@ use rakit_protocol::CloseCode;
 use slab::Slab;
 
 use super::EventLoop;
+use crate::compression::Compression;
 use crate::conn::{Conn, Life};
 use crate::router::{ConnId, Frame, Outbox, Router};
 
@@ -22,6 +23,8 @@ pub(super) struct Deliver<'a> {
     pub(super) delivered: &'a mut usize,
     /// Close codes sent, for `rakit_closes_total`.
     pub(super) closes: &'a mut Vec<u16>,
+    /// Compresses a frame once for all the clients that agreed deflate.
+    pub(super) compression: &'a mut Compression,
 }
 
 pub(super) fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
@@ -39,7 +42,12 @@ impl Outbox for Deliver<'_> {
         if !conn.proto.is_open() || conn.overflowed {
             return;
         }
-        conn.outq.push_shared(frame);
+        match conn.proto.deflate() {
+            None => conn.outq.push_shared(frame),
+            Some(params) => conn
+                .outq
+                .push_shared(&self.compression.shared(frame, params)),
+        }
         *self.delivered += 1;
         mark_dirty(conn, key, self.dirty);
         if conn.outq.len() > self.max_send_buffer {
@@ -78,6 +86,7 @@ impl EventLoop {
                 max_send_buffer: self.config.max_send_buffer,
                 delivered: &mut self.delivered,
                 closes: &mut self.closes,
+                compression: &mut self.compression,
             },
         )
     }

@@ -100,6 +100,7 @@ impl EventLoop {
             max_send_buffer: self.config.max_send_buffer,
             delivered: &mut self.delivered,
             closes: &mut self.closes,
+            compression: &mut self.compression,
         };
         let mut ctx = HttpCtx {
             settings: &self.http,

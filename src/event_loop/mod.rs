@@ -133,6 +133,8 @@ pub(crate) struct EventLoop {
     webhooks: Option<CountersHandle>,
     /// The text message being routed.
     text: String,
+    /// permessage-deflate's shared compressor and inflater.
+    compression: crate::compression::Compression,
     accept_paused_until: Option<Instant>,
     /// Accepting failed for lack of descriptors and has not succeeded since.
     accept_exhausted: bool,
@@ -166,6 +168,10 @@ impl EventLoop {
             max_sockets: config
                 .max_connections
                 .saturating_add((config.max_connections / 8).max(64)),
+            compression: crate::compression::Compression::new(
+                config.compression_level,
+                config.compression_min_size,
+            ),
             config,
             echo,
             limits,

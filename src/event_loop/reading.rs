@@ -279,6 +279,7 @@ impl EventLoop {
             self.scratch.clear();
             let mut then = Then::Nothing;
             let mut stop = None;
+            let deflate = proto.deflate().copied();
             match proto.read(&mut input[pos..], &mut self.scratch) {
                 Ok((0, None)) => {
                     stop = Some(if proto.state() == State::Closed {
@@ -301,11 +302,46 @@ impl EventLoop {
                         Some(Event::Request(req)) => then = Then::Decide(req),
                         Some(Event::Text(text)) if self.echo => {
                             self.metrics.messages_received += 1;
-                            outq.push_frame(OpCode::Text, text.as_bytes())
+                            self.compression.push_message(
+                                outq,
+                                deflate.as_ref(),
+                                OpCode::Text,
+                                text.as_bytes(),
+                            )
                         }
                         Some(Event::Binary(data)) if self.echo => {
                             self.metrics.messages_received += 1;
-                            outq.push_frame(OpCode::Binary, data)
+                            self.compression.push_message(
+                                outq,
+                                deflate.as_ref(),
+                                OpCode::Binary,
+                                data,
+                            )
+                        }
+                        Some(Event::Compressed { text, payload }) => {
+                            let max = self.limits.max_message_size;
+                            match self.compression.inflate(payload, text, max) {
+                                Ok(_) if self.echo => {
+                                    self.metrics.messages_received += 1;
+                                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                                    self.compression
+                                        .push_inflated(outq, deflate.as_ref(), opcode);
+                                }
+                                Ok(message) if text => {
+                                    self.text.clear();
+                                    // Checked by inflate().
+                                    self.text
+                                        .push_str(std::str::from_utf8(message).unwrap_or(""));
+                                    then = Then::RouteText;
+                                }
+                                Ok(_) => then = Then::RouteBinary,
+                                Err(e) => {
+                                    log::debug!("connection {key}: protocol error: {e}");
+                                    self.metrics.closes.incr(e.close_code());
+                                    proto.fail(&e, &mut self.scratch);
+                                    stop = Some(Stop::Done);
+                                }
+                            }
                         }
                         Some(Event::Text(text)) => {
                             self.text.clear();
@@ -372,8 +408,16 @@ impl EventLoop {
                 protocol,
                 user,
             } => {
-                conn.proto
-                    .accept(&accept_key, protocol.as_deref(), &mut self.scratch);
+                let deflate = match (&req.extensions, self.config.compression) {
+                    (Some(offers), true) => rakit_protocol::deflate::negotiate(offers),
+                    _ => None,
+                };
+                conn.proto.accept_with(
+                    &accept_key,
+                    protocol.as_deref(),
+                    deflate,
+                    &mut self.scratch,
+                );
                 conn.outq.push_bytes(&self.scratch);
                 mark_dirty(conn, key, &mut self.dirty);
                 self.enter_open(key);
