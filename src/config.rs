@@ -138,6 +138,39 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[webhooks]` (SPEC section 10).
     pub webhooks: WebhooksConfig,
+    /// `[tls]` (SPEC section 12).
+    pub tls: TlsConfig,
+}
+
+/// The `[tls]` table: PEM files, both or neither. When set, the port speaks TLS only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+
+    /// Both or neither, and files that load (a bad one is a config error at start).
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.cert, &self.key) {
+            (None, None) => Ok(()),
+            (Some(_), None) => invalid("tls.key", "must be set when tls.cert is"),
+            (None, Some(_)) => invalid("tls.cert", "must be set when tls.key is"),
+            (Some(cert), Some(key)) => crate::transport::load(cert, key)
+                .map(drop)
+                .or_else(|e| invalid(e.key, e.message)),
+        }
+    }
 }
 
 impl Default for Config {
@@ -173,6 +206,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -433,6 +467,7 @@ impl Config {
             );
         }
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
+        self.tls.validate()?;
         Ok(())
     }
 

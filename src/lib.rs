@@ -27,6 +27,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod timers;
+pub mod transport;
 pub mod webhooks;
 
 pub use server::{Bound, Server, ServerError, ShutdownHandle};

@@ -109,6 +109,14 @@ impl Server {
                 signal_hook::consts::SIGINT,
                 signal_hook::consts::SIGTERM,
             ])
+            .and_then(|s| {
+                // SIGHUP reloads the TLS certificate; without TLS it keeps
+                // its default action.
+                if self.config.tls.files().is_some() {
+                    s.add_signal(signal_hook::consts::SIGHUP)?;
+                }
+                Ok(s)
+            })
             .map_err(io_err("installing signal handlers"))?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -142,7 +150,11 @@ impl Server {
             random_seed(),
         );
         let webhook_counters = webhooks.as_ref().map(Webhooks::counters);
-        let event_loop = EventLoop::new(
+        let tls = match self.config.tls.files() {
+            Some((cert, key)) => Some(crate::transport::load(cert, key).map_err(ServerError::Tls)?),
+            None => None,
+        };
+        let mut event_loop = EventLoop::new(
             self.config,
             self.echo,
             poll,
@@ -150,6 +162,7 @@ impl Server {
             router,
             webhook_counters,
         );
+        event_loop.set_tls(tls);
         Ok(Bound {
             event_loop,
             webhooks,

@@ -400,15 +400,12 @@ fn read_frame<'a>(
             message.start(Kind::Binary, payload)?;
             None
         }
-        (OpCode::Continuation, true) if message.is_compressed() => {
-            match message.push(payload, header.fin)? {
-                None => None,
-                Some((kind, data)) => Some(Event::Compressed {
-                    text: kind == Kind::Text,
-                    payload: data,
-                }),
-            }
-        }
+        (OpCode::Continuation, true) if message.is_compressed() => message
+            .push(payload, header.fin)?
+            .map(|(kind, data)| Event::Compressed {
+                text: kind == Kind::Text,
+                payload: data,
+            }),
         (OpCode::Continuation, true) => match message.push(payload, header.fin)? {
             None => None,
             Some((Kind::Binary, data)) => Some(Event::Binary(data)),

@@ -173,7 +173,9 @@ pub fn accept_key(key: &[u8]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Decoder {
     /// How many leading bytes are known not to contain the end of the headers.
-    scanned: usize,
+    /// (u32: a request is at most `max_handshake_size`, 1 MiB, and the
+    /// daemon keeps one of these per connection.)
+    scanned: u32,
 }
 
 impl Decoder {
@@ -187,12 +189,12 @@ impl Decoder {
     ) -> Result<Option<(Request, usize)>, HandshakeError> {
         // Start 2 bytes back: the end of the head (at most 3 bytes,
         // `\n\r\n`) may straddle two reads, with at least its last byte new.
-        let from = self.scanned.saturating_sub(2);
+        let from = (self.scanned as usize).saturating_sub(2);
         let Some(end) = find_end_of_head(buf, from) else {
             if buf.len() > limits.max_handshake_size {
                 return Err(HandshakeError::TooLarge);
             }
-            self.scanned = buf.len();
+            self.scanned = u32::try_from(buf.len()).unwrap_or(u32::MAX);
             return Ok(None);
         };
         if end > limits.max_handshake_size {

@@ -11,6 +11,7 @@ use super::EventLoop;
 use crate::compression::Compression;
 use crate::conn::{Conn, Life};
 use crate::router::{ConnId, Frame, Outbox, Router};
+use crate::transport::Transport;
 
 /// Queues router output on connections (the router's view of the loop).
 pub(super) struct Deliver<'a> {
@@ -135,7 +136,7 @@ impl EventLoop {
             CloseCode::SEND_BUFFER_EXCEEDED,
             "send buffer exceeded",
         );
-        let _ = conn.socket.write(&last);
+        let _ = conn.transport().write(&last);
         self.metrics.closes.incr(CloseCode::SEND_BUFFER_EXCEEDED);
         self.metrics.slow_client_drops += 1;
         conn.outq.clear();
@@ -180,7 +181,15 @@ impl EventLoop {
         };
         conn.dirty = false;
         let queued = conn.outq.len();
-        let flushed = conn.outq.flush(&mut conn.socket);
+        let mut transport = Transport::of(&mut conn.socket, &mut conn.tls);
+        // Done when the queue is written and TLS holds no records either.
+        let flushed = conn.outq.flush(&mut transport).and_then(|done| {
+            if done {
+                transport.finish()
+            } else {
+                Ok(false)
+            }
+        });
         self.metrics.bytes_sent += (queued - conn.outq.len()) as u64;
         let done = match flushed {
             Ok(done) => done,

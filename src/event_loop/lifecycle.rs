@@ -9,7 +9,6 @@
 //!  release: handshake timeout, EOF, write error, slow client, pong timeout, close timer, EOF <-+
 //! ```
 
-use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -64,7 +63,7 @@ impl EventLoop {
         if proto == State::Closed {
             conn.life = Life::Draining;
             conn.inbuf.clear();
-            if conn.socket.shutdown(Shutdown::Write).is_err() {
+            if conn.transport().shutdown_write().is_err() {
                 self.release(key);
             }
         }

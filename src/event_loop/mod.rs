@@ -133,6 +133,9 @@ pub(crate) struct EventLoop {
     webhooks: Option<CountersHandle>,
     /// The text message being routed.
     text: String,
+    /// The TLS settings new connections get (SPEC section 12); replaced
+    /// on SIGHUP, while connections keep the settings they started with.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// permessage-deflate's shared compressor and inflater.
     compression: crate::compression::Compression,
     accept_paused_until: Option<Instant>,
@@ -168,6 +171,7 @@ impl EventLoop {
             max_sockets: config
                 .max_connections
                 .saturating_add((config.max_connections / 8).max(64)),
+            tls: None,
             compression: crate::compression::Compression::new(
                 config.compression_level,
                 config.compression_min_size,
@@ -238,9 +242,13 @@ impl EventLoop {
                     LISTENER => self.accept_all(&mut readbuf),
                     SIGNALS => {
                         if let Some(signals) = signals.as_deref_mut() {
-                            if signals.pending().next().is_some() {
-                                log::info!("signal received: shutting down");
-                                self.begin_shutdown();
+                            for signal in signals.pending() {
+                                if signal == signal_hook::consts::SIGHUP {
+                                    self.reload_tls();
+                                } else {
+                                    log::info!("signal received: shutting down");
+                                    self.begin_shutdown();
+                                }
                             }
                         }
                     }

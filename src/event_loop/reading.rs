@@ -11,7 +11,6 @@
 use std::io::{self, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mio::net::TcpStream;
 use rakit_protocol::{Event, OpCode, State};
 
 use super::delivery::mark_dirty;
@@ -66,7 +65,7 @@ enum ReadOutcome {
     Closed,
 }
 
-fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
+fn read_some(socket: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
     loop {
         return match socket.read(buf) {
             Ok(0) => ReadOutcome::Closed,
@@ -75,6 +74,14 @@ fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => ReadOutcome::Closed,
         };
+    }
+}
+
+/// Reading TLS can leave records to write (handshake messages, tickets,
+/// alerts) that the socket did not take at once: the flush finishes them.
+fn tls_output(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
+    if conn.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
+        mark_dirty(conn, key, dirty);
     }
 }
 
@@ -149,7 +156,9 @@ impl EventLoop {
         if held <= SMALL_TAIL {
             // Copy the small tail in front of the read: one buffer to parse.
             readbuf[..held].copy_from_slice(&tail);
-            let n = match read_some(&mut conn.socket, &mut readbuf[held..held + room]) {
+            let read = read_some(&mut conn.transport(), &mut readbuf[held..held + room]);
+            tls_output(conn, key, &mut self.dirty);
+            let n = match read {
                 ReadOutcome::Data(n) => n,
                 ReadOutcome::Blocked => {
                     conn.inbuf.put(tail);
@@ -168,7 +177,9 @@ impl EventLoop {
             self.keep(key, &input[consumed..], stop);
             self.after_processing(n == room, stop)
         } else {
-            let n = match read_some(&mut conn.socket, &mut readbuf[..room]) {
+            let read = read_some(&mut conn.transport(), &mut readbuf[..room]);
+            tls_output(conn, key, &mut self.dirty);
+            let n = match read {
                 ReadOutcome::Data(n) => n,
                 ReadOutcome::Blocked => {
                     conn.inbuf.put(tail);
@@ -244,7 +255,7 @@ impl EventLoop {
         };
         conn.inbuf.clear();
         for _ in 0..MAX_READS_PER_TURN {
-            match read_some(&mut conn.socket, &mut readbuf[..READ_BUF]) {
+            match read_some(&mut conn.transport(), &mut readbuf[..READ_BUF]) {
                 ReadOutcome::Data(_) => continue,
                 ReadOutcome::Blocked => return,
                 ReadOutcome::Closed => return self.on_eof(key),

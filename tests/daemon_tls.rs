@@ -1,0 +1,282 @@
+//! TLS (SPEC section 12): certificates made by the `openssl` CLI in the test
+//! (a CA and a leaf it signs), rustls as an independent client, and the
+//! daemon's edges: plain text on a TLS port, a stalled handshake, a reload
+//! on SIGHUP, config errors.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::tls::make_certs;
+use common::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use tungstenite::Message;
+
+type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+fn client_config(ca: &Path) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A TLS connection to the daemon, its handshake done.
+fn tls_connect(daemon: &Daemon, ca: &Path) -> Result<TlsStream, std::io::Error> {
+    let tcp = daemon.tcp();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(client_config(ca), name).unwrap();
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+struct Tls {
+    daemon: Daemon,
+    dir: PathBuf,
+}
+
+impl Tls {
+    fn start(extra_toml: &str, flags: &[&str]) -> Tls {
+        let dir = scratch_dir();
+        make_certs(&dir, "a");
+        let toml = format!(
+            "logging_level = \"info\"\n{extra_toml}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("a.pem").display(),
+            dir.join("a.key").display()
+        );
+        Tls {
+            daemon: Daemon::start(&toml, flags),
+            dir,
+        }
+    }
+
+    fn ca(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}-ca.pem"))
+    }
+
+    fn ws(&self) -> tungstenite::WebSocket<TlsStream> {
+        let stream = tls_connect(&self.daemon, &self.ca("a")).expect("TLS handshake");
+        assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let url = format!("wss://localhost:{}/", self.daemon.addr.port());
+        let (ws, _) = tungstenite::client(url, stream).expect("WebSocket handshake");
+        ws
+    }
+}
+
+/// The next `{"type":"message"}` (presence updates come and go).
+fn next_message(ws: &mut tungstenite::WebSocket<TlsStream>) -> serde_json::Value {
+    loop {
+        if let Message::Text(t) = ws.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "message" {
+                return v;
+            }
+        }
+    }
+}
+
+#[test]
+fn websocket_and_http_over_tls() {
+    let tls = Tls::start("", &[]);
+    let mut a = tls.ws();
+    let mut b = tls.ws();
+    let welcome = |ws: &mut tungstenite::WebSocket<TlsStream>| match ws.read().unwrap() {
+        Message::Text(t) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(welcome(&mut a)["type"], "welcome");
+    assert_eq!(welcome(&mut b)["type"], "welcome");
+    a.send(Message::text(r#"{"message":"over tls"}"#)).unwrap();
+    for ws in [&mut a, &mut b] {
+        let m = next_message(ws);
+        assert_eq!(
+            (m["type"].as_str(), m["message"].as_str()),
+            (Some("message"), Some("over tls"))
+        );
+    }
+    a.close(None).unwrap();
+    // /health over https.
+    let mut s = tls_connect(&tls.daemon, &tls.ca("a")).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[test]
+fn large_messages_both_ways() {
+    let tls = Tls::start(
+        "max_buffer_size = 4194304\nmax_send_buffer = 8388608\n",
+        &["--echo"],
+    );
+    let mut ws = tls.ws();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for _ in 0..2 {
+        ws.send(Message::binary(big.clone())).unwrap();
+    }
+    for i in 0..200 {
+        ws.send(Message::text(format!("small {i}"))).unwrap();
+    }
+    for _ in 0..2 {
+        match ws.read().unwrap() {
+            Message::Binary(b) => assert!(b[..] == big[..], "echo differs"),
+            other => panic!("{other:?}"),
+        }
+    }
+    for i in 0..200 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("small {i}")));
+    }
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn plain_text_on_a_tls_port_is_refused_cleanly() {
+    let tls = Tls::start("", &[]);
+    let (mut s, _) = (tls.daemon.tcp(), ());
+    s.write_all(&upgrade_request("/", "")).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    // A TLS alert record (content type 21), never an HTTP answer.
+    assert!(!got.starts_with(b"HTTP"), "{got:?}");
+    assert!(got.is_empty() || got[0] == 21, "{got:?}");
+    // The daemon serves on.
+    let mut ws = tls.ws();
+    assert!(matches!(ws.read().unwrap(), Message::Text(_)));
+    assert!(
+        !tls.daemon.log_lines().iter().any(|l| l.contains("connect:")
+            && !l.contains("disconnect")
+            && l.matches("connect:").count() > 1)
+    );
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_dropped_at_handshake_timeout() {
+    let tls = Tls::start("handshake_timeout = 1\n", &[]);
+    // Half a ClientHello: a record header promising 512 bytes, then 5 of them.
+    let mut s = tls.daemon.tcp();
+    s.write_all(&[22, 3, 1, 2, 0, 1, 0, 1, 252, 3]).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = loop {
+        match s.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    let waited = start.elapsed();
+    assert!(matches!(n, Ok(0)) || n.is_err(), "{n:?}");
+    assert!(waited >= Duration::from_millis(800), "{waited:?}");
+    assert!(waited < Duration::from_secs(1) + SLACK, "{waited:?}");
+    // No event fired for it.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !tls.daemon
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("connect:")),
+        "{:?}",
+        tls.daemon.log_lines()
+    );
+}
+
+#[test]
+fn sighup_reloads_the_certificate_for_new_connections() {
+    let tls = Tls::start("", &[]);
+    let mut old = tls.ws();
+    assert!(matches!(old.read().unwrap(), Message::Text(_)));
+    // New files from another CA, in place.
+    make_certs(&tls.dir, "b");
+    std::fs::copy(tls.dir.join("b.pem"), tls.dir.join("a.pem")).unwrap();
+    std::fs::copy(tls.dir.join("b.key"), tls.dir.join("a.key")).unwrap();
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &tls.daemon.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hup();
+    tls.daemon.wait_for_line("TLS certificate reloaded");
+    assert!(tls_connect(&tls.daemon, &tls.ca("a")).is_err(), "old CA");
+    tls_connect(&tls.daemon, &tls.ca("b")).expect("new CA");
+    // The connection made before goes on with its own session.
+    old.send(Message::text(r#"{"message":"still here"}"#))
+        .unwrap();
+    assert_eq!(next_message(&mut old)["message"], "still here");
+    // A bad file: logged, and the last good certificate stays.
+    std::fs::write(tls.dir.join("a.pem"), "not a certificate").unwrap();
+    hup();
+    let line = tls.daemon.wait_for_line("not reloaded");
+    assert!(line.contains("tls.cert"), "{line}");
+    tls_connect(&tls.daemon, &tls.ca("b")).expect("still the new CA");
+}
+
+#[test]
+fn tls_config_errors_name_the_key() {
+    let dir = scratch_dir();
+    make_certs(&dir, "a");
+    let cases = [
+        (
+            format!("[tls]\ncert = \"{}\"\n", dir.join("a.pem").display()),
+            "tls.key",
+        ),
+        (
+            format!("[tls]\nkey = \"{}\"\n", dir.join("a.key").display()),
+            "tls.cert",
+        ),
+        (
+            format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("missing.pem").display(),
+                dir.join("a.key").display()
+            ),
+            "tls.cert",
+        ),
+        (
+            format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("a.pem").display(),
+                dir.join("a.pem").display()
+            ),
+            "tls.key",
+        ),
+    ];
+    for (toml, key) in cases {
+        let cfg = dir.join("bad.toml");
+        std::fs::write(&cfg, &toml).unwrap();
+        let done = run_to_exit(
+            rakit()
+                .arg("websocket:run")
+                .arg("--port=0")
+                .arg(format!("--config={}", cfg.display())),
+        );
+        assert_eq!(done.code, Some(2), "{toml}: {done:?}");
+        assert!(done.stderr.contains(key), "{toml}: {}", done.stderr);
+        assert_eq!(done.stderr.lines().count(), 1, "{}", done.stderr);
+    }
+}
