@@ -280,3 +280,59 @@ fn tls_config_errors_name_the_key() {
         assert_eq!(done.stderr.lines().count(), 1, "{}", done.stderr);
     }
 }
+
+/// Resident memory per idle connection, plain and TLS, after the WebSocket
+/// handshake (echo mode: no router state). A measurement, not a check:
+/// `cargo test --release --test daemon_tls -- --ignored --nocapture`
+/// (RAKIT_IDLE_CONNECTIONS, default 10000).
+#[test]
+#[ignore]
+fn idle_memory_per_connection() {
+    let n: usize = std::env::var("RAKIT_IDLE_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let tls = Tls::start(&format!("max_connections = {}\n", n + 10), &["--echo"]);
+    let plain = Daemon::start(
+        &format!("max_connections = {}\nlogging_level = \"warn\"\n", n + 10),
+        &["--echo"],
+    );
+    let request = upgrade_request("/", "");
+    let settle = || std::thread::sleep(Duration::from_millis(500));
+    let measure = |daemon: &Daemon, open: &mut dyn FnMut() -> Box<dyn std::any::Any>| {
+        settle();
+        let before = vm_rss_kib(daemon.child.id());
+        let held: Vec<_> = (0..n).map(|_| open()).collect();
+        settle();
+        let after = vm_rss_kib(daemon.child.id());
+        drop(held);
+        (
+            after.saturating_sub(before) as f64 * 1024.0 / n as f64,
+            before,
+            after,
+        )
+    };
+    let (p, p0, p1) = measure(&plain, &mut || {
+        let (s, head) = raw_handshake(&plain, &request);
+        assert_eq!(status_of(&head), 101);
+        Box::new(s)
+    });
+    let ca = tls.ca("a");
+    let (t, t0, t1) = measure(&tls.daemon, &mut || {
+        let mut s = tls_connect(&tls.daemon, &ca).unwrap();
+        s.write_all(&request).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        Box::new(s)
+    });
+    eprintln!(
+        "{n} idle connections: plain {p:.0} B each ({p0} -> {p1} KiB), \
+         TLS {t:.0} B each ({t0} -> {t1} KiB)"
+    );
+}

@@ -52,7 +52,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.life != Life::Closing || !conn.outq.is_empty() {
+        // (TLS records still held count as output: the flush finishes them.)
+        let tls_pending = conn.tls.as_ref().is_some_and(|tls| tls.wants_write());
+        if conn.life != Life::Closing || !conn.outq.is_empty() || tls_pending {
             return;
         }
         if conn.eof {
