@@ -336,3 +336,51 @@ fn idle_memory_per_connection() {
          TLS {t:.0} B each ({t0} -> {t1} KiB)"
     );
 }
+
+const PY_TLS: &str = r#"
+import asyncio, json, ssl, sys
+from websockets.asyncio.client import connect
+
+async def main(url, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    async with connect(url, ssl=ctx, max_size=None) as ws:
+        big = "compressed and encrypted " * 8000
+        ok = []
+        for m in (big, "tiny", big.encode()):
+            await ws.send(m)
+            ok.append(await ws.recv() == m)
+        print(json.dumps({"ext": ws.response.headers.get("Sec-WebSocket-Extensions"),
+                          "ok": ok}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+
+/// Python's `websockets` with its own TLS (OpenSSL) and permessage-deflate,
+/// against the echo daemon with both on. Skipped only with RAKIT_SKIP_PYTHON=1.
+#[test]
+fn python_websockets_over_tls_with_compression() {
+    if std::env::var("RAKIT_SKIP_PYTHON").as_deref() == Ok("1") {
+        eprintln!("skipped: RAKIT_SKIP_PYTHON=1 (needs python3 with websockets)");
+        return;
+    }
+    let tls = Tls::start(
+        "compression = true\nmax_buffer_size = 1048576\n",
+        &["--echo"],
+    );
+    let url = format!("wss://localhost:{}/", tls.daemon.addr.port());
+    let output = Command::new("python3")
+        .args(["-c", PY_TLS, &url, tls.ca("a").to_str().unwrap()])
+        .output()
+        .expect("python3 (or set RAKIT_SKIP_PYTHON=1)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        out["ext"],
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    assert_eq!(out["ok"], serde_json::json!([true, true, true]));
+}
