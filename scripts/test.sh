@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian's
 # chromium and playwright-core from npm for the browser tests, Debian's php-cli
-# for the PHP helper, redis-server for the cluster tests, prometheus-client from PyPI for the
-# metrics format test),
-# then runs every test.
+# for the PHP helper, redis-server for the cluster tests, prometheus-client and websockets
+# from PyPI for the metrics format and compression tests), then runs every test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -57,6 +56,10 @@ if [[ "${RAKIT_SKIP_PYTHON:-0}" != 1 ]]; then
   if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "[test] installing prometheus-client (PyPI)" >&2
     python3 -m pip install -q prometheus-client
+  fi
+  if ! python3 -c 'import websockets' >/dev/null 2>&1; then
+    echo "[test] installing websockets (PyPI)" >&2
+    python3 -m pip install -q 'websockets>=14'
   fi
 fi
 

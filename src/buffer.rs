@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
-use rakit_protocol::{encode_frame, FrameHeader, OpCode};
+use rakit_protocol::{encode_compressed, encode_frame, FrameHeader, OpCode};
 
 /// The most chunks one `writev` takes (Linux's `IOV_MAX`). A fan-out burst
 /// queues hundreds of small shared frames per connection; fewer, larger
@@ -96,6 +96,17 @@ impl SendQueue {
         let tail = inner.tail();
         let before = tail.len();
         encode_frame(tail, opcode, payload);
+        let added = tail.len() - before;
+        inner.queued += added;
+    }
+
+    /// Encodes a server frame holding a compressed message (RSV1) straight
+    /// into the queue.
+    pub fn push_compressed(&mut self, opcode: OpCode, payload: &[u8]) {
+        let inner = self.inner();
+        let tail = inner.tail();
+        let before = tail.len();
+        encode_compressed(tail, opcode, payload);
         let added = tail.len() - before;
         inner.queued += added;
     }

@@ -128,6 +128,12 @@ pub struct Config {
     pub logging_level: LogLevel,
     /// `GET /` without upgrade headers serves the demo chat page (SPEC section 14).
     pub demo_page: bool,
+    /// permessage-deflate (RFC 7692) with clients that offer it (SPEC section 12).
+    pub compression: bool,
+    /// zlib level, 1 (fast) to 9.
+    pub compression_level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    pub compression_min_size: usize,
     /// Tables kept last: TOML requires them after plain keys, which matters for [`Config::describe`].
     pub session: SessionConfig,
     /// `[api]`: the backend HTTP API (SPEC section 8).
@@ -140,6 +146,39 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[pusher]` (SPEC section 13).
     pub pusher: PusherConfig,
+    /// `[tls]` (SPEC section 12).
+    pub tls: TlsConfig,
+}
+
+/// The `[tls]` table: PEM files, both or neither. When set, the port speaks TLS only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+
+    /// Both or neither, and files that load (a bad one is a config error at start).
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.cert, &self.key) {
+            (None, None) => Ok(()),
+            (Some(_), None) => invalid("tls.key", "must be set when tls.cert is"),
+            (None, Some(_)) => invalid("tls.cert", "must be set when tls.key is"),
+            (Some(cert), Some(key)) => crate::transport::load(cert, key)
+                .map(drop)
+                .or_else(|e| invalid(e.key, e.message)),
+        }
+    }
 }
 
 impl Default for Config {
@@ -168,12 +207,16 @@ impl Default for Config {
             logging_file: PathBuf::from("storage/logs/websocket.log"),
             logging_level: LogLevel::Info,
             demo_page: true,
+            compression: false,
+            compression_level: 1,
+            compression_min_size: 256,
             session: SessionConfig::default(),
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             webhooks: WebhooksConfig::default(),
             cluster: ClusterConfig::default(),
             pusher: PusherConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -370,6 +413,20 @@ impl Config {
                 max::CONNECTIONS,
                 "",
             ),
+            (
+                "compression_level",
+                u64::from(self.compression_level),
+                1,
+                9,
+                "",
+            ),
+            (
+                "compression_min_size",
+                size(self.compression_min_size),
+                0,
+                max::BUFFER,
+                GIB,
+            ),
         ];
         for (key, value, min, max, unit) in bounds {
             within(key, value, min, max, unit)?;
@@ -422,6 +479,7 @@ impl Config {
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
         self.cluster.validate()?;
         self.pusher.validate()?;
+        self.tls.validate()?;
         Ok(())
     }
 

@@ -21,6 +21,8 @@ pub enum ServerError {
     },
     /// The loop itself panicked.
     Panic(String),
+    /// The TLS certificate or key could not be used.
+    Tls(crate::transport::TlsError),
 }
 
 impl std::fmt::Display for ServerError {
@@ -32,6 +34,7 @@ impl std::fmt::Display for ServerError {
             ServerError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             ServerError::Io { context, error } => write!(f, "{context}: {error}"),
             ServerError::Panic(msg) => write!(f, "event loop panicked: {msg}"),
+            ServerError::Tls(e) => write!(f, "{e}"),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod accept;
 pub mod buffer;
 pub mod cli;
 pub mod cluster;
+pub mod compression;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod timers;
+pub mod transport;
 pub mod webhooks;
 
 pub use server::{Bound, Server, ServerError, ShutdownHandle};

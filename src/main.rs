@@ -89,6 +89,7 @@ fn run(
     // (in a handler) or a crash event and exit code 1 (in the loop).
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     raise_open_files_limit(config.max_connections);
+    let tls = config.tls.files().is_some();
     let server = match Server::new(config).echo(echo).handle_signals(true).bind() {
         Ok(s) => s,
         Err(e) => {
@@ -100,7 +101,8 @@ fn run(
     // Nobody may be reading stdout; the daemon serves all the same.
     let _ = writeln!(
         stdout,
-        "rakit-websocket listening on ws://{}{}",
+        "rakit-websocket listening on {}://{}{}",
+        if tls { "wss" } else { "ws" },
         server.local_addr(),
         if echo { " (echo mode)" } else { "" }
     )

@@ -112,6 +112,14 @@ impl Server {
                 signal_hook::consts::SIGINT,
                 signal_hook::consts::SIGTERM,
             ])
+            .and_then(|s| {
+                // SIGHUP reloads the TLS certificate; without TLS it keeps
+                // its default action.
+                if self.config.tls.files().is_some() {
+                    s.add_signal(signal_hook::consts::SIGHUP)?;
+                }
+                Ok(s)
+            })
             .map_err(io_err("installing signal handlers"))?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -165,6 +173,10 @@ impl Server {
             _ => None,
         };
         let webhook_counters = webhooks.as_ref().map(Webhooks::counters);
+        let tls = match self.config.tls.files() {
+            Some((cert, key)) => Some(crate::transport::load(cert, key).map_err(ServerError::Tls)?),
+            None => None,
+        };
         let mut event_loop = EventLoop::new(
             self.config,
             self.echo,
@@ -176,6 +188,7 @@ impl Server {
         if let Some(cluster) = cluster {
             event_loop.set_cluster(cluster);
         }
+        event_loop.set_tls(tls);
         Ok(Bound {
             event_loop,
             webhooks,

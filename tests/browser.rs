@@ -131,6 +131,17 @@ fn assert_hello_from(messages: &[Value], id: &str, tab: &str) {
 
 #[test]
 fn basic_chat_example_in_two_chromium_tabs() {
+    basic_chat(false);
+}
+
+/// The same over TLS: the page is loaded over https:// and connects with
+/// wss:// (SPEC section 12).
+#[test]
+fn basic_chat_example_over_wss() {
+    basic_chat(true);
+}
+
+fn basic_chat(tls: bool) {
     if let Some(what) = missing() {
         if std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() == Ok("1") {
             panic!("browser test required (RAKIT_REQUIRE_BROWSER=1) but {what}");
@@ -138,7 +149,16 @@ fn basic_chat_example_in_two_chromium_tabs() {
         eprintln!("skipped: {what}");
         return;
     }
-    let config = format!("logging_level = \"warn\"\n[session]\nsecret = \"{SECRET}\"\n");
+    let mut config = format!("logging_level = \"warn\"\n[session]\nsecret = \"{SECRET}\"\n");
+    let dir = common::scratch_dir();
+    if tls {
+        common::tls::make_certs(&dir, "a");
+        config.push_str(&format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("a.pem").display(),
+            dir.join("a.key").display()
+        ));
+    }
     let daemon = Daemon::start(&config, &[]);
     let token = cli_token(
         SECRET,
@@ -150,7 +170,7 @@ fn basic_chat_example_in_two_chromium_tabs() {
     );
     let user = json!({"id": "u-1", "name": "Ada Lovelace", "email": "ada@example.com"});
 
-    let base = format!("http://{}", daemon.addr);
+    let base = format!("{}://{}", if tls { "https" } else { "http" }, daemon.addr);
     let (ok, stdout, stderr) = run_driver(&base, &token);
     let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!("driver output is not JSON ({e}): {stdout:?}; stderr: {stderr}")
@@ -222,4 +242,5 @@ fn basic_chat_example_in_two_chromium_tabs() {
             "{what}'s last presence"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,6 +56,7 @@ fn own(ev: Event<'_>) -> Seen {
         Event::Pong(b) => Seen::Pong(b.to_vec()),
         Event::Close(c) => Seen::Close(c.map(|(code, r)| (code, r.to_owned()))),
         Event::Request(r) => panic!("request from an open connection: {r:?}"),
+        Event::Compressed { .. } => panic!("compressed message without deflate agreed"),
     }
 }
 

@@ -18,8 +18,15 @@
 //! server to send (the handshake response, pongs, close frames) is appended
 //! to the caller's `out`; the caller writes it. In [`State::Closed`] the
 //! caller closes the TCP connection once `out` is flushed.
+//!
+//! With permessage-deflate agreed ([`Connection::accept_with`]), a message
+//! whose first frame has RSV1 is handed out still compressed
+//! ([`Event::Compressed`]): the caller inflates it with a shared
+//! [`Inflater`](crate::deflate::Inflater), checks it, and fails the
+//! connection with [`Connection::fail`] if it is bad.
 
 use crate::close;
+use crate::deflate::Params;
 use crate::error::{HandshakeError, ProtocolError};
 use crate::frame::{encode_close, encode_frame, FrameHeader, OpCode};
 use crate::handshake::{self, Decoder, Request};
@@ -53,6 +60,15 @@ pub enum Event<'a> {
     Text(&'a str),
     /// A whole binary message.
     Binary(&'a [u8]),
+    /// A whole compressed message (permessage-deflate), as received: the
+    /// caller inflates it (at most `max_message_size` bytes) and, for text,
+    /// checks that it is UTF-8.
+    Compressed {
+        /// Text (opcode 0x1) or binary.
+        text: bool,
+        /// The compressed payload, without the `00 00 ff ff` tail.
+        payload: &'a [u8],
+    },
     /// A ping; its pong is already in `out`.
     Ping(&'a [u8]),
     /// A pong.
@@ -94,6 +110,8 @@ impl std::error::Error for Error {}
 #[derive(Debug, Clone)]
 pub struct Connection {
     state: State,
+    /// permessage-deflate, when agreed (2 bytes, in what was padding).
+    deflate: Option<Params>,
     limits: Limits,
     decoder: Decoder,
     message: Assembler,
@@ -114,6 +132,7 @@ impl Connection {
     pub fn new(limits: Limits) -> Connection {
         Connection {
             state: State::Handshaking,
+            deflate: None,
             limits,
             decoder: Decoder::default(),
             message: Assembler::default(),
@@ -132,6 +151,11 @@ impl Connection {
     /// The current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// permessage-deflate parameters, when agreed.
+    pub fn deflate(&self) -> Option<&Params> {
+        self.deflate.as_ref()
     }
 
     /// The limits this connection enforces.
@@ -160,12 +184,14 @@ impl Connection {
             State::Open | State::Closing => {
                 let Connection {
                     state,
+                    deflate,
                     limits,
                     message,
                     partial,
                     ..
                 } = self;
-                read_frame(state, limits, message, partial, input, out).map_err(|e| {
+                let compression = deflate.is_some();
+                read_frame(state, compression, limits, message, partial, input, out).map_err(|e| {
                     // "_Fail the WebSocket Connection_": say why, then close.
                     if *state == State::Open {
                         encode_close(out, e.close_code(), e.reason());
@@ -200,9 +226,37 @@ impl Connection {
     /// (with the selected subprotocol) and opens the connection. The caller
     /// has checked `request.validate()`, which gave `accept_key`.
     pub fn accept(&mut self, accept_key: &str, protocol: Option<&str>, out: &mut Vec<u8>) {
+        self.accept_with(accept_key, protocol, None, out);
+    }
+
+    /// [`Connection::accept`], with permessage-deflate agreed when `deflate`
+    /// is given (from [`negotiate`](crate::deflate::negotiate)): the 101
+    /// carries its answer, and RSV1 is allowed on messages' first frames.
+    pub fn accept_with(
+        &mut self,
+        accept_key: &str,
+        protocol: Option<&str>,
+        deflate: Option<Params>,
+        out: &mut Vec<u8>,
+    ) {
         if self.state == State::AwaitingDecision {
-            handshake::write_accept(out, accept_key, protocol);
+            let answer = deflate.map(|p| p.response_header());
+            handshake::write_accept_with(out, accept_key, protocol, answer.as_deref());
+            self.deflate = deflate;
             self.state = State::Open;
+        }
+    }
+
+    /// Fails the connection for an error the caller found (a compressed
+    /// message that does not inflate, inflates too big, or is not UTF-8):
+    /// the close frame goes to `out` if the connection was open, and it is
+    /// [`State::Closed`].
+    pub fn fail(&mut self, error: &ProtocolError, out: &mut Vec<u8>) {
+        if self.state == State::Open {
+            encode_close(out, error.close_code(), error.reason());
+        }
+        if self.state != State::Handshaking {
+            self.state = State::Closed;
         }
     }
 
@@ -246,6 +300,7 @@ impl Connection {
 /// caller still updates the state on error.
 fn read_frame<'a>(
     state: &mut State,
+    compression: bool,
     limits: &Limits,
     message: &'a mut Assembler,
     partial: &mut Partial,
@@ -260,6 +315,18 @@ fn read_frame<'a>(
     let Some(key) = header.mask else {
         return Err(ProtocolError::UnmaskedFrame);
     };
+    if header.rsv1 {
+        // "MUST be 0 unless an extension is negotiated that defines meanings
+        // for non-zero values" (RFC 6455 5.2); permessage-deflate sets it
+        // on "the first frame of a message" only, never on control frames
+        // (RFC 7692 6.1).
+        if !compression {
+            return Err(ProtocolError::NonZeroReservedBits);
+        }
+        if header.opcode.is_control() || header.opcode == OpCode::Continuation {
+            return Err(ProtocolError::MisplacedRsv1);
+        }
+    }
     let closing = *state == State::Closing;
     check_size(&header, message, limits, closing)?;
     // check_size bounds payload_len by max_message_size (or 125).
@@ -269,7 +336,7 @@ fn read_frame<'a>(
         // bytes so far are unmasked in place (they stay in the caller's
         // buffer, unconsumed) and validated, so invalid text fails on the
         // bytes that break it (Autobahn 6.4.3, 6.4.4).
-        if header.opcode == OpCode::Text && !message.in_progress() && !closing {
+        if header.opcode == OpCode::Text && !header.rsv1 && !message.in_progress() && !closing {
             let arrived = &mut input[header_len..];
             let from = partial.unmasked as usize;
             let len = arrived.len();
@@ -306,6 +373,21 @@ fn read_frame<'a>(
         // of 0." (5.4)
         (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
         (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
+        // Compressed: inflated and checked by the caller (RFC 7692 6.2).
+        (OpCode::Text | OpCode::Binary, false) if header.rsv1 && header.fin => {
+            Some(Event::Compressed {
+                text: header.opcode == OpCode::Text,
+                payload,
+            })
+        }
+        (OpCode::Text, false) if header.rsv1 => {
+            message.start_compressed(Kind::Text, payload);
+            None
+        }
+        (OpCode::Binary, false) if header.rsv1 => {
+            message.start_compressed(Kind::Binary, payload);
+            None
+        }
         (OpCode::Text, false) if header.fin => Some(Event::Text(
             utf8::whole(payload).ok_or(ProtocolError::InvalidUtf8)?,
         )),
@@ -318,6 +400,12 @@ fn read_frame<'a>(
             message.start(Kind::Binary, payload)?;
             None
         }
+        (OpCode::Continuation, true) if message.is_compressed() => message
+            .push(payload, header.fin)?
+            .map(|(kind, data)| Event::Compressed {
+                text: kind == Kind::Text,
+                payload: data,
+            }),
         (OpCode::Continuation, true) => match message.push(payload, header.fin)? {
             None => None,
             Some((Kind::Binary, data)) => Some(Event::Binary(data)),

@@ -7,8 +7,14 @@ use std::fmt;
 /// The connection is failed with [`ProtocolError::close_code`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// RSV1-3 set with no extension negotiated.
+    /// RSV1-3 set with no extension negotiated (or RSV2/RSV3 at all).
     NonZeroReservedBits,
+    /// RSV1 (compressed) on a control frame or a continuation frame:
+    /// permessage-deflate sets it on a message's first frame only
+    /// (RFC 7692 section 6.1).
+    MisplacedRsv1,
+    /// A compressed message that does not inflate.
+    BadCompressedData,
     /// Opcode 0x3-0x7 or 0xB-0xF.
     ReservedOpCode(u8),
     /// A control frame without FIN.
@@ -56,6 +62,8 @@ impl ProtocolError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProtocolError::NonZeroReservedBits => "reserved bits set",
+            ProtocolError::MisplacedRsv1 => "RSV1 on a control or continuation frame",
+            ProtocolError::BadCompressedData => "invalid compressed data",
             ProtocolError::ReservedOpCode(_) => "reserved opcode",
             ProtocolError::FragmentedControlFrame => "fragmented control frame",
             ProtocolError::ControlFrameTooBig => "control frame too big",

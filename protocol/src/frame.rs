@@ -70,6 +70,9 @@ impl OpCode {
 pub struct FrameHeader {
     /// The FIN bit: this is the last frame of its message.
     pub fin: bool,
+    /// RSV1: with permessage-deflate, the message is compressed. Whether
+    /// it may be set is the connection's call (it knows what was agreed).
+    pub rsv1: bool,
     /// The frame's opcode.
     pub opcode: OpCode,
     /// The masking key; client frames always have one.
@@ -86,18 +89,21 @@ impl FrameHeader {
     ///
     /// `Ok(None)` means more bytes are needed (nothing is consumed); otherwise
     /// the header and its length in bytes. The rules that need only the header
-    /// are checked here: reserved bits, reserved opcodes, control frames, and
-    /// minimal length encoding.
+    /// are checked here: reserved bits (RSV2 and RSV3; RSV1 is reported in
+    /// [`FrameHeader::rsv1`]), reserved opcodes, control frames, and minimal
+    /// length encoding.
     pub fn decode(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),
             _ => return Ok(None),
         };
         // "RSV1, RSV2, RSV3: MUST be 0 unless an extension is negotiated" (5.2)
-        if b0 & 0x70 != 0 {
+        // (RSV1 belongs to permessage-deflate, judged by the connection.)
+        if b0 & 0x30 != 0 {
             return Err(ProtocolError::NonZeroReservedBits);
         }
         let fin = b0 & 0x80 != 0;
+        let rsv1 = b0 & 0x40 != 0;
         let opcode = OpCode::from_bits(b0 & 0x0F)?;
         let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7F;
@@ -153,6 +159,7 @@ impl FrameHeader {
         Ok(Some((
             FrameHeader {
                 fin,
+                rsv1,
                 opcode,
                 mask,
                 payload_len,
@@ -163,7 +170,7 @@ impl FrameHeader {
 
     /// Appends this header to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let b0 = (self.fin as u8) << 7 | self.opcode.bits();
+        let b0 = (self.fin as u8) << 7 | (self.rsv1 as u8) << 6 | self.opcode.bits();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         match self.payload_len {
             n @ 0..=125 => out.extend_from_slice(&[b0, mask_bit | n as u8]),
@@ -187,6 +194,22 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.reserve(MAX_HEADER_LEN + payload.len());
     FrameHeader {
         fin: true,
+        rsv1: false,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    }
+    .encode(out);
+    out.extend_from_slice(payload);
+}
+
+/// Appends one whole server frame whose payload is a compressed message
+/// (RSV1 set, RFC 7692 section 6) to `out`.
+pub fn encode_compressed(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    out.reserve(MAX_HEADER_LEN + payload.len());
+    FrameHeader {
+        fin: true,
+        rsv1: true,
         opcode,
         mask: None,
         payload_len: payload.len() as u64,
@@ -205,6 +228,7 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     let reason = &reason.as_bytes()[..cut];
     FrameHeader {
         fin: true,
+        rsv1: false,
         opcode: OpCode::Close,
         mask: None,
         payload_len: 2 + reason.len() as u64,
@@ -220,6 +244,7 @@ pub fn encode_masked(out: &mut Vec<u8>, fin: bool, opcode: OpCode, payload: &[u8
     out.reserve(MAX_HEADER_LEN + payload.len());
     FrameHeader {
         fin,
+        rsv1: false,
         opcode,
         mask: Some(key),
         payload_len: payload.len() as u64,
@@ -252,6 +277,7 @@ mod tests {
             h,
             FrameHeader {
                 fin: true,
+                rsv1: false,
                 opcode: OpCode::Text,
                 mask: Some([0x37, 0xfa, 0x21, 0x3d]),
                 payload_len: 5
@@ -304,7 +330,6 @@ mod tests {
     #[test]
     fn header_rules() {
         let cases: &[(&[u8], ProtocolError)] = &[
-            (&[0xc1, 0x80], ProtocolError::NonZeroReservedBits),
             (&[0xa1, 0x80], ProtocolError::NonZeroReservedBits),
             (&[0x91, 0x80], ProtocolError::NonZeroReservedBits),
             (&[0x83, 0x80], ProtocolError::ReservedOpCode(3)),
@@ -328,6 +353,17 @@ mod tests {
             assert_eq!(FrameHeader::decode(bytes), Err(err.clone()), "{bytes:x?}");
             assert_eq!(err.close_code(), 1002);
         }
+    }
+
+    #[test]
+    fn rsv1_is_reported_not_refused() {
+        let (h, _) = FrameHeader::decode(&[0xc1, 0x80, 1, 2, 3, 4])
+            .unwrap()
+            .unwrap();
+        assert!(h.rsv1 && h.fin && h.opcode == OpCode::Text);
+        let mut out = Vec::new();
+        encode_compressed(&mut out, OpCode::Binary, b"z");
+        assert_eq!(out, [0xc2, 1, b'z']);
     }
 
     #[test]

@@ -175,7 +175,9 @@ pub fn accept_key(key: &[u8]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Decoder {
     /// How many leading bytes are known not to contain the end of the headers.
-    scanned: usize,
+    /// (u32: a request is at most `max_handshake_size`, 1 MiB, and the
+    /// daemon keeps one of these per connection.)
+    scanned: u32,
 }
 
 impl Decoder {
@@ -189,12 +191,12 @@ impl Decoder {
     ) -> Result<Option<(Request, usize)>, HandshakeError> {
         // Start 2 bytes back: the end of the head (at most 3 bytes,
         // `\n\r\n`) may straddle two reads, with at least its last byte new.
-        let from = self.scanned.saturating_sub(2);
+        let from = (self.scanned as usize).saturating_sub(2);
         let Some(end) = find_end_of_head(buf, from) else {
             if buf.len() > limits.max_handshake_size {
                 return Err(HandshakeError::TooLarge);
             }
-            self.scanned = buf.len();
+            self.scanned = u32::try_from(buf.len()).unwrap_or(u32::MAX);
             return Ok(None);
         };
         if end > limits.max_handshake_size {
@@ -306,12 +308,27 @@ fn find_end_of_head(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Appends the 101 response that completes the handshake.
 pub fn write_accept(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    write_accept_with(out, accept, protocol, None);
+}
+
+/// Appends the 101 response, with the agreed `Sec-WebSocket-Extensions`.
+pub fn write_accept_with(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     out.extend_from_slice(accept.as_bytes());
     out.extend_from_slice(b"\r\n");
     if let Some(p) = protocol {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");

@@ -11,13 +11,16 @@
 //!
 //! Layers, lowest first: [`mask`] and [`utf8`] (pure functions), [`frame`]
 //! (one frame header), [`close`] (close payloads), [`message`] (fragment
-//! reassembly and size limits), [`handshake`] (the HTTP upgrade), and
-//! [`connection`] (the state machine that ties them together).
+//! reassembly and size limits), [`handshake`] (the HTTP upgrade),
+//! [`deflate`] (permessage-deflate: negotiation, and compression as pure
+//! functions over buffers), and [`connection`] (the state machine that ties
+//! them together).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -29,6 +32,8 @@ pub mod utf8;
 pub use close::CloseCode;
 pub use connection::{Connection, Event, State};
 pub use error::{HandshakeError, ProtocolError};
-pub use frame::{encode_close, encode_frame, encode_masked, FrameHeader, OpCode};
+pub use frame::{
+    encode_close, encode_compressed, encode_frame, encode_masked, FrameHeader, OpCode,
+};
 pub use handshake::Request;
 pub use limits::Limits;

@@ -27,6 +27,9 @@ enum Phase {
     Text { validated: usize },
     /// Fragments of a binary message.
     Binary,
+    /// Fragments of a compressed message (RSV1 on its first frame): its
+    /// text is checked once inflated, by the caller.
+    Compressed(Kind),
     /// A whole message was handed out; the buffer is released on the next call.
     Delivered,
 }
@@ -50,7 +53,15 @@ impl Default for Assembler {
 impl Assembler {
     /// Is a fragmented message in progress (so a continuation is expected)?
     pub fn in_progress(&self) -> bool {
-        matches!(self.phase, Phase::Text { .. } | Phase::Binary)
+        matches!(
+            self.phase,
+            Phase::Text { .. } | Phase::Binary | Phase::Compressed(_)
+        )
+    }
+
+    /// Is the message in progress compressed?
+    pub fn is_compressed(&self) -> bool {
+        matches!(self.phase, Phase::Compressed(_))
     }
 
     /// Bytes gathered so far.
@@ -86,6 +97,14 @@ impl Assembler {
         self.validate(false)
     }
 
+    /// Starts a fragmented compressed message with its first frame.
+    pub fn start_compressed(&mut self, kind: Kind, payload: &[u8]) {
+        self.release();
+        self.buf.clear();
+        self.buf.extend_from_slice(payload);
+        self.phase = Phase::Compressed(kind);
+    }
+
     /// Adds a continuation frame. On the final one, returns the whole message.
     pub fn push(
         &mut self,
@@ -99,6 +118,7 @@ impl Assembler {
         }
         let kind = match self.phase {
             Phase::Text { .. } => Kind::Text,
+            Phase::Compressed(kind) => kind,
             _ => Kind::Binary,
         };
         self.phase = Phase::Delivered;

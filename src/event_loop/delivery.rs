@@ -8,10 +8,12 @@ use rakit_protocol::CloseCode;
 use slab::Slab;
 
 use super::EventLoop;
+use crate::compression::Compression;
 use crate::conn::{Conn, Life};
 use crate::http::HttpSettings;
 use crate::metrics::Metrics;
 use crate::router::{ConnId, Frame, Outbox, Router};
+use crate::transport::Transport;
 
 /// Queues router output on connections (the router's view of the loop).
 pub(super) struct Deliver<'a> {
@@ -24,6 +26,8 @@ pub(super) struct Deliver<'a> {
     pub(super) delivered: &'a mut usize,
     /// Close codes sent, for `rakit_closes_total`.
     pub(super) closes: &'a mut Vec<u16>,
+    /// Compresses a frame once for all the clients that agreed deflate.
+    pub(super) compression: &'a mut Compression,
 }
 
 pub(super) fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
@@ -41,7 +45,12 @@ impl Outbox for Deliver<'_> {
         if !conn.proto.is_open() || conn.overflowed {
             return;
         }
-        conn.outq.push_shared(frame);
+        match conn.proto.deflate() {
+            None => conn.outq.push_shared(frame),
+            Some(params) => conn
+                .outq
+                .push_shared(&self.compression.shared(frame, params)),
+        }
         *self.delivered += 1;
         mark_dirty(conn, key, self.dirty);
         if conn.outq.len() > self.max_send_buffer {
@@ -88,6 +97,7 @@ impl EventLoop {
                 max_send_buffer: self.config.max_send_buffer,
                 delivered: &mut self.delivered,
                 closes: &mut self.closes,
+                compression: &mut self.compression,
             },
             &mut self.metrics,
             &self.http,
@@ -135,7 +145,7 @@ impl EventLoop {
         // every frame not yet started is queued data, and is discarded.
         let mut last = conn.outq.rest_of_frame().to_vec();
         rakit_protocol::encode_close(&mut last, code, "send buffer exceeded");
-        let _ = conn.socket.write(&last);
+        let _ = conn.transport().write(&last);
         self.metrics.closes.incr(code);
         self.metrics.slow_client_drops += 1;
         conn.outq.clear();
@@ -180,7 +190,15 @@ impl EventLoop {
         };
         conn.dirty = false;
         let queued = conn.outq.len();
-        let flushed = conn.outq.flush(&mut conn.socket);
+        let mut transport = Transport::of(&mut conn.socket, &mut conn.tls);
+        // Done when the queue is written and TLS holds no records either.
+        let flushed = conn.outq.flush(&mut transport).and_then(|done| {
+            if done {
+                transport.finish()
+            } else {
+                Ok(false)
+            }
+        });
         self.metrics.bytes_sent += (queued - conn.outq.len()) as u64;
         let done = match flushed {
             Ok(done) => done,

@@ -9,7 +9,6 @@
 //!  release: handshake timeout, EOF, write error, slow client, pong timeout, close timer, EOF <-+
 //! ```
 
-use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.life != Life::Closing || !conn.outq.is_empty() {
+        // (TLS records still held count as output: the flush finishes them.)
+        let tls_pending = conn.tls.as_ref().is_some_and(|tls| tls.wants_write());
+        if conn.life != Life::Closing || !conn.outq.is_empty() || tls_pending {
             return;
         }
         if conn.eof {
@@ -64,7 +65,7 @@ impl EventLoop {
         if proto == State::Closed {
             conn.life = Life::Draining;
             conn.inbuf.clear();
-            if conn.socket.shutdown(Shutdown::Write).is_err() {
+            if conn.transport().shutdown_write().is_err() {
                 self.release(key);
             }
         }

@@ -2,8 +2,11 @@
 
 use std::io;
 
+use std::sync::Arc;
+
 use mio::net::TcpStream;
 use mio::{Interest, Token};
+use rustls::ServerConfig;
 
 use super::{EventLoop, ACCEPT_BACKOFF};
 use crate::conn::{Conn, Stamp};
@@ -79,9 +82,37 @@ impl EventLoop {
         }
         self.serial = self.serial.wrapping_add(1);
         let now = Stamp::new(self.epoch, self.now);
-        entry.insert(Conn::new(socket, self.limits, self.serial, now));
+        let mut conn = Conn::new(socket, self.limits, self.serial, now);
+        if let Some(config) = &self.tls {
+            // Without its TLS session the socket must not be served.
+            conn.tls = Some(crate::transport::session(config)?);
+        }
+        entry.insert(conn);
         self.handshake_timers.arm(self.now, key, self.serial);
         Some(key)
+    }
+}
+
+impl EventLoop {
+    /// Serves TLS with `config` (from [`crate::transport::load`]).
+    pub(crate) fn set_tls(&mut self, config: Option<Arc<ServerConfig>>) {
+        self.tls = config;
+    }
+
+    /// SIGHUP: reads the certificate and key again for new connections
+    /// (those open keep theirs). A bad file is logged and the old ones stay.
+    pub(super) fn reload_tls(&mut self) {
+        let Some((cert, key)) = self.config.tls.files() else {
+            log::info!("SIGHUP: no TLS certificate to reload");
+            return;
+        };
+        match crate::transport::load(cert, key) {
+            Ok(config) => {
+                log::info!("SIGHUP: TLS certificate reloaded from {}", cert.display());
+                self.tls = Some(config);
+            }
+            Err(e) => log::error!("SIGHUP: TLS certificate not reloaded, keeping the old one: {e}"),
+        }
     }
 }
 

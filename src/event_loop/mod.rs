@@ -140,6 +140,11 @@ pub(crate) struct EventLoop {
     webhooks: Option<CountersHandle>,
     /// The text message being routed.
     text: String,
+    /// The TLS settings new connections get (SPEC section 12); replaced
+    /// on SIGHUP, while connections keep the settings they started with.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// permessage-deflate's shared compressor and inflater.
+    compression: crate::compression::Compression,
     accept_paused_until: Option<Instant>,
     /// Accepting failed for lack of descriptors and has not succeeded since.
     accept_exhausted: bool,
@@ -189,6 +194,11 @@ impl EventLoop {
             max_sockets: config
                 .max_connections
                 .saturating_add((config.max_connections / 8).max(64)),
+            tls: None,
+            compression: crate::compression::Compression::new(
+                config.compression_level,
+                config.compression_min_size,
+            ),
             config,
             echo,
             limits,
@@ -258,9 +268,13 @@ impl EventLoop {
                     LISTENER => self.accept_all(&mut readbuf),
                     SIGNALS => {
                         if let Some(signals) = signals.as_deref_mut() {
-                            if signals.pending().next().is_some() {
-                                log::info!("signal received: shutting down");
-                                self.begin_shutdown();
+                            for signal in signals.pending() {
+                                if signal == signal_hook::consts::SIGHUP {
+                                    self.reload_tls();
+                                } else {
+                                    log::info!("signal received: shutting down");
+                                    self.begin_shutdown();
+                                }
                             }
                         }
                     }

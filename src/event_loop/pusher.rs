@@ -24,6 +24,7 @@ impl EventLoop {
                 max_send_buffer: self.config.max_send_buffer,
                 delivered: &mut self.delivered,
                 closes: &mut self.closes,
+                compression: &mut self.compression,
             },
             pusher,
         ))

@@ -11,7 +11,6 @@
 use std::io::{self, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mio::net::TcpStream;
 use rakit_protocol::{Event, OpCode, State};
 
 use super::delivery::mark_dirty;
@@ -66,7 +65,7 @@ enum ReadOutcome {
     Closed,
 }
 
-fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
+fn read_some(socket: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
     loop {
         return match socket.read(buf) {
             Ok(0) => ReadOutcome::Closed,
@@ -75,6 +74,14 @@ fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => ReadOutcome::Closed,
         };
+    }
+}
+
+/// Reading TLS can leave records to write (handshake messages, tickets,
+/// alerts) that the socket did not take at once: the flush finishes them.
+fn tls_output(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
+    if conn.tls.as_ref().is_some_and(|tls| tls.wants_write()) {
+        mark_dirty(conn, key, dirty);
     }
 }
 
@@ -154,7 +161,9 @@ impl EventLoop {
         } else {
             &mut readbuf[..room]
         };
-        let n = match read_some(&mut conn.socket, dest) {
+        let read = read_some(&mut conn.transport(), dest);
+        tls_output(conn, key, &mut self.dirty);
+        let n = match read {
             ReadOutcome::Data(n) => n,
             ReadOutcome::Blocked => {
                 conn.inbuf.put(tail);
@@ -237,7 +246,7 @@ impl EventLoop {
         };
         conn.inbuf.clear();
         for _ in 0..MAX_READS_PER_TURN {
-            match read_some(&mut conn.socket, &mut readbuf[..READ_BUF]) {
+            match read_some(&mut conn.transport(), &mut readbuf[..READ_BUF]) {
                 ReadOutcome::Data(_) => continue,
                 ReadOutcome::Blocked => return,
                 ReadOutcome::Closed => return self.on_eof(key),
@@ -272,6 +281,7 @@ impl EventLoop {
             self.scratch.clear();
             let mut then = Then::Nothing;
             let mut stop = None;
+            let deflate = proto.deflate().copied();
             match proto.read(&mut input[pos..], &mut self.scratch) {
                 Ok((0, None)) => {
                     stop = Some(if proto.state() == State::Closed {
@@ -294,11 +304,46 @@ impl EventLoop {
                         Some(Event::Request(req)) => then = Then::Decide(req),
                         Some(Event::Text(text)) if self.echo => {
                             self.metrics.messages_received += 1;
-                            outq.push_frame(OpCode::Text, text.as_bytes())
+                            self.compression.push_message(
+                                outq,
+                                deflate.as_ref(),
+                                OpCode::Text,
+                                text.as_bytes(),
+                            )
                         }
                         Some(Event::Binary(data)) if self.echo => {
                             self.metrics.messages_received += 1;
-                            outq.push_frame(OpCode::Binary, data)
+                            self.compression.push_message(
+                                outq,
+                                deflate.as_ref(),
+                                OpCode::Binary,
+                                data,
+                            )
+                        }
+                        Some(Event::Compressed { text, payload }) => {
+                            let max = self.limits.max_message_size;
+                            match self.compression.inflate(payload, text, max) {
+                                Ok(_) if self.echo => {
+                                    self.metrics.messages_received += 1;
+                                    let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                                    self.compression
+                                        .push_inflated(outq, deflate.as_ref(), opcode);
+                                }
+                                Ok(message) if text => {
+                                    self.text.clear();
+                                    // Checked by inflate().
+                                    self.text
+                                        .push_str(std::str::from_utf8(message).unwrap_or(""));
+                                    then = Then::RouteText;
+                                }
+                                Ok(_) => then = Then::RouteBinary,
+                                Err(e) => {
+                                    log::debug!("connection {key}: protocol error: {e}");
+                                    self.metrics.closes.incr(e.close_code());
+                                    proto.fail(&e, &mut self.scratch);
+                                    stop = Some(Stop::Done);
+                                }
+                            }
                         }
                         Some(Event::Text(text)) => {
                             self.text.clear();
@@ -368,8 +413,16 @@ impl EventLoop {
                 protocol,
                 mut user,
             } => {
-                conn.proto
-                    .accept(&accept_key, protocol.as_deref(), &mut self.scratch);
+                let deflate = match (&req.extensions, self.config.compression) {
+                    (Some(offers), true) => rakit_protocol::deflate::negotiate(offers),
+                    _ => None,
+                };
+                conn.proto.accept_with(
+                    &accept_key,
+                    protocol.as_deref(),
+                    deflate,
+                    &mut self.scratch,
+                );
                 conn.outq.push_bytes(&self.scratch);
                 mark_dirty(conn, key, &mut self.dirty);
                 self.enter_open(key);

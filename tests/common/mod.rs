@@ -11,6 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod tls;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -240,7 +242,11 @@ fn read_listen_line(stdout: &mut BufReader<ChildStdout>) -> Result<SocketAddr, S
         Ok(_) => {}
         Err(e) => return Err(format!("an error: {e}")),
     }
-    line.strip_prefix("rakit-websocket listening on ws://")
+    line.strip_prefix("rakit-websocket listening on ")
+        .and_then(|rest| {
+            rest.strip_prefix("ws://")
+                .or_else(|| rest.strip_prefix("wss://"))
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|addr| addr.parse().ok())
         .ok_or_else(|| format!("{line:?}"))

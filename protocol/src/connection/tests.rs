@@ -27,6 +27,7 @@ enum Seen {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    Compressed(bool, Vec<u8>),
 }
 
 /// Feeds `input` to `conn` as one buffer; returns the events, the bytes to
@@ -49,6 +50,9 @@ fn drive(conn: &mut Connection, input: &[u8]) -> (Vec<Seen>, Vec<u8>, Option<Err
                     Some(Event::Pong(b)) => seen.push(Seen::Pong(b.to_vec())),
                     Some(Event::Close(c)) => {
                         seen.push(Seen::Close(c.map(|(code, r)| (code, r.to_owned()))))
+                    }
+                    Some(Event::Compressed { text, payload }) => {
+                        seen.push(Seen::Compressed(text, payload.to_vec()))
                     }
                     Some(Event::Request(_)) => panic!("request in open state"),
                 }
@@ -554,9 +558,10 @@ fn idle_connection_holds_no_buffer_after_a_fragmented_message() {
 
 #[test]
 fn small_state() {
-    // The daemon keeps one per connection; keep it lean.
+    // The daemon keeps one per connection; keep it lean (permessage-deflate
+    // took padding; the handshake decoder's offset is a u32).
     assert!(
-        std::mem::size_of::<Connection>() <= 96,
+        std::mem::size_of::<Connection>() <= 80,
         "{}",
         std::mem::size_of::<Connection>()
     );
@@ -578,8 +583,12 @@ fn drive_in_pieces(
             match conn.read(&mut buf, &mut out) {
                 Ok((0, None)) => break,
                 Ok((n, ev)) => {
-                    if let Some(Event::Text(t)) = ev {
-                        seen.push(Seen::Text(t.to_owned()));
+                    match ev {
+                        Some(Event::Text(t)) => seen.push(Seen::Text(t.to_owned())),
+                        Some(Event::Compressed { text, payload }) => {
+                            seen.push(Seen::Compressed(text, payload.to_vec()))
+                        }
+                        _ => {}
                     }
                     buf.drain(..n);
                 }
@@ -619,4 +628,115 @@ fn invalid_text_fails_before_its_frame_is_whole() {
     // The frame has 8 header bytes: byte 100 of the payload is in piece 2.
     assert_eq!(piece_index, 2, "failed on the piece with the bad byte");
     assert_eq!(conn.state(), State::Closed);
+}
+
+/// An open connection that agreed permessage-deflate.
+fn deflating() -> Connection {
+    let mut conn = Connection::new(limits());
+    let mut buf = UPGRADE.to_vec();
+    let mut out = Vec::new();
+    let (_, ev) = conn.read(&mut buf, &mut out).unwrap();
+    let Some(Event::Request(req)) = ev else {
+        panic!("no request")
+    };
+    let params = crate::deflate::negotiate("permessage-deflate; server_max_window_bits=10");
+    conn.accept_with(&req.validate().unwrap(), None, params, &mut out);
+    let head = String::from_utf8(out).unwrap();
+    assert!(head.contains(
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+         client_no_context_takeover; server_max_window_bits=10\r\n"
+    ));
+    assert_eq!(conn.deflate().unwrap().server_max_window_bits, 10);
+    conn
+}
+
+/// A client frame with RSV1 set.
+fn rsv1(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame(fin, opcode, payload);
+    f[0] |= 0x40;
+    f
+}
+
+#[test]
+fn compressed_messages_are_handed_out_whole() {
+    let mut conn = deflating();
+    // Invalid UTF-8 in compressed text is not judged here: it is not text yet.
+    let mut input = rsv1(true, OpCode::Text, b"\xff\x01");
+    input.extend(rsv1(false, OpCode::Binary, b"ab"));
+    input.extend(frame(true, OpCode::Ping, b"p"));
+    input.extend(frame(true, OpCode::Continuation, b"cd"));
+    input.extend(frame(true, OpCode::Text, b"plain"));
+    let (seen, out, err) = drive(&mut conn, &input);
+    assert_eq!(err, None);
+    assert_eq!(
+        seen,
+        [
+            Seen::Compressed(true, b"\xff\x01".to_vec()),
+            Seen::Ping(b"p".to_vec()),
+            Seen::Compressed(false, b"abcd".to_vec()),
+            Seen::Text("plain".into()),
+        ]
+    );
+    assert_eq!(out, [0x8a, 1, b'p']);
+}
+
+#[test]
+fn rsv1_rules() {
+    // Not agreed: 1002.
+    fails_with(
+        &rsv1(true, OpCode::Text, b"x"),
+        ProtocolError::NonZeroReservedBits,
+        1002,
+    );
+    // Agreed, but on a control frame or a continuation.
+    for (input, what) in [
+        (rsv1(true, OpCode::Ping, b""), "ping"),
+        (
+            [
+                rsv1(false, OpCode::Text, b"a"),
+                rsv1(true, OpCode::Continuation, b"b"),
+            ]
+            .concat(),
+            "continuation",
+        ),
+    ] {
+        let mut conn = deflating();
+        let (_, out, err) = drive(&mut conn, &input);
+        assert_eq!(
+            err,
+            Some(Error::Protocol(ProtocolError::MisplacedRsv1)),
+            "{what}"
+        );
+        assert_eq!((out[0], &out[2..4]), (0x88, &[0x03, 0xea][..]), "{what}");
+    }
+    // RSV2 stays refused.
+    let mut conn = deflating();
+    let mut f = frame(true, OpCode::Text, b"x");
+    f[0] |= 0x20;
+    let (_, _, err) = drive(&mut conn, &f);
+    assert_eq!(
+        err,
+        Some(Error::Protocol(ProtocolError::NonZeroReservedBits))
+    );
+}
+
+#[test]
+fn a_text_frame_in_pieces_is_not_validated_when_compressed() {
+    let mut conn = deflating();
+    let input = rsv1(true, OpCode::Text, &[0xff; 40]);
+    let (seen, err, _) = drive_in_pieces(&mut conn, &input, 7);
+    assert_eq!(err, None);
+    assert_eq!(seen, [Seen::Compressed(true, vec![0xff; 40])]);
+}
+
+#[test]
+fn fail_writes_the_close_frame() {
+    let mut conn = deflating();
+    let mut out = Vec::new();
+    conn.fail(&ProtocolError::BadCompressedData, &mut out);
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xea]);
+    let mut again = Vec::new();
+    conn.fail(&ProtocolError::InvalidUtf8, &mut again);
+    assert!(again.is_empty());
 }
