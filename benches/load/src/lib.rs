@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -27,6 +28,17 @@ pub enum ReadState {
     Blocked,
     /// The peer closed (EOF, reset or a close frame).
     Closed,
+}
+
+/// Offer permessage-deflate (RFC 7692) in every upgrade request, and inflate
+/// compressed messages before they are checked (`loadgen --deflate`).
+pub static DEFLATE: AtomicBool = AtomicBool::new(false);
+/// Bytes read from every socket, for the bytes-on-the-wire figure.
+pub static WIRE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static INFLATER: std::cell::RefCell<(rakit_protocol::deflate::Inflater, Vec<u8>)> =
+        std::cell::RefCell::new(Default::default());
 }
 
 /// One client WebSocket connection driven by a mio loop (edge-triggered:
@@ -67,9 +79,15 @@ impl WsClient {
             wpos: 0,
             mask: seed.wrapping_mul(0x9E37_79B9).to_le_bytes(),
         };
+        let extensions = if DEFLATE.load(Ordering::Relaxed) {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; \
+             server_no_context_takeover\r\n"
+        } else {
+            ""
+        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
         );
         c.wbuf.extend_from_slice(req.as_bytes());
         Ok(c)
@@ -142,6 +160,7 @@ impl WsClient {
                 Err(e) => return Err(e),
             };
             self.connected = true;
+            WIRE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
             let closed = if self.rbuf.is_empty() {
                 let (used, closed) = self.consume(&scratch[..n], on_open, on_msg)?;
                 self.rbuf.extend_from_slice(&scratch[used..n]);
@@ -209,6 +228,16 @@ impl WsClient {
             let payload = &buf[pos + hl..pos + hl + len];
             pos += hl + len;
             match h.opcode {
+                OpCode::Text | OpCode::Binary if h.fin && h.rsv1 => {
+                    INFLATER.with(|cell| {
+                        let (inflater, out) = &mut *cell.borrow_mut();
+                        inflater
+                            .inflate(payload, 64 << 20, out)
+                            .map_err(|e| bad(&format!("bad compressed message: {e:?}")))?;
+                        on_msg(out);
+                        Ok::<(), io::Error>(())
+                    })?;
+                }
                 OpCode::Text | OpCode::Binary if h.fin => on_msg(payload),
                 OpCode::Ping => {
                     let p = payload.to_vec();

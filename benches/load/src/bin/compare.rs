@@ -6,11 +6,15 @@
 //!         [--rakit ../../target/release/rakit] [--config rakit-bench.toml]
 //!         [--api-config rakit-api-bench.toml (default: beside --config)]
 //!         [--bin-dir DIR_OF_LOADGEN_AND_PEERS] [--raw FILE] [--echo-secs 5]
-//!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--peers none]
+//!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--size B] [--peers none]
+//!         [--deflate-vs-plain CONFIG]
 //! ```
 //! `--rakit-before` runs a second rakit build (e.g. the previous commit's)
 //! alternately with the others, as `rakit-before`; `--subs`/`--msgs` set
 //! the fan-out and broadcast sizes; `--peers none` runs rakit builds only.
+//! `--deflate-vs-plain CONFIG` runs rakit (with CONFIG, which turns
+//! compression on) twice, alternately: clients offering permessage-deflate
+//! (`rakit`) and plain clients (`rakit-plain`), both with chat-like text.
 //! Each run starts a fresh server process, runs one `loadgen` workload
 //! against it (which reads the server's /proc/PID/stat before and after its
 //! measured window and /proc/PID/status VmRSS), then kills the server.
@@ -30,6 +34,8 @@ struct Server {
     name: &'static str,
     program: PathBuf,
     args: Vec<String>,
+    /// Added to loadgen's arguments for this server's runs.
+    loadgen_extra: Vec<String>,
 }
 
 struct Run {
@@ -78,8 +84,9 @@ fn main() {
     let raw_path = args.get("raw");
     let before = args.get("rakit-before").map(PathBuf::from);
     let no_peers = args.get("peers").as_deref() == Some("none");
+    let deflate_config = args.get("deflate-vs-plain");
     let mut fanout_args = Vec::new();
-    for key in ["subs", "msgs"] {
+    for key in ["subs", "msgs", "size"] {
         if let Some(v) = args.get(key) {
             fanout_args.extend([format!("--{key}"), v]);
         }
@@ -106,12 +113,14 @@ fn main() {
         .into_iter()
         .chain(echo.then(|| "--echo".to_owned()))
         .collect(),
+        loadgen_extra: Vec::new(),
     };
     let rakit_server = |echo: bool| rakit_build("rakit", &rakit, echo);
     let peer = |name: &'static str, bin: &str, extra: &[&str]| Server {
         name,
         program: bin_dir.join(bin),
         args: extra.iter().map(|s| s.to_string()).collect(),
+        loadgen_extra: Vec::new(),
     };
 
     println!(
@@ -162,6 +171,7 @@ fn main() {
                         "--port=0".to_owned(),
                         format!("--config={api_config}"),
                     ],
+                    loadgen_extra: Vec::new(),
                 }],
                 vec![
                     "--key".into(),
@@ -179,6 +189,20 @@ fn main() {
         if let Some(before) = &before {
             let echo = servers[0].args.iter().any(|a| a == "--echo");
             servers.insert(1, rakit_build("rakit-before", before, echo));
+        }
+        if let Some(deflate_config) = &deflate_config {
+            // The same daemon and config (compression on) twice: clients
+            // that offer permessage-deflate, and plain clients.
+            let chat = vec!["--chat".to_owned()];
+            let mut compressed = rakit_server(false);
+            compressed.args[2] = format!("--config={deflate_config}");
+            let mut plain = Server {
+                name: "rakit-plain",
+                ..compressed.clone()
+            };
+            compressed.loadgen_extra = [chat.clone(), vec!["--deflate".to_owned()]].concat();
+            plain.loadgen_extra = chat;
+            servers = vec![compressed, plain];
         }
         let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
         for round in 1..=rounds {
@@ -283,6 +307,7 @@ fn run_one(bin_dir: &Path, server: &Server, workload: &str, extra: &[String]) ->
         .args(["--addr", &addr, "--server", server.name])
         .args(["--server-pid", &pid.to_string()])
         .args(extra)
+        .args(&server.loadgen_extra)
         .stderr(Stdio::inherit())
         .output()
         .expect("loadgen");

@@ -7,7 +7,9 @@
 //! loadgen idle      --addr A [--conns 10000] [--inflight 100] [--settle-ms 1000]
 //! loadgen api       --addr A --token T [--key K] [--subs 1000] [--msgs 480] [--size 24]
 //!                   [--concurrency 1,16] [--timeout 60]
-//! common: [--server NAME] [--server-pid PID]
+//! common: [--server NAME] [--server-pid PID] [--deflate] [--chat]
+//! (`--deflate`: offer permessage-deflate and inflate what comes compressed;
+//!  `--chat`: chat-like filler text instead of one repeated letter)
 //! ```
 //!
 //! Each prints one line `RESULT workload=... server=... key=value ...`.
@@ -55,6 +57,8 @@ fn main() -> ExitCode {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("loadgen: cannot raise RLIMIT_NOFILE: {e}");
     }
+    rakit_load::DEFLATE.store(args.flag("deflate"), std::sync::atomic::Ordering::Relaxed);
+    CHAT.store(args.flag("chat"), std::sync::atomic::Ordering::Relaxed);
     let result = match workload.as_str() {
         "echo" => echo(&common, &args),
         "fanout" => fanout(&common, &args, false),
@@ -87,6 +91,33 @@ fn cpu(c: &Common) -> f64 {
     c.pid.and_then(cpu_ms).unwrap_or(f64::NAN)
 }
 
+/// Chat-like filler (`--chat`): words from a small vocabulary in a fixed
+/// pseudo-random order, which compresses about as well as real chat text
+/// (the default filler, one repeated letter, compresses far better).
+static CHAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn filler(len: usize) -> String {
+    if !CHAT.load(std::sync::atomic::Ordering::Relaxed) {
+        return "x".repeat(len);
+    }
+    const WORDS: [&str; 24] = [
+        "hello", "the", "order", "shipped", "today", "and", "we", "will", "see", "you", "at",
+        "meeting", "room", "about", "new", "release", "thanks", "for", "quick", "reply", "ok",
+        "great", "news", "team",
+    ];
+    let mut s = String::with_capacity(len + 16);
+    let mut x: u32 = 0x2545_f491;
+    while s.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.push_str(WORDS[(x % WORDS.len() as u32) as usize]);
+        s.push(' ');
+    }
+    s.truncate(len);
+    s
+}
+
 /// A text payload of exactly `size` bytes built around `prefix` and `suffix`.
 fn padded(prefix: &str, body: &str, suffix: &str, size: usize) -> Vec<u8> {
     let fixed = prefix.len() + body.len() + suffix.len();
@@ -97,7 +128,7 @@ fn padded(prefix: &str, body: &str, suffix: &str, size: usize) -> Vec<u8> {
     let mut s = String::with_capacity(size);
     s.push_str(prefix);
     s.push_str(body);
-    s.extend(std::iter::repeat_n('x', size - fixed));
+    s.push_str(&filler(size - fixed));
     s.push_str(suffix);
     s.into_bytes()
 }
@@ -448,13 +479,14 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
          delivered={delivered} expected={expected} lost={} order_errors={order_errors} \
          incomplete={incomplete} id_errors={id_errors} closed={closed} secs={secs:.3} \
          publish_s={:.3} deliveries_per_s={:.0} cpu_ms={cpu_used:.0} cpu_ns_per_delivery={:.0} \
-         client_cpu_ms={:.0} rss_kb={rss} valid={}",
+         client_cpu_ms={:.0} rss_kb={rss} wire_bytes={} valid={}",
         c.server,
         expected.saturating_sub(delivered),
         published_at.map_or(f64::NAN, |p| (p - t0).as_secs_f64()),
         delivered as f64 / secs.max(1e-9),
         cpu_used * 1e6 / delivered.max(1) as f64,
         self1 - self0,
+        rakit_load::WIRE_BYTES.load(std::sync::atomic::Ordering::Relaxed),
         u8::from(valid),
     ))
 }
