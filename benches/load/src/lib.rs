@@ -410,6 +410,18 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// A process's peak resident set size in KiB (`VmHWM` in `/proc/PID/status`).
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// The median of `v` (sorted in place); NaN for an empty slice.
 pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {

@@ -8,6 +8,9 @@
 //!         [--bin-dir DIR_OF_LOADGEN_AND_PEERS] [--raw FILE] [--echo-secs 5]
 //!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--size B] [--peers none]
 //!         [--deflate-vs-plain CONFIG]
+//!         [--redis-server /usr/bin/redis-server] [--redis-tcp]
+//!         [--node node] [--node-peer peer-node-ws-redis/server.js]
+//!         [--rate 100] [--latency-secs 10] [--latency-subs 100] [--peer-msgs 2000]
 //! ```
 //! `--rakit-before` runs a second rakit build (e.g. the previous commit's)
 //! alternately with the others, as `rakit-before`; `--subs`/`--msgs` set
@@ -19,6 +22,16 @@
 //! against it (which reads the server's /proc/PID/stat before and after its
 //! measured window and /proc/PID/status VmRSS), then kills the server.
 //! Build first: `benches/load/run.sh` does both builds and runs this.
+//!
+//! The cluster workloads (`cluster-fanout`, `cluster-latency`; not in the
+//! default list) start, per run, a fresh `redis-server` (no persistence, on a
+//! Unix socket in a scratch directory, or with `--redis-tcp` on a free
+//! loopback port) and two copies of the server configured to use it; they
+//! wait until both have subscribed (`PUBSUB NUMSUB`), then run `loadgen` with
+//! both addresses and all three pids. Each is run alternately with the same
+//! workload on one server process and no Redis (`rakit-1`, `node-1`).
+//! `cluster-fanout` sends `--msgs` (default 10,000) to rakit and
+//! `--peer-msgs` (default 2,000) to the much slower Node peer.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -33,9 +46,25 @@ use rakit_load::{cpu_ms, median, parse_result, Args, API_BENCH_KEY, API_BENCH_SE
 struct Server {
     name: &'static str,
     program: PathBuf,
+    /// `{redis}` is replaced by the Redis location (a socket path or a
+    /// `redis://` URL), `{cluster-config}` by a rakit config using it.
     args: Vec<String>,
     /// Added to loadgen's arguments for this server's runs.
     loadgen_extra: Vec<String>,
+    /// How many processes (each prints its own address).
+    copies: usize,
+    /// The pub/sub channel every copy subscribes to at start: with it, a
+    /// fresh Redis is started for the run and the run waits for `copies`
+    /// subscribers there.
+    bus: Option<&'static str>,
+}
+
+/// Where Redis listens, and the rakit config written for it.
+struct RedisSetup {
+    program: PathBuf,
+    tcp: bool,
+    dir: PathBuf,
+    base_config: String,
 }
 
 struct Run {
@@ -85,6 +114,32 @@ fn main() {
     let before = args.get("rakit-before").map(PathBuf::from);
     let no_peers = args.get("peers").as_deref() == Some("none");
     let deflate_config = args.get("deflate-vs-plain");
+    let scratch = std::env::temp_dir().join(format!("rakit-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let redis = RedisSetup {
+        program: args
+            .get("redis-server")
+            .unwrap_or_else(|| "/usr/bin/redis-server".into())
+            .into(),
+        tcp: args.flag("redis-tcp"),
+        dir: scratch.clone(),
+        base_config: std::fs::read_to_string(&config).unwrap_or_default(),
+    };
+    let peer_msgs = args.get("peer-msgs").unwrap_or_else(|| "2000".into());
+    let node = PathBuf::from(args.get("node").unwrap_or_else(|| "node".into()));
+    let node_peer = args
+        .get("node-peer")
+        .unwrap_or_else(|| "peer-node-ws-redis/server.js".into());
+    let mut latency_args = Vec::new();
+    for (key, flag) in [
+        ("rate", "rate"),
+        ("latency-secs", "secs"),
+        ("latency-subs", "subs"),
+    ] {
+        if let Some(v) = args.get(key) {
+            latency_args.extend([format!("--{flag}"), v]);
+        }
+    }
     let mut fanout_args = Vec::new();
     for key in ["subs", "msgs", "size"] {
         if let Some(v) = args.get(key) {
@@ -114,6 +169,8 @@ fn main() {
         .chain(echo.then(|| "--echo".to_owned()))
         .collect(),
         loadgen_extra: Vec::new(),
+        copies: 1,
+        bus: None,
     };
     let rakit_server = |echo: bool| rakit_build("rakit", &rakit, echo);
     let peer = |name: &'static str, bin: &str, extra: &[&str]| Server {
@@ -121,6 +178,48 @@ fn main() {
         program: bin_dir.join(bin),
         args: extra.iter().map(|s| s.to_string()).collect(),
         loadgen_extra: Vec::new(),
+        copies: 1,
+        bus: None,
+    };
+    // The cluster workloads: one process alone, then two plus Redis.
+    let cluster_servers = || {
+        vec![
+            rakit_build("rakit-1", &rakit, false),
+            Server {
+                name: "rakit-cluster",
+                program: rakit.clone(),
+                args: vec![
+                    "websocket:run".into(),
+                    "--port=0".into(),
+                    "--config={cluster-config}".into(),
+                ],
+                copies: 2,
+                bus: Some("rakit:bus"),
+                loadgen_extra: Vec::new(),
+            },
+            Server {
+                name: "node-1",
+                program: node.clone(),
+                args: vec![node_peer.clone(), "--port".into(), "0".into()],
+                copies: 1,
+                bus: None,
+                loadgen_extra: Vec::new(),
+            },
+            Server {
+                name: "node-cluster",
+                program: node.clone(),
+                args: vec![
+                    node_peer.clone(),
+                    "--port".into(),
+                    "0".into(),
+                    "--redis".into(),
+                    "{redis}".into(),
+                ],
+                copies: 2,
+                bus: Some("bus:all"),
+                loadgen_extra: Vec::new(),
+            },
+        ]
     };
 
     println!(
@@ -172,6 +271,8 @@ fn main() {
                         format!("--config={api_config}"),
                     ],
                     loadgen_extra: Vec::new(),
+                    copies: 1,
+                    bus: None,
                 }],
                 vec![
                     "--key".into(),
@@ -180,11 +281,22 @@ fn main() {
                     admin_token(&rakit),
                 ],
             ),
+            "cluster-fanout" => {
+                let mut a = fanout_args.clone();
+                if args.get("msgs").is_none() {
+                    // 10 M deliveries: long enough for the CPU clock ticks.
+                    a.extend(["--msgs".to_owned(), "10000".to_owned()]);
+                }
+                // The Node peer needs about a minute at a load average of 9.
+                a.extend(["--timeout".to_owned(), "240".to_owned()]);
+                (cluster_servers(), a)
+            }
+            "cluster-latency" => (cluster_servers(), latency_args.clone()),
             other => panic!("unknown workload {other}"),
         };
         let (mut servers, loadgen_args) = (servers, loadgen_args);
         if no_peers {
-            servers.truncate(1);
+            servers.retain(|s| s.name.starts_with("rakit"));
         }
         if let Some(before) = &before {
             let echo = servers[0].args.iter().any(|a| a == "--echo");
@@ -207,7 +319,16 @@ fn main() {
         let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
         for round in 1..=rounds {
             for server in &servers {
-                let run = run_one(&bin_dir, server, workload, &loadgen_args);
+                let mut loadgen_args = loadgen_args.clone();
+                if workload == "cluster-fanout" && server.name.starts_with("node") {
+                    // The Node peer is some 50 times slower: fewer messages
+                    // keep its runs under a minute (rates and CPU per
+                    // delivery do not depend on the count).
+                    if let Some(i) = loadgen_args.iter().position(|a| a == "--msgs") {
+                        loadgen_args[i + 1] = peer_msgs.clone();
+                    }
+                }
+                let run = run_one(&bin_dir, server, workload, &loadgen_args, &redis);
                 let line = format!(
                     "round={round} {} peak_rss_kb={} total_cpu_ms={:.0}",
                     run.fields
@@ -228,6 +349,7 @@ fn main() {
         }
         summaries.push(report(workload, &servers, &runs));
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     println!("\n# load average at end: {}", loadavg());
     println!("\n== targets (ratios ours/peer, medians of the same run) ==");
     for s in summaries.iter().flatten() {
@@ -255,9 +377,14 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn spawn_server(server: &Server) -> (Child, String) {
+fn spawn_server(server: &Server, subst: &[(&str, String)]) -> (Child, String) {
+    let args = server.args.iter().map(|a| {
+        subst
+            .iter()
+            .fold(a.clone(), |a, (from, to)| a.replace(from, to))
+    });
     let mut child = Command::new(&server.program)
-        .args(&server.args)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -296,25 +423,180 @@ fn peak_rss_kb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn run_one(bin_dir: &Path, server: &Server, workload: &str, extra: &[String]) -> Run {
-    let (mut child, addr) = spawn_server(server);
-    let pid = child.id();
+/// A fresh `redis-server` for one run; killed (and its socket removed) on drop.
+struct RedisRun {
+    child: Child,
+    /// For node (`ioredis`): a socket path or a `redis://` URL.
+    location: String,
+    /// For rakit's `redis_url`.
+    url: String,
+    sock: Option<PathBuf>,
+    port: u16,
+}
+
+impl RedisRun {
+    fn start(setup: &RedisSetup) -> RedisRun {
+        let mut cmd = Command::new(&setup.program);
+        cmd.args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&setup.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let (location, url, sock, port) = if setup.tcp {
+            // A free port: bind port 0, read it, release it.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            let url = format!("redis://127.0.0.1:{port}");
+            (url.clone(), url, None, port)
+        } else {
+            let sock = setup.dir.join("redis.sock");
+            let _ = std::fs::remove_file(&sock);
+            cmd.args(["--port", "0", "--unixsocketperm", "700", "--unixsocket"])
+                .arg(&sock);
+            let path = sock.display().to_string();
+            (path.clone(), format!("unix:{path}"), Some(sock), 0)
+        };
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", setup.program.display()));
+        let r = RedisRun {
+            child,
+            location,
+            url,
+            sock,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.query(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    /// One command; the reply's last line (enough for PING and PUBSUB NUMSUB).
+    fn query(&self, args: &[&str]) -> Option<String> {
+        use std::io::Read;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req += &format!("${}\r\n{a}\r\n", a.len());
+        }
+        let mut buf = vec![0u8; 512];
+        let n = if let Some(sock) = &self.sock {
+            let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            s.write_all(req.as_bytes()).ok()?;
+            s.read(&mut buf).ok()?
+        } else {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            s.write_all(req.as_bytes()).ok()?;
+            s.read(&mut buf).ok()?
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.lines().last().map(str::to_owned)
+    }
+
+    /// Waits until `n` connections subscribe to `channel`.
+    fn wait_subscribers(&self, channel: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = format!(":{n}");
+        while self.query(&["PUBSUB", "NUMSUB", channel]).as_deref() != Some(want.as_str()) {
+            assert!(
+                Instant::now() < deadline,
+                "{n} subscribers to {channel} did not show up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(sock) = &self.sock {
+            let _ = std::fs::remove_file(sock);
+        }
+    }
+}
+
+fn run_one(
+    bin_dir: &Path,
+    server: &Server,
+    workload: &str,
+    extra: &[String],
+    redis_setup: &RedisSetup,
+) -> Run {
+    let redis = server.bus.map(|_| RedisRun::start(redis_setup));
+    let mut subst = Vec::new();
+    if let Some(r) = &redis {
+        let path = redis_setup
+            .dir
+            .join(format!("cluster-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n[cluster]\nredis_url = \"{}\"\n",
+                redis_setup.base_config, r.url
+            ),
+        )
+        .expect("cluster config");
+        subst.push(("{cluster-config}", path.display().to_string()));
+        subst.push(("{redis}", r.location.clone()));
+    }
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..server.copies {
+        let (child, addr) = spawn_server(server, &subst);
+        children.push(child);
+        addrs.push(addr);
+    }
+    if let (Some(r), Some(bus)) = (&redis, server.bus) {
+        r.wait_subscribers(bus, server.copies);
+    }
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let redis_pid = redis.as_ref().map(|r| r.child.id());
+    let all_pids: Vec<u32> = pids.iter().copied().chain(redis_pid).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let cpu0 = cpu_ms(pid).unwrap_or(f64::NAN);
+    let total_cpu = || -> f64 {
+        all_pids
+            .iter()
+            .map(|&p| cpu_ms(p).unwrap_or(f64::NAN))
+            .sum()
+    };
+    let cpu0 = total_cpu();
     let started = Instant::now();
-    let out = Command::new(bin_dir.join("loadgen"))
-        .arg(workload)
-        .args(["--addr", &addr, "--server", server.name])
-        .args(["--server-pid", &pid.to_string()])
+    let loadgen_workload = workload.strip_prefix("cluster-").unwrap_or(workload);
+    let join = |v: &[String]| v.join(",");
+    let mut cmd = Command::new(bin_dir.join("loadgen"));
+    cmd.arg(loadgen_workload)
+        .args(["--addr", &join(&addrs), "--server", server.name])
+        .args([
+            "--server-pid",
+            &join(&pids.iter().map(u32::to_string).collect::<Vec<_>>()),
+        ]);
+    if let Some(p) = redis_pid {
+        cmd.args(["--redis-pid", &p.to_string()]);
+    }
+    let out = cmd
         .args(extra)
         .args(&server.loadgen_extra)
         .stderr(Stdio::inherit())
         .output()
         .expect("loadgen");
-    let cpu1 = cpu_ms(pid).unwrap_or(f64::NAN);
-    let peak = peak_rss_kb(pid);
-    let _ = child.kill();
-    let _ = child.wait();
+    let cpu1 = total_cpu();
+    let peak: f64 = all_pids.iter().map(|&p| peak_rss_kb(p)).sum();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(redis);
     let text = String::from_utf8_lossy(&out.stdout);
     let fields = text
         .lines()
@@ -384,25 +666,79 @@ fn metrics(workload: &str) -> Vec<Metric> {
             m("rss_per_conn_b", "rss B/conn"),
             m("rss_after_kb", "rss KiB"),
         ],
+        // srv: the server processes (Redis not included); A, B: each node
+        // (A has the publisher); per cpu-s: every process, Redis included.
+        "cluster-fanout" => vec![
+            m("deliveries_per_s", "deliveries/s"),
+            m("secs", "secs"),
+            m("cpu_ns_per_delivery", "srv ns/deliv"),
+            m("n0_cpu_ns_per_delivery", "A ns/deliv"),
+            m("n1_cpu_ns_per_delivery", "B ns/deliv"),
+            m("b_over_a", "B/A cpu"),
+            m("redis_cpu_ms", "redis cpu ms"),
+            m("deliveries_per_cpu_s", "deliv/cpu-s"),
+            m("deliveries_per_cpu_s_no_redis", "no redis"),
+            m("peak_rss_kb", "rss KiB"),
+            m("n1_peak_rss_kb", "B rss KiB"),
+            m("redis_peak_rss_kb", "redis KiB"),
+            m("lost", "lost"),
+        ],
+        "cluster-latency" => vec![
+            m("p50_us", "p50 us"),
+            m("p90_us", "p90 us"),
+            m("p99_us", "p99 us"),
+            m("max_us", "max us"),
+            m("mean_us", "mean us"),
+            m("cpu_ms", "srv cpu ms"),
+            m("redis_cpu_ms", "redis cpu ms"),
+            m("lost", "lost"),
+        ],
         _ => vec![],
     }
 }
 
 fn value(run: &Run, key: &str) -> f64 {
-    if key == "peak_rss_kb" {
-        run.peak_rss_kb
+    match key {
+        "peak_rss_kb" => run.peak_rss_kb,
+        "b_over_a" => run.num("n1_cpu_ns_per_delivery") / run.num("n0_cpu_ns_per_delivery"),
+        _ => run.num(key),
+    }
+}
+
+/// The ratio rows (numerator, denominator) of a workload's table.
+fn pairs<'a>(workload: &str, servers: &'a [Server]) -> Vec<(&'a str, &'a str)> {
+    if workload.starts_with("cluster-") {
+        let has = |n: &str| servers.iter().any(|s| s.name == n);
+        [
+            ("rakit-cluster", "rakit-1"),
+            ("node-cluster", "node-1"),
+            ("rakit-cluster", "node-cluster"),
+            ("rakit-1", "node-1"),
+        ]
+        .into_iter()
+        .filter(|(a, b)| has(a) && has(b))
+        .collect()
     } else {
-        run.num(key)
+        servers
+            .iter()
+            .filter(|s| s.name != "rakit")
+            .map(|s| ("rakit", s.name))
+            .collect()
     }
 }
 
 /// Prints the workload's table and returns its target lines.
 fn report(workload: &str, servers: &[Server], runs: &BTreeMap<&str, Vec<Run>>) -> Vec<String> {
     let ms = metrics(workload);
+    let w = if workload.starts_with("cluster-") {
+        13
+    } else {
+        15
+    };
     println!("\n== {workload}: medians over valid runs ==");
     print!("{:<16}", "server");
     for mt in &ms {
-        print!("{:>15}", mt.label);
+        print!("{:>w$}", mt.label);
     }
     println!("{:>8}", "valid");
     let mut med: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
@@ -414,28 +750,28 @@ fn report(workload: &str, servers: &[Server], runs: &BTreeMap<&str, Vec<Run>>) -
             let mut v: Vec<f64> = valid.iter().map(|r| value(r, mt.key)).collect();
             let x = median(&mut v);
             med.entry(s.name).or_default().insert(mt.key, x);
-            print!("{:>15}", fmt_num(x));
+            print!("{:>w$}", fmt_num(x));
         }
         println!("{:>8}", format!("{}/{}", valid.len(), rs.len()));
     }
-    let ours = med.get("rakit").cloned().unwrap_or_default();
-    for s in servers.iter().filter(|s| s.name != "rakit") {
-        let Some(theirs) = med.get(s.name) else {
+    for (a, b) in pairs(workload, servers) {
+        let (Some(num), Some(den)) = (med.get(a), med.get(b)) else {
             continue;
         };
-        print!("{:<16}", format!("rakit/{}", short(s.name)));
+        print!("{:<16}", format!("{}/{}", short(a), short(b)));
         for mt in &ms {
-            let r = ours.get(mt.key).copied().unwrap_or(f64::NAN)
-                / theirs.get(mt.key).copied().unwrap_or(f64::NAN);
+            let r = num.get(mt.key).copied().unwrap_or(f64::NAN)
+                / den.get(mt.key).copied().unwrap_or(f64::NAN);
             let cell = if r.is_finite() {
                 format!("{r:.2}x")
             } else {
                 "-".to_owned()
             };
-            print!("{cell:>15}");
+            print!("{cell:>w$}");
         }
         println!();
     }
+    let ours = med.get("rakit").cloned().unwrap_or_default();
     let all_valid = |name: &str| {
         runs.get(name)
             .is_some_and(|rs| !rs.is_empty() && rs.iter().all(Run::valid))
@@ -449,8 +785,51 @@ fn report(workload: &str, servers: &[Server], runs: &BTreeMap<&str, Vec<Run>>) -
                 .unwrap_or(f64::NAN)
     };
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    let get = |name: &str, key: &str| {
+        med.get(name)
+            .and_then(|m| m.get(key))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     let mut t = Vec::new();
     match workload {
+        "cluster-fanout" => {
+            let ok = all_valid("rakit-cluster");
+            let r = get("rakit-cluster", "deliveries_per_s") / get("rakit-1", "deliveries_per_s");
+            t.push(format!(
+                "cluster-fanout deliveries/s, cluster vs one daemon {r:>6.2}x  (target >= 0.70x, \
+                 0 lost: rakit-cluster {} valid)  {}",
+                if ok { "all" } else { "NOT all" },
+                verdict(r >= 0.7 && ok)
+            ));
+            let r = get("rakit-cluster", "b_over_a");
+            t.push(format!(
+                "cluster-fanout CPU per delivery, B vs A           {r:>6.2}x  (target <= 1.20x)  {}",
+                verdict(r <= 1.2)
+            ));
+            for (key, what) in [
+                ("deliveries_per_cpu_s", "Redis included"),
+                ("deliveries_per_cpu_s_no_redis", "Redis excluded"),
+            ] {
+                let r = get("rakit-cluster", key) / get("node-cluster", key);
+                t.push(format!(
+                    "cluster-fanout deliveries per CPU-s vs node-cluster {r:>6.2}x  ({what}; target > 1x)  {}",
+                    if r.is_nan() { "n/a (no peer run)" } else { verdict(r > 1.0) }
+                ));
+            }
+        }
+        "cluster-latency" => {
+            for (cl, one) in [("rakit-cluster", "rakit-1"), ("node-cluster", "node-1")] {
+                t.push(format!(
+                    "cluster-latency {cl}: p50 {:.0} us, p99 {:.0} us; the hop over {one}: \
+                     p50 +{:.0} us, p99 +{:.0} us",
+                    get(cl, "p50_us"),
+                    get(cl, "p99_us"),
+                    get(cl, "p50_us") - get(one, "p50_us"),
+                    get(cl, "p99_us") - get(one, "p99_us"),
+                ));
+            }
+        }
         "echo" => {
             let r = ratio("fastwebsockets", "msgs_per_s");
             t.push(format!(
@@ -512,6 +891,8 @@ fn short(name: &str) -> &str {
         "fastwebsockets" => "fws",
         "tungstenite-mt" => "tung-mt",
         "tungstenite-ct" => "tung-ct",
+        "rakit-cluster" => "rakit-cl",
+        "node-cluster" => "node-cl",
         n => n,
     }
 }

@@ -7,7 +7,8 @@
 //! loadgen idle      --addr A [--conns 10000] [--inflight 100] [--settle-ms 1000]
 //! loadgen api       --addr A --token T [--key K] [--subs 1000] [--msgs 480] [--size 24]
 //!                   [--concurrency 1,16] [--timeout 60]
-//! common: [--server NAME] [--server-pid PID] [--deflate] [--chat]
+//! loadgen latency   --addr A[,B] [--subs 100] [--rate 100] [--secs 10] [--warmup 1]
+//! common: [--server NAME] [--server-pid PID[,PID2]] [--redis-pid PID] [--deflate] [--chat]
 //! (`--deflate`: offer permessage-deflate and inflate what comes compressed;
 //!  `--chat`: chat-like filler text instead of one repeated letter)
 //! ```
@@ -15,6 +16,17 @@
 //! Each prints one line `RESULT workload=... server=... key=value ...`.
 //! With `--server-pid`, the server's CPU time (utime+stime from
 //! /proc/PID/stat) over the measured window and its RSS are included.
+//!
+//! **Several servers (a cluster).** `--addr A,B` (or `--addr A --addr2 B`):
+//! fan-out and broadcast subscribers are spread over the addresses in turn
+//! (client k on address k mod n, so 1,000 over two is 500/500) and the
+//! publisher connects to the first. `--server-pid PA,PB` (one per address,
+//! same order) adds each node's deliveries, last-delivery time and CPU
+//! (`n0_*`, `n1_*`); `--redis-pid` adds the Redis server's CPU, and
+//! `deliveries_per_cpu_s` counts every listed process, Redis included.
+//! `latency` paces one publisher on the first address at `--rate` messages
+//! per second and puts its `--subs` subscribers on the last address: with
+//! `A,B` it times the path publisher -> A -> Redis -> B -> subscriber.
 //! Every run is bounded in time and stops by itself; `valid=0` marks a run
 //! whose numbers must not be used (loss, reordering, refused connections).
 
@@ -25,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use rakit_load::{
-    cpu_ms, find, quantile, rss_kb, Args, HttpClient, ReadState, WsClient, API_BENCH_KEY,
+    cpu_ms, find, peak_rss_kb, quantile, rss_kb, Args, HttpClient, ReadState, WsClient,
+    API_BENCH_KEY,
 };
 
 const SCRATCH: usize = 256 * 1024;
@@ -34,25 +47,50 @@ const SETUP_INFLIGHT: usize = 200;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Common {
-    addr: SocketAddr,
+    /// The servers: subscribers spread over all, the publisher on the first.
+    addrs: Vec<SocketAddr>,
     server: String,
+    /// One per address when given (the first is `pid`).
+    pids: Vec<u32>,
     pid: Option<u32>,
+    redis_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
     let workload = std::env::args().nth(1).unwrap_or_default();
     let args = Args::from_env(2);
     let Some(addr) = args.get("addr") else {
-        eprintln!("usage: loadgen echo|fanout|broadcast|idle|api --addr HOST:PORT [options]");
+        eprintln!(
+            "usage: loadgen echo|fanout|broadcast|idle|api|latency --addr HOST:PORT[,HOST:PORT] [options]"
+        );
         return ExitCode::from(2);
     };
-    let addr = addr.trim_start_matches("ws://").trim_end_matches('/');
+    let addrs: Vec<SocketAddr> = addr
+        .split(',')
+        .chain(args.get("addr2").as_deref())
+        .map(|a| {
+            a.trim_start_matches("ws://")
+                .trim_end_matches('/')
+                .parse()
+                .expect("--addr: HOST:PORT")
+        })
+        .collect();
+    let pids: Vec<u32> = args
+        .get("server-pid")
+        .map(|p| {
+            p.split(',')
+                .map(|p| p.parse().expect("--server-pid"))
+                .collect()
+        })
+        .unwrap_or_default();
     let common = Common {
-        addr: addr.parse().expect("--addr: HOST:PORT"),
+        addrs,
         server: args.get("server").unwrap_or_else(|| "unknown".into()),
-        pid: args
-            .get("server-pid")
-            .map(|p| p.parse().expect("--server-pid")),
+        pid: pids.first().copied(),
+        pids,
+        redis_pid: args
+            .get("redis-pid")
+            .map(|p| p.parse().expect("--redis-pid")),
     };
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("loadgen: cannot raise RLIMIT_NOFILE: {e}");
@@ -65,6 +103,7 @@ fn main() -> ExitCode {
         "broadcast" => fanout(&common, &args, true),
         "idle" => idle(&common, &args),
         "api" => api(&common, &args),
+        "latency" => latency(&common, &args),
         other => {
             eprintln!("loadgen: unknown workload {other:?}");
             return ExitCode::from(2);
@@ -87,8 +126,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// CPU time of every server process (Redis excluded), in ms.
 fn cpu(c: &Common) -> f64 {
-    c.pid.and_then(cpu_ms).unwrap_or(f64::NAN)
+    if c.pids.is_empty() {
+        return f64::NAN;
+    }
+    c.pids.iter().map(|&p| cpu_ms(p).unwrap_or(f64::NAN)).sum()
+}
+
+/// CPU time of each server process, then Redis's (NaN without `--redis-pid`).
+fn cpu_each(c: &Common) -> (Vec<f64>, f64) {
+    (
+        c.pids
+            .iter()
+            .map(|&p| cpu_ms(p).unwrap_or(f64::NAN))
+            .collect(),
+        c.redis_pid.and_then(cpu_ms).unwrap_or(f64::NAN),
+    )
 }
 
 /// Chat-like filler (`--chat`): words from a small vocabulary in a fixed
@@ -137,9 +191,10 @@ fn padded(prefix: &str, body: &str, suffix: &str, size: usize) -> Vec<u8> {
 /// `ready(i, payload)` is told of each message and returns true once client
 /// `i` is ready (or, with `ready_on_open`, the 101 makes it ready);
 /// `on_open(i, client)` may queue the first message.
+/// Client k of this batch connects to `addrs[k % addrs.len()]`.
 #[allow(clippy::too_many_arguments)]
 fn setup(
-    c: &Common,
+    addrs: &[SocketAddr],
     path: &str,
     ready_on_open: bool,
     poll: &mut Poll,
@@ -156,7 +211,8 @@ fn setup(
     let deadline = Instant::now() + SETUP_TIMEOUT;
     while ready_count < n {
         while clients.len() - base < n && clients.len() - base - ready_count < SETUP_INFLIGHT {
-            clients.push(open_client_at(poll, c.addr, clients.len(), path)?);
+            let k = clients.len() - base;
+            clients.push(open_client_at(poll, addrs[k % addrs.len()], clients.len(), path)?);
         }
         if Instant::now() > deadline {
             return Err(io::Error::other(format!(
@@ -211,7 +267,7 @@ fn echo(c: &Common, args: &Args) -> io::Result<String> {
     let mut scratch = vec![0u8; SCRATCH];
     // Echo servers send nothing on connect: being open is being ready.
     setup(
-        c,
+        &c.addrs[..1],
         "/",
         true,
         &mut poll,
@@ -343,7 +399,7 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
     // Subscribers: subscribed (channel) or welcomed (broadcast).
     let subscribe = format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#);
     setup(
-        c,
+        &c.addrs,
         "/",
         false,
         &mut poll,
@@ -366,7 +422,7 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
     // The publisher: its client id from the welcome.
     let mut pub_id = String::new();
     setup(
-        c,
+        &c.addrs[..1],
         "/",
         false,
         &mut poll,
@@ -407,6 +463,11 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
         };
         clients[publisher].queue_text(&text);
     }
+    // Subscriber i is on node i % nodes; per node: deliveries, last one.
+    let nodes = c.addrs.len();
+    let mut node_delivered = vec![0u64; nodes];
+    let mut node_last = vec![None::<Instant>; nodes];
+    let (each0, redis0) = cpu_each(c);
     let cpu0 = cpu(c);
     let self0 = cpu_ms(std::process::id()).unwrap_or(f64::NAN);
     let t0 = Instant::now();
@@ -463,10 +524,14 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
             if got > 0 {
                 delivered += got;
                 last = Instant::now();
+                let node = if i == publisher { 0 } else { i % nodes };
+                node_delivered[node] += got;
+                node_last[node] = Some(last);
             }
         }
     }
     let cpu1 = cpu(c);
+    let (each1, redis1) = cpu_each(c);
     let self1 = cpu_ms(std::process::id()).unwrap_or(f64::NAN);
     let rss = c.pid.and_then(rss_kb).unwrap_or(0);
     let order_errors: u64 = track.iter().map(|t| u64::from(t.errors)).sum();
@@ -474,8 +539,8 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
     let secs = (last - t0).as_secs_f64();
     let valid = delivered == expected && order_errors == 0 && incomplete == 0 && id_errors == 0;
     let cpu_used = cpu1 - cpu0;
-    Ok(format!(
-        "workload={workload} server={} receivers={receivers} msgs={msgs} size={size} \
+    let mut line = format!(
+        "workload={workload} server={} nodes={nodes} receivers={receivers} msgs={msgs} size={size} \
          delivered={delivered} expected={expected} lost={} order_errors={order_errors} \
          incomplete={incomplete} id_errors={id_errors} closed={closed} secs={secs:.3} \
          publish_s={:.3} deliveries_per_s={:.0} cpu_ms={cpu_used:.0} cpu_ns_per_delivery={:.0} \
@@ -488,7 +553,36 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
         self1 - self0,
         rakit_load::WIRE_BYTES.load(std::sync::atomic::Ordering::Relaxed),
         u8::from(valid),
-    ))
+    );
+    if nodes > 1 {
+        for (j, (&n, l)) in node_delivered.iter().zip(&node_last).enumerate() {
+            let s = l.map_or(f64::NAN, |l| (l - t0).as_secs_f64());
+            line += &format!(" n{j}_delivered={n} n{j}_secs={s:.3}");
+            if let (Some(a), Some(b)) = (each0.get(j), each1.get(j)) {
+                let used = b - a;
+                line += &format!(
+                    " n{j}_cpu_ms={used:.0} n{j}_cpu_ns_per_delivery={:.0} n{j}_peak_rss_kb={}",
+                    used * 1e6 / n.max(1) as f64,
+                    c.pids.get(j).and_then(|&p| peak_rss_kb(p)).unwrap_or(0)
+                );
+            }
+        }
+    }
+    // Deliveries per CPU-second of every server process (and of Redis).
+    let redis_used = redis1 - redis0;
+    if let Some(p) = c.redis_pid {
+        line += &format!(
+            " redis_cpu_ms={redis_used:.0} redis_peak_rss_kb={}",
+            peak_rss_kb(p).unwrap_or(0)
+        );
+    }
+    let all = cpu_used + if redis_used.is_nan() { 0.0 } else { redis_used };
+    line += &format!(
+        " deliveries_per_cpu_s={:.0} deliveries_per_cpu_s_no_redis={:.0}",
+        delivered as f64 * 1e3 / all,
+        delivered as f64 * 1e3 / cpu_used
+    );
+    Ok(line)
 }
 
 // ---- api: the backend HTTP API, and the same commands from a WebSocket admin ----
@@ -615,7 +709,7 @@ impl ApiWorld {
             // Keep-alive connections for this phase only (an idle one would be
             // closed after the daemon's handshake_timeout).
             for k in 0..conc {
-                let mut cl = HttpClient::connect(c.addr)?;
+                let mut cl = HttpClient::connect(c.addrs[0])?;
                 self.poll.registry().register(
                     &mut cl.stream,
                     Token(subs + 1 + k),
@@ -802,7 +896,7 @@ fn api(c: &Common, args: &Args) -> io::Result<String> {
     let mut scratch = vec![0u8; SCRATCH];
     let subscribe = br#"{"event":"subscribe","channel":"c"}"#;
     setup(
-        c,
+        &c.addrs[..1],
         "/",
         false,
         &mut poll,
@@ -814,7 +908,7 @@ fn api(c: &Common, args: &Args) -> io::Result<String> {
     )?;
     let mut admin_user = false;
     setup(
-        c,
+        &c.addrs[..1],
         &format!("/?token={token}"),
         false,
         &mut poll,
@@ -868,6 +962,143 @@ fn api(c: &Common, args: &Args) -> io::Result<String> {
     ))
 }
 
+// ---- latency: paced publisher, time to each subscriber ----
+
+fn latency(c: &Common, args: &Args) -> io::Result<String> {
+    let subs: usize = args.num("subs", 100);
+    let rate: f64 = args.num("rate", 100.0);
+    let secs: f64 = args.num("secs", 10.0);
+    let warmup: f64 = args.num("warmup", 1.0);
+    let size: usize = args.num("size", 64);
+    let channel = "bench";
+    let far = *c.addrs.last().expect("an address");
+    let mut poll = Poll::new()?;
+    let mut clients: Vec<WsClient> = Vec::with_capacity(subs + 1);
+    let mut scratch = vec![0u8; SCRATCH];
+    let subscribe = format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#);
+    setup(
+        &[far],
+        "/",
+        false,
+        &mut poll,
+        &mut clients,
+        subs,
+        &mut scratch,
+        &mut |_, cl| cl.queue_text(subscribe.as_bytes()),
+        &mut |_, m| find(m, b"\"subscribed\"").is_some(),
+    )?;
+    setup(
+        &c.addrs[..1],
+        "/",
+        false,
+        &mut poll,
+        &mut clients,
+        1,
+        &mut scratch,
+        &mut |_, _| {},
+        &mut |_, m| find(m, b"\"welcome\"").is_some(),
+    )?;
+    let publisher = subs;
+    let total = ((warmup + secs) * rate).round() as u32;
+    let skip = (warmup * rate).round() as u32;
+    let mut sent_at: Vec<Instant> = Vec::with_capacity(total as usize);
+    let mut track = vec![Track { next: 0, errors: 0 }; subs];
+    let mut lat_ns: Vec<u64> = Vec::with_capacity(subs * total as usize);
+    let mut delivered: u64 = 0;
+    let mut closed = 0u64;
+    let mut events = Events::with_capacity(1024);
+    let mut cpu0 = f64::NAN;
+    let mut redis0 = f64::NAN;
+    let t0 = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let drain_until = t0 + Duration::from_secs_f64(warmup + secs + 2.0);
+    let expected = subs as u64 * u64::from(total);
+    while delivered < expected && Instant::now() < drain_until {
+        let seq = sent_at.len() as u32;
+        let now = Instant::now();
+        if seq < total && now >= t0 + period * seq {
+            if seq == skip {
+                cpu0 = cpu(c);
+                redis0 = cpu_each(c).1;
+            }
+            let body = format!("#{seq:06}#");
+            let text = padded(
+                &format!(r#"{{"event":"message","channel":"{channel}","data":""#),
+                &body,
+                r#""}"#,
+                size,
+            );
+            let cl = &mut clients[publisher];
+            cl.queue_text(&text);
+            sent_at.push(Instant::now());
+            cl.flush()?;
+            continue;
+        }
+        let next = if seq < total {
+            (t0 + period * seq).saturating_duration_since(now)
+        } else {
+            Duration::from_millis(50)
+        };
+        poll.poll(&mut events, Some(next))?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let cl = &mut clients[i];
+            if ev.is_writable() {
+                cl.flush()?;
+            }
+            if !(ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                continue;
+            }
+            if i == publisher {
+                let st = cl.read_ready(&mut scratch, &mut || {}, &mut |_| {})?;
+                closed += u64::from(st == ReadState::Closed);
+                continue;
+            }
+            let t = &mut track[i];
+            let st = cl.read_ready(&mut scratch, &mut || {}, &mut |m| {
+                let Some(seq) = seq_of(m) else { return };
+                let now = Instant::now();
+                if seq != t.next {
+                    t.errors += 1;
+                }
+                t.next = seq + 1;
+                delivered += 1;
+                if seq >= skip {
+                    if let Some(at) = sent_at.get(seq as usize) {
+                        lat_ns.push((now - *at).as_nanos() as u64);
+                    }
+                }
+            })?;
+            closed += u64::from(st == ReadState::Closed);
+        }
+    }
+    let cpu1 = cpu(c);
+    let redis1 = cpu_each(c).1;
+    lat_ns.sort_unstable();
+    let lat_us: Vec<u32> = lat_ns.iter().map(|n| (n / 1000) as u32).collect();
+    let order_errors: u64 = track.iter().map(|t| u64::from(t.errors)).sum();
+    let incomplete = track.iter().filter(|t| t.next != total).count();
+    let valid = delivered == expected && order_errors == 0 && incomplete == 0 && closed == 0;
+    let mean = lat_ns.iter().sum::<u64>() as f64 / lat_ns.len().max(1) as f64 / 1e3;
+    Ok(format!(
+        "workload=latency server={} nodes={} subs={subs} rate={rate} secs={secs} sent={} \
+         delivered={delivered} expected={expected} lost={} order_errors={order_errors} \
+         incomplete={incomplete} closed={closed} p50_us={} p90_us={} p99_us={} max_us={} \
+         mean_us={mean:.0} cpu_ms={:.0} redis_cpu_ms={:.0} valid={}",
+        c.server,
+        c.addrs.len(),
+        sent_at.len(),
+        expected.saturating_sub(delivered),
+        quantile(&lat_us, 0.50),
+        quantile(&lat_us, 0.90),
+        quantile(&lat_us, 0.99),
+        lat_us.last().copied().unwrap_or(0),
+        cpu1 - cpu0,
+        redis1 - redis0,
+        u8::from(valid),
+    ))
+}
+
 // ---- idle ----
 
 fn idle(c: &Common, args: &Args) -> io::Result<String> {
@@ -890,7 +1121,7 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
     let mut handshakes_done = t0;
     while opened + failed < conns {
         while clients.len() < conns && clients.len() - opened - failed < inflight {
-            clients.push(open_client(&poll, c.addr, clients.len())?);
+            clients.push(open_client(&poll, c.addrs[0], clients.len())?);
         }
         if Instant::now() > deadline {
             break;
