@@ -212,7 +212,12 @@ fn setup(
     while ready_count < n {
         while clients.len() - base < n && clients.len() - base - ready_count < SETUP_INFLIGHT {
             let k = clients.len() - base;
-            clients.push(open_client_at(poll, addrs[k % addrs.len()], clients.len(), path)?);
+            clients.push(open_client_at(
+                poll,
+                addrs[k % addrs.len()],
+                clients.len(),
+                path,
+            )?);
         }
         if Instant::now() > deadline {
             return Err(io::Error::other(format!(
