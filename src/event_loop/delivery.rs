@@ -15,6 +15,15 @@ use crate::metrics::Metrics;
 use crate::router::{ConnId, Frame, Outbox, Router};
 use crate::transport::Transport;
 
+/// What one router call may borrow of the loop (see [`EventLoop::parts`]).
+pub(super) struct Parts<'a> {
+    pub(super) router: &'a mut Router,
+    pub(super) out: Deliver<'a>,
+    pub(super) metrics: &'a mut Metrics,
+    pub(super) http: &'a HttpSettings,
+    pub(super) pusher: Option<&'a mut crate::pusher::Pusher>,
+}
+
 /// Queues router output on connections (the router's view of the loop).
 pub(super) struct Deliver<'a> {
     pub(super) conns: &'a mut Slab<Conn>,
@@ -78,17 +87,23 @@ impl EventLoop {
     /// The router and an outbox over the connections, for one router call;
     /// [`EventLoop::after_router`] must follow it.
     pub(super) fn deliver(&mut self) -> (&mut Router, Deliver<'_>) {
-        let (router, out, _, _) = self.deliver_http();
-        (router, out)
+        let parts = self.parts();
+        (parts.router, parts.out)
     }
 
     /// [`EventLoop::deliver`], with what an HTTP request also needs.
     pub(super) fn deliver_http(
         &mut self,
     ) -> (&mut Router, Deliver<'_>, &mut Metrics, &HttpSettings) {
-        (
-            &mut self.router,
-            Deliver {
+        let parts = self.parts();
+        (parts.router, parts.out, parts.metrics, parts.http)
+    }
+
+    /// The loop's fields a router call borrows at once, split in one place.
+    pub(super) fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            router: &mut self.router,
+            out: Deliver {
                 conns: &mut self.conns,
                 dirty: &mut self.dirty,
                 overflowed: &mut self.overflowed,
@@ -99,9 +114,10 @@ impl EventLoop {
                 closes: &mut self.closes,
                 compression: &mut self.compression,
             },
-            &mut self.metrics,
-            &self.http,
-        )
+            metrics: &mut self.metrics,
+            http: &self.http,
+            pusher: self.pusher.as_mut(),
+        }
     }
 
     /// What a router call left to do: drop the clients whose queue

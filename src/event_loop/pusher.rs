@@ -12,22 +12,9 @@ use crate::session::{self, User};
 impl EventLoop {
     /// [`EventLoop::deliver`] with the Pusher dialect beside it (`None` when it is off).
     pub(super) fn deliver_pusher(&mut self) -> Option<(&mut Router, Deliver<'_>, &mut Pusher)> {
-        let pusher = self.pusher.as_mut()?;
-        Some((
-            &mut self.router,
-            Deliver {
-                conns: &mut self.conns,
-                dirty: &mut self.dirty,
-                overflowed: &mut self.overflowed,
-                closed: &mut self.closed,
-                scratch: &mut self.scratch,
-                max_send_buffer: self.config.max_send_buffer,
-                delivered: &mut self.delivered,
-                closes: &mut self.closes,
-                compression: &mut self.compression,
-            },
-            pusher,
-        ))
+        let parts = self.parts();
+        let pusher = parts.pusher?;
+        Some((parts.router, parts.out, pusher))
     }
 
     /// An upgraded connection on `/app/...` with the dialect on: greeted (or refused) by it.
