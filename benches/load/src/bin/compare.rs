@@ -7,7 +7,7 @@
 //!         [--api-config rakit-api-bench.toml (default: beside --config)]
 //!         [--bin-dir DIR_OF_LOADGEN_AND_PEERS] [--raw FILE] [--echo-secs 5]
 //!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--size B] [--peers none]
-//!         [--deflate-vs-plain CONFIG]
+//!         [--deflate-vs-plain CONFIG] [--pusher-vs-rakit CONFIG]
 //!         [--redis-server /usr/bin/redis-server] [--redis-tcp]
 //!         [--node node] [--node-peer peer-node-ws-redis/server.js]
 //!         [--rate 100] [--latency-secs 10] [--latency-subs 100] [--peer-msgs 2000]
@@ -18,6 +18,10 @@
 //! `--deflate-vs-plain CONFIG` runs rakit (with CONFIG, which turns
 //! compression on) twice, alternately: clients offering permessage-deflate
 //! (`rakit`) and plain clients (`rakit-plain`), both with chat-like text.
+//! `--pusher-vs-rakit CONFIG` runs rakit (with CONFIG, which sets `[pusher]`
+//! with key `bench-key`) twice, alternately: Rakit clients on `/` (`rakit`)
+//! and Pusher protocol 7 clients on `/app/bench-key` (`rakit-pusher`; on
+//! fan-out the subscribers are Pusher clients, the publisher a Rakit one).
 //! Each run starts a fresh server process, runs one `loadgen` workload
 //! against it (which reads the server's /proc/PID/stat before and after its
 //! measured window and /proc/PID/status VmRSS), then kills the server.
@@ -114,6 +118,8 @@ fn main() {
     let before = args.get("rakit-before").map(PathBuf::from);
     let no_peers = args.get("peers").as_deref() == Some("none");
     let deflate_config = args.get("deflate-vs-plain");
+    let pusher_config = args.get("pusher-vs-rakit");
+    let pusher_key = args.get("pusher-key").unwrap_or_else(|| "bench-key".into());
     let scratch = std::env::temp_dir().join(format!("rakit-compare-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let redis = RedisSetup {
@@ -315,6 +321,18 @@ fn main() {
             compressed.loadgen_extra = [chat.clone(), vec!["--deflate".to_owned()]].concat();
             plain.loadgen_extra = chat;
             servers = vec![compressed, plain];
+        }
+        if let Some(pusher_config) = &pusher_config {
+            // The same daemon and config (`[pusher]` set) twice: Rakit
+            // clients, and Pusher clients on /app/KEY.
+            let mut ours = rakit_server(false);
+            ours.args[2] = format!("--config={pusher_config}");
+            let mut pusher = Server {
+                name: "rakit-pusher",
+                ..ours.clone()
+            };
+            pusher.loadgen_extra = vec!["--pusher".to_owned(), pusher_key.clone()];
+            servers = vec![ours, pusher];
         }
         let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
         for round in 1..=rounds {
@@ -792,6 +810,30 @@ fn report(workload: &str, servers: &[Server], runs: &BTreeMap<&str, Vec<Run>>) -
             .unwrap_or(f64::NAN)
     };
     let mut t = Vec::new();
+    if servers.iter().any(|s| s.name == "rakit-pusher") {
+        // --pusher-vs-rakit: the dialect against Rakit clients, same daemon.
+        match workload {
+            "fanout" => {
+                let r = get("rakit-pusher", "deliveries_per_s") / get("rakit", "deliveries_per_s");
+                let c = get("rakit-pusher", "cpu_ns_per_delivery")
+                    / get("rakit", "cpu_ns_per_delivery");
+                let ok = all_valid("rakit-pusher") && all_valid("rakit");
+                t.push(format!(
+                    "fanout deliveries/s, Pusher / Rakit subscribers {r:>6.2}x, CPU per delivery \
+                     {c:.2}x  (target >= 0.90x, zero loss: {} valid)  {}",
+                    if ok { "all" } else { "NOT all" },
+                    verdict(r >= 0.9 && ok)
+                ));
+            }
+            "idle" => t.push(format!(
+                "idle rss per connection: Rakit {:.0} B, Pusher {:.0} B",
+                get("rakit", "rss_per_conn_b"),
+                get("rakit-pusher", "rss_per_conn_b"),
+            )),
+            _ => {}
+        }
+        return t;
+    }
     match workload {
         "cluster-fanout" => {
             let ok = all_valid("rakit-cluster");

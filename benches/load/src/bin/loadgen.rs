@@ -8,6 +8,8 @@
 //! loadgen api       --addr A --token T [--key K] [--subs 1000] [--msgs 480] [--size 24]
 //!                   [--concurrency 1,16] [--timeout 60]
 //! loadgen latency   --addr A[,B] [--subs 100] [--rate 100] [--secs 10] [--warmup 1]
+//! fanout and idle: [--pusher KEY] (subscribers / idle connections speak Pusher protocol 7
+//!   on /app/KEY; the fan-out publisher stays a Rakit client on /)
 //! common: [--server NAME] [--server-pid PID[,PID2]] [--redis-pid PID] [--deflate] [--chat]
 //! (`--deflate`: offer permessage-deflate and inflate what comes compressed;
 //!  `--chat`: chat-like filler text instead of one repeated letter)
@@ -204,6 +206,32 @@ fn setup(
     on_open: &mut dyn FnMut(usize, &mut WsClient),
     ready: &mut dyn FnMut(usize, &[u8]) -> bool,
 ) -> io::Result<()> {
+    setup_with(
+        addrs,
+        path,
+        ready_on_open,
+        poll,
+        clients,
+        n,
+        scratch,
+        on_open,
+        &mut |i, m, _| ready(i, m),
+    )
+}
+
+/// [`setup`] whose `ready` may also answer on the client (flushed after).
+#[allow(clippy::too_many_arguments)]
+fn setup_with(
+    addrs: &[SocketAddr],
+    path: &str,
+    ready_on_open: bool,
+    poll: &mut Poll,
+    clients: &mut Vec<WsClient>,
+    n: usize,
+    scratch: &mut [u8],
+    on_open: &mut dyn FnMut(usize, &mut WsClient),
+    ready: &mut dyn FnMut(usize, &[u8], &mut WsClient) -> bool,
+) -> io::Result<()> {
     let base = clients.len();
     let mut ready_count = 0;
     let mut is_ready = vec![false; n];
@@ -245,11 +273,12 @@ fn setup(
                 }
                 for m in msgs {
                     let k = i - base;
-                    if !is_ready[k] && ready(i, &m) {
+                    if !is_ready[k] && ready(i, &m, cl) {
                         is_ready[k] = true;
                         ready_count += 1;
                     }
                 }
+                cl.flush()?;
                 if state == ReadState::Closed {
                     return Err(io::Error::other(format!("client {i} closed during setup")));
                 }
@@ -395,7 +424,12 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
     let msgs: u32 = args.num("msgs", 2000);
     let size: usize = args.num("size", 64);
     let timeout: f64 = args.num("timeout", 60.0);
-    let workload = if broadcast { "broadcast" } else { "fanout" };
+    let pusher = args.get("pusher").filter(|_| !broadcast);
+    let workload = match (broadcast, &pusher) {
+        (true, _) => "broadcast",
+        (false, None) => "fanout",
+        (false, Some(_)) => "pusher-fanout",
+    };
     let channel = "bench";
     let mut poll = Poll::new()?;
     let mut clients: Vec<WsClient> = Vec::with_capacity(subs + 1);
@@ -403,27 +437,51 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
 
     // Subscribers: subscribed (channel) or welcomed (broadcast).
     let subscribe = format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#);
-    setup(
-        &c.addrs,
-        "/",
-        false,
-        &mut poll,
-        &mut clients,
-        subs,
-        &mut scratch,
-        &mut |_, cl| {
-            if !broadcast {
-                cl.queue_text(subscribe.as_bytes());
-            }
-        },
-        &mut |_, m| {
-            if broadcast {
-                find(m, b"\"welcome\"").is_some()
-            } else {
-                find(m, b"\"subscribed\"").is_some()
-            }
-        },
-    )?;
+    if let Some(key) = &pusher {
+        // Pusher protocol 7: connection_established, then pusher:subscribe;
+        // ready on pusher_internal:subscription_succeeded.
+        let psub = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"}}}}"#);
+        setup_with(
+            &c.addrs,
+            &pusher_path(key),
+            false,
+            &mut poll,
+            &mut clients,
+            subs,
+            &mut scratch,
+            &mut |_, _| {},
+            &mut |_, m, cl| {
+                if find(m, b"pusher:connection_established").is_some() {
+                    cl.queue_text(psub.as_bytes());
+                    false
+                } else {
+                    find(m, b"pusher_internal:subscription_succeeded").is_some()
+                }
+            },
+        )?;
+    } else {
+        setup(
+            &c.addrs,
+            "/",
+            false,
+            &mut poll,
+            &mut clients,
+            subs,
+            &mut scratch,
+            &mut |_, cl| {
+                if !broadcast {
+                    cl.queue_text(subscribe.as_bytes());
+                }
+            },
+            &mut |_, m| {
+                if broadcast {
+                    find(m, b"\"welcome\"").is_some()
+                } else {
+                    find(m, b"\"subscribed\"").is_some()
+                }
+            },
+        )?;
+    }
     // The publisher: its client id from the welcome.
     let mut pub_id = String::new();
     setup(
@@ -517,7 +575,14 @@ fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<String> {
                 if seq != t.next {
                     t.errors += 1;
                 }
-                if seq == 0 && client_id_of(m).as_deref() != Some(pub_id.as_str()) {
+                let from_publisher = if pusher.is_some() {
+                    // Pusher frame: event `message` on the channel, the
+                    // Rakit data as a JSON string.
+                    find(m, b"\"event\":\"message\"").is_some()
+                } else {
+                    client_id_of(m).as_deref() == Some(pub_id.as_str())
+                };
+                if seq == 0 && !from_publisher {
                     id_errors += 1;
                 }
                 t.next = seq + 1;
@@ -1111,6 +1176,9 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
     let inflight: usize = args.num("inflight", 100);
     let settle_ms: u64 = args.num("settle-ms", 1000);
     let timeout: f64 = args.num("timeout", 60.0);
+    let path = args
+        .get("pusher")
+        .map_or_else(|| "/".to_owned(), |k| pusher_path(&k));
     let mut poll = Poll::new()?;
     let mut clients: Vec<WsClient> = Vec::with_capacity(conns);
     let mut scratch = vec![0u8; 64 * 1024];
@@ -1126,7 +1194,7 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
     let mut handshakes_done = t0;
     while opened + failed < conns {
         while clients.len() < conns && clients.len() - opened - failed < inflight {
-            clients.push(open_client(&poll, c.addrs[0], clients.len())?);
+            clients.push(open_client_at(&poll, c.addrs[0], clients.len(), &path)?);
         }
         if Instant::now() > deadline {
             break;
@@ -1192,12 +1260,13 @@ fn idle(c: &Common, args: &Args) -> io::Result<String> {
     ))
 }
 
-/// Connects client `i`, registers it under `Token(i)` and sends its upgrade request.
-fn open_client(poll: &Poll, addr: SocketAddr, i: usize) -> io::Result<WsClient> {
-    open_client_at(poll, addr, i, "/")
+/// The upgrade path of a Pusher protocol 7 client (as pusher-js 8 sends it).
+fn pusher_path(key: &str) -> String {
+    format!("/app/{key}?protocol=7&client=js&version=8.6.0")
 }
 
-/// [`open_client`] with the upgrade request for `path`.
+/// Connects client `i`, registers it under `Token(i)` and sends its upgrade
+/// request for `path`.
 fn open_client_at(poll: &Poll, addr: SocketAddr, i: usize, path: &str) -> io::Result<WsClient> {
     let mut cl = WsClient::connect_path(addr, i as u32, path)?;
     poll.registry().register(
