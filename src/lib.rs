@@ -24,6 +24,7 @@ pub mod events;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod percent;
 pub mod pusher;
 pub mod router;
 pub mod server;

@@ -250,7 +250,8 @@ pub fn find_token(
     let from_query = query.and_then(|query| {
         query.split('&').find_map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name) == "token").then(|| percent_decode(value))
+            (crate::percent::decode_lossy(name) == "token")
+                .then(|| crate::percent::decode_lossy(value))
         })
     });
     if let Some(token) = from_query {
@@ -269,29 +270,6 @@ pub fn find_token(
         (!value.is_empty()).then(|| value.to_owned())
     });
     from_cookie.map(|token| (token, TokenSource::Cookie))
-}
-
-/// `%XX` decoding; a `%` not followed by two hex digits is kept literally, and bytes that are not
-/// UTF-8 are replaced, so a broken token still reaches [`verify`] and gets its 401.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

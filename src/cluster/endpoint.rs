@@ -71,10 +71,10 @@ impl Endpoint {
             None => (None, None),
             Some(u) => match u.split_once(':') {
                 Some((user, pass)) => (
-                    (!user.is_empty()).then(|| percent_decode(user)),
-                    Some(percent_decode(pass)),
+                    (!user.is_empty()).then(|| crate::percent::decode_lossy(user)),
+                    Some(crate::percent::decode_lossy(pass)),
                 ),
-                None => (Some(percent_decode(u)), None),
+                None => (Some(crate::percent::decode_lossy(u)), None),
             },
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
@@ -130,33 +130,14 @@ fn unix(rest: &str) -> Result<Endpoint, String> {
                     .parse()
                     .map_err(|_| format!("`{n}` is not a database number"))?
             }
-            Some(("user", u)) => endpoint.username = Some(percent_decode(u)),
-            Some(("pass" | "password", p)) => endpoint.password = Some(percent_decode(p)),
+            Some(("user", u)) => endpoint.username = Some(crate::percent::decode_lossy(u)),
+            Some(("pass" | "password", p)) => {
+                endpoint.password = Some(crate::percent::decode_lossy(p))
+            }
             _ => return Err(format!("unknown parameter `{pair}`")),
         }
     }
     Ok(endpoint)
-}
-
-/// `%XX` escapes (a password may hold `@` or `:`); a malformed one stays as it is.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The url with its password replaced by `<set>`, for `websocket:check`.

@@ -273,7 +273,7 @@ fn channels(ctx: &HttpCtx<'_>) -> Reply {
 
 /// `GET /api/channels/{name}`, the name percent-decoded.
 fn channel(encoded: &str, ctx: &HttpCtx<'_>) -> Reply {
-    let Some(name) = percent_decode(encoded) else {
+    let Some(name) = crate::percent::decode_strict(encoded) else {
         return api_error(&ApiError::bad_request(
             "the channel name is not valid percent-encoded UTF-8",
         ));
@@ -294,54 +294,5 @@ fn channel(encoded: &str, ctx: &HttpCtx<'_>) -> Reply {
             Reply::json(200, serde_json::to_string(&body).unwrap_or_default())
         }
         Err(e) => api_error(&e),
-    }
-}
-
-/// `%XX` decoding of a path segment (`+` stays `+`: that rule is for forms, not paths). `None`
-/// for a malformed escape or a result that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            // from_str_radix alone would take a sign (`%+1`).
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("chat").as_deref(), Some("chat"));
-        assert_eq!(percent_decode("a%20b%2Fc").as_deref(), Some("a b/c"));
-        assert_eq!(percent_decode("%C3%A9t%c3%a9").as_deref(), Some("été"));
-        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
-        for bad in ["%", "%2", "%zz", "%FF", "a%2", "%+1", "%-1"] {
-            assert_eq!(percent_decode(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn failure_bodies_are_json() {
-        let v: serde_json::Value =
-            serde_json::from_str(&failure("bad_request", "a \"quoted\" word")).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"ok":false,"code":"bad_request","message":"a \"quoted\" word"})
-        );
     }
 }

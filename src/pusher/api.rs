@@ -196,7 +196,7 @@ impl Pusher {
     }
 
     fn users(&self, channel: &str) -> Answer {
-        let Some(channel) = decode(channel) else {
+        let Some(channel) = crate::percent::decode_strict(channel) else {
             return error(400, "Malformed channel name");
         };
         if !channel.starts_with("presence-") {
@@ -212,7 +212,7 @@ impl Pusher {
 
     /// Closes every connection of `user` (signed in, or on a presence channel as it) with 4009.
     fn terminate(&self, user: &str, out: &mut dyn Outbox) -> Answer {
-        let Some(user) = decode(user) else {
+        let Some(user) = crate::percent::decode_strict(user) else {
             return error(400, "Malformed user id");
         };
         for (conn, session) in &self.sessions {
@@ -293,7 +293,7 @@ fn channel(
     name: &str,
     params: &BTreeMap<String, String>,
 ) -> Answer {
-    let Some(name) = decode(name).filter(|n| wire::valid_channel(n)) else {
+    let Some(name) = crate::percent::decode_strict(name).filter(|n| wire::valid_channel(n)) else {
         return error(400, "Invalid channel name");
     };
     let subscribers = router.subscriber_count(&name);
@@ -325,28 +325,8 @@ fn query_params(query: &str) -> Option<BTreeMap<String, String>> {
     let mut params = BTreeMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = decode(&k.replace('+', " "))?.to_ascii_lowercase();
-        params.insert(k, decode(&v.replace('+', " "))?);
+        let k = crate::percent::decode_strict(&k.replace('+', " "))?.to_ascii_lowercase();
+        params.insert(k, crate::percent::decode_strict(&v.replace('+', " "))?);
     }
     Some(params)
-}
-
-fn decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
