@@ -13,8 +13,6 @@ use crate::session::{self, TokenSource, User};
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// `GET /health` without upgrade headers: answer `200 ok`.
-    Health,
     /// Complete the handshake.
     Upgrade {
         /// `Sec-WebSocket-Accept`.
@@ -29,16 +27,13 @@ pub enum Decision {
 }
 
 /// Decides on `req`, given how many WebSocket connections are open now.
+/// (Requests that attempt no upgrade on the HTTP side's paths, `/health`
+/// among them, never come here: see `crate::http::wants`.)
 pub fn decide(req: &Request, config: &Config, open: usize, now_unix: u64) -> Decision {
     match decide_upgrade(req, config, open, now_unix) {
-        Err(_) if is_health_check(req) => Decision::Health,
         Err(e) => Decision::Refuse(e),
         Ok(d) => d,
     }
-}
-
-fn is_health_check(req: &Request) -> bool {
-    req.method == "GET" && req.path == "/health" && !req.attempts_upgrade()
 }
 
 fn decide_upgrade(
@@ -242,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn health_check_only_without_upgrade() {
+    fn a_plain_get_is_no_handshake_and_health_may_be_upgraded() {
         let cfg = Config::default();
         let mut req = Request {
             method: "GET".into(),
@@ -250,7 +245,9 @@ mod tests {
             http_minor: 1,
             ..Request::default()
         };
-        assert_eq!(decide(&req, &cfg, 0, 0), Decision::Health);
+        // The HTTP side takes this one (crate::http::wants); here it is no handshake.
+        assert!(crate::http::wants(&crate::http::Head::from_request(&req)));
+        assert_eq!(refused(decide(&req, &cfg, 0, 0)), 400);
         req.path = "/other".into();
         assert_eq!(refused(decide(&req, &cfg, 0, 0)), 400);
         let mut up = request(&[]);

@@ -402,7 +402,6 @@ impl EventLoop {
         };
         self.scratch.clear();
         match decision {
-            Decision::Health => conn.proto.respond(200, "ok", &mut self.scratch),
             Decision::Refuse(e) => {
                 log::debug!("handshake refused: {e} ({} {})", req.method, req.path);
                 self.metrics.handshake_refusals.incr(e.http_status());
