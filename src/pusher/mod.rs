@@ -240,9 +240,7 @@ impl Pusher {
         data: Option<&RawValue>,
         out: &mut impl Outbox,
     ) {
-        let data: SubscribeData<'_> = data
-            .and_then(|d| serde_json::from_str(d.get()).ok())
-            .unwrap_or_default();
+        let data = SubscribeData::parse(data);
         let Some(channel) = data.channel.as_deref().filter(|c| wire::valid_channel(c)) else {
             out.send(conn, &wire::error(None, "Invalid channel name"));
             return;
@@ -347,9 +345,7 @@ impl Pusher {
         data: Option<&RawValue>,
         out: &mut impl Outbox,
     ) {
-        let data: SubscribeData<'_> = data
-            .and_then(|d| serde_json::from_str(d.get()).ok())
-            .unwrap_or_default();
+        let data = SubscribeData::parse(data);
         let Some(channel) = data.channel.as_deref() else {
             return;
         };
@@ -367,9 +363,7 @@ impl Pusher {
 
     /// `pusher:signin`: user authentication, signed over `SOCKET_ID::user::USER_DATA`.
     fn signin(&mut self, conn: ConnId, data: Option<&RawValue>, out: &mut impl Outbox) {
-        let data: SubscribeData<'_> = data
-            .and_then(|d| serde_json::from_str(d.get()).ok())
-            .unwrap_or_default();
+        let data = SubscribeData::parse(data);
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };

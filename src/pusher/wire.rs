@@ -32,6 +32,14 @@ pub struct SubscribeData<'a> {
     pub user_data: Option<std::borrow::Cow<'a, str>>,
 }
 
+impl<'a> SubscribeData<'a> {
+    /// The `data` of an incoming event; empty when absent or not this shape.
+    pub fn parse(data: Option<&'a RawValue>) -> SubscribeData<'a> {
+        data.and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// `channel_data` of a presence subscription: `user_id` is a string or a number.
 #[derive(Debug, Deserialize)]
 pub struct ChannelData<'a> {
