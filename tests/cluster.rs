@@ -8,12 +8,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::msg::{recv_close, until_pong};
+use common::redis::Redis;
 use common::{read, recv_json, scratch_dir, send_json, Client, Daemon, SLACK, WAIT};
 use serde_json::{json, Value};
 use tungstenite::Message;
@@ -25,78 +25,6 @@ const API_KEY: &str = "cluster-test-api-key-0123";
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A `redis-server` on a Unix socket, killed when dropped.
-struct Redis {
-    child: Option<Child>,
-    dir: PathBuf,
-    sock: PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = scratch_dir();
-        let sock = dir.join("redis.sock");
-        let mut redis = Redis {
-            child: None,
-            dir,
-            sock,
-        };
-        redis.spawn();
-        redis
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&self.sock)
-            .args(["--unixsocketperm", "700"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while self.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("unix:{}", self.sock.display())
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .arg("-s")
-            .arg(&self.sock)
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Stops the server (its data is gone: no persistence).
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(&self.sock);
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn config(redis: &Redis, extra: &str) -> String {

@@ -6,11 +6,12 @@
 //! back to exactly the bytes it consumed (RESP2 has one spelling per value
 //! for what the parser accepts, except numbers, checked by re-parsing), and
 //! every strict prefix of those bytes is incomplete, never an error or
-//! another value. A decoded envelope encodes to the same envelope.
+//! another value. A decoded envelope encodes to the same envelope, and so
+//! does a subscription's member (what a hash field or a subscribe holds).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rakit::cluster::envelope::Envelope;
+use rakit::cluster::envelope::{Envelope, Joined};
 use rakit::cluster::resp::{parse, Value};
 
 fuzz_target!(|data: &[u8]| {
@@ -37,5 +38,9 @@ fuzz_target!(|data: &[u8]| {
         let mut bytes = Vec::new();
         env.encode(&mut bytes);
         assert_eq!(Envelope::decode(&bytes), Some(env));
+    }
+    if let Some(member) = std::str::from_utf8(data).ok().and_then(Joined::decode) {
+        let text = Joined::encode(member.as_ref());
+        assert_eq!(Joined::decode(&text), Some(member));
     }
 });

@@ -1,8 +1,9 @@
 //! Which other nodes are alive, and whether our copy of each one's clients
 //! is current. Sans-IO: time is a parameter, decisions are return values.
 //!
-//! Every node numbers the changes to its own client list (`ver`). A join or
-//! leave carries the version after it; a heartbeat carries the current one.
+//! Every node numbers the changes to its own client list and its clients'
+//! subscriptions (`ver`). A join, leave, subscribe or unsubscribe carries the
+//! version after it; a heartbeat carries the current one.
 //! For each other node:
 //!
 //! ```text
@@ -22,13 +23,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::router::Member;
+use crate::router::{Member, Subscription};
 
-/// A change to a node's client list, kept while its snapshot is awaited.
+/// A change to a node's client list or to its clients' subscriptions (one
+/// version counter for both, so that one snapshot covers both), kept while
+/// its snapshot is awaited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delta {
     Join(Member),
     Leave(String),
+    Subscribe(Subscription),
+    Unsubscribe { id: String, channel: String },
 }
 
 /// What to do with a delta or heartbeat.
@@ -202,12 +207,16 @@ mod tests {
         assert_eq!(d.delta("b", 5, leave("x")), Outcome::Resync);
         d.start_sync("b", t);
         assert!(d.syncing("b"));
-        // While syncing, deltas are kept.
-        assert_eq!(d.delta("b", 6, leave("y")), Outcome::Nothing);
+        // While syncing, deltas are kept; subscriptions share the clients' versions.
+        let unsub = Delta::Unsubscribe {
+            id: "y".into(),
+            channel: "c".into(),
+        };
+        assert_eq!(d.delta("b", 6, unsub.clone()), Outcome::Nothing);
         assert_eq!(d.delta("b", 7, leave("z")), Outcome::Nothing);
         // The snapshot is at 5: 6 and 7 follow it.
         let (apply, again) = d.synced("b", Some(5)).unwrap();
-        assert_eq!(apply, [leave("y"), leave("z")]);
+        assert_eq!(apply, [unsub, leave("z")]);
         assert!(!again);
         assert_eq!(d.delta("b", 7, leave("z")), Outcome::Nothing);
         assert_eq!(d.delta("b", 8, leave("w")), Outcome::Apply(leave("w")));

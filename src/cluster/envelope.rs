@@ -1,6 +1,12 @@
 //! What nodes say to each other over Redis pub/sub, and what a node keeps in
 //! its presence hash.
 //!
+//! The hash `NS:presence:ID` holds one field per client (`CLIENT_ID` ->
+//! [`Member`]), one per subscription (`CLIENT_ID:CHANNEL` -> the member it
+//! joined a presence channel as, [`Joined`], empty for none) and the version
+//! (`~v`). Client ids are 8 characters of `[A-Za-z0-9]`, so the three kinds of
+//! field cannot be mistaken for one another.
+//!
 //! An envelope is `KIND ORIGIN '\n' FIELD '\n' ... PAYLOAD`: one kind byte,
 //! the origin's node id, a fixed number of newline-ended fields per kind
 //! (ids, channel names and numbers, none of which can hold a newline), then
@@ -42,8 +48,22 @@ pub enum Body<'a> {
         ver: u64,
         entry: &'a str,
     },
-    /// A client of the origin left.
+    /// A client of the origin left (and so left all its channels).
     Leave { id: &'a str, ver: u64 },
+    /// A client of the origin subscribed to `channel`; `member` is the
+    /// encoded [`Joined`], empty when it joined as nobody in particular.
+    Subscribe {
+        id: &'a str,
+        ver: u64,
+        channel: &'a str,
+        member: &'a str,
+    },
+    /// A client of the origin unsubscribed from `channel`.
+    Unsubscribe {
+        id: &'a str,
+        ver: u64,
+        channel: &'a str,
+    },
     /// The origin is alive, at directory version `ver`.
     Heartbeat { ver: u64 },
     /// The origin is leaving (SIGTERM): forget its clients now.
@@ -84,6 +104,21 @@ impl Envelope<'_> {
                 entry.as_bytes(),
             ),
             Body::Leave { id, ver } => (b'L', vec![id.to_string(), ver.to_string()], b""),
+            Body::Subscribe {
+                id,
+                ver,
+                channel,
+                member,
+            } => (
+                b'S',
+                vec![id.to_string(), ver.to_string(), channel.to_string()],
+                member.as_bytes(),
+            ),
+            Body::Unsubscribe { id, ver, channel } => (
+                b'U',
+                vec![id.to_string(), ver.to_string(), channel.to_string()],
+                b"",
+            ),
             Body::Heartbeat { ver } => (b'H', vec![ver.to_string()], b""),
             Body::Bye => (b'X', vec![], b""),
             Body::Presence => (b'Q', vec![], b""),
@@ -106,6 +141,7 @@ impl Envelope<'_> {
             b'B' | b'X' | b'Q' => 0,
             b'C' | b'H' => 1,
             b'P' | b'D' | b'R' | b'L' => 2,
+            b'S' | b'U' => 3,
             b'J' => 4,
             _ => return None,
         };
@@ -158,6 +194,17 @@ impl Envelope<'_> {
                 id: f[0],
                 ver: num(f[1])?,
             },
+            b'S' => Body::Subscribe {
+                id: f[0],
+                ver: num(f[1])?,
+                channel: f[2],
+                member: std::str::from_utf8(payload).ok()?,
+            },
+            b'U' if empty => Body::Unsubscribe {
+                id: f[0],
+                ver: num(f[1])?,
+                channel: f[2],
+            },
             b'H' if empty => Body::Heartbeat { ver: num(f[0])? },
             b'X' if empty => Body::Bye,
             b'Q' if empty => Body::Presence,
@@ -190,6 +237,50 @@ impl Member<'_> {
             entry: parts.next()?,
         })
     }
+}
+
+/// The member a subscription joined a presence channel as: `LEN ' ' USER
+/// INFO`, LEN being the user id's length in bytes (a user id may hold any
+/// character). The empty string is no member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined<'a> {
+    pub user: &'a str,
+    pub info: &'a str,
+}
+
+impl Joined<'_> {
+    pub fn encode(member: Option<&Joined<'_>>) -> String {
+        member.map_or_else(String::new, |m| {
+            format!("{} {}{}", m.user.len(), m.user, m.info)
+        })
+    }
+
+    /// `Some(None)` for no member, `None` for something malformed.
+    pub fn decode(text: &str) -> Option<Option<Joined<'_>>> {
+        if text.is_empty() {
+            return Some(None);
+        }
+        let (len, rest) = text.split_once(' ')?;
+        if len.is_empty() || len.len() > 9 || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let len: usize = len.parse().ok()?;
+        if !rest.is_char_boundary(len.min(rest.len())) || len > rest.len() {
+            return None;
+        }
+        let (user, info) = rest.split_at(len);
+        Some(Some(Joined { user, info }))
+    }
+}
+
+/// The hash field of client `id`'s subscription to `channel`.
+pub fn subscription_field(id: &str, channel: &str) -> String {
+    format!("{id}:{channel}")
+}
+
+/// A hash field as `(client id, channel)` if it is a subscription's.
+pub fn parse_subscription_field(field: &str) -> Option<(&str, &str)> {
+    field.split_once(':')
 }
 
 #[cfg(test)]
@@ -234,6 +325,23 @@ mod tests {
                 id: "AbCd1234",
                 ver: 13,
             },
+            Body::Subscribe {
+                id: "AbCd1234",
+                ver: 14,
+                channel: "presence-room; a=b",
+                member: "3 a\nb{\"name\":\"A B\"}",
+            },
+            Body::Subscribe {
+                id: "AbCd1234",
+                ver: 15,
+                channel: "news",
+                member: "",
+            },
+            Body::Unsubscribe {
+                id: "AbCd1234",
+                ver: 16,
+                channel: "news",
+            },
             Body::Heartbeat { ver: 13 },
             Body::Bye,
             Body::Presence,
@@ -267,6 +375,10 @@ mod tests {
             b"Rnode\n1\n2\n",
             b"Dnode\nid\n",
             b"Jnode\nid\n1\n2\n",
+            b"Snode\nid\nx\nchan\n",
+            b"Unode\nid\n1\nchan\nextra",
+            b"Unode\nid\n1\n",
+            b"Snode\nid\n1\nchan\n\xff",
         ] {
             assert_eq!(Envelope::decode(bad), None, "{bad:?}");
         }
@@ -282,5 +394,48 @@ mod tests {
         assert_eq!(Member::decode(&m.encode()), Some(m));
         assert_eq!(Member::decode("x 1 {}"), None);
         assert_eq!(Member::decode("1 2"), None);
+    }
+
+    #[test]
+    fn joined_members_round_trip_and_garbage_is_refused() {
+        for m in [
+            Joined {
+                user: "42",
+                info: r#"{"name":"Ann"}"#,
+            },
+            Joined {
+                user: "a b\n1",
+                info: "null",
+            },
+            Joined {
+                user: "é",
+                info: "",
+            },
+        ] {
+            assert_eq!(
+                Joined::decode(&Joined::encode(Some(&m))),
+                Some(Some(m.clone()))
+            );
+        }
+        assert_eq!(Joined::encode(None), "");
+        assert_eq!(Joined::decode(""), Some(None));
+        for bad in [
+            "x",
+            "2",
+            "2x",
+            " ab",
+            "-1 ab",
+            "5 ab",
+            "99999999999 ab",
+            "1 é",
+        ] {
+            assert_eq!(Joined::decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(subscription_field("AbCd1234", "a:b"), "AbCd1234:a:b");
+        assert_eq!(
+            parse_subscription_field("AbCd1234:a:b"),
+            Some(("AbCd1234", "a:b"))
+        );
+        assert_eq!(parse_subscription_field("AbCd1234"), None);
     }
 }

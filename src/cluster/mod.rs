@@ -8,8 +8,9 @@
 //! Redis names, all under `namespace`: the pub/sub channel `NS:bus` (every
 //! node hears it: broadcasts, channel messages, joins, leaves, heartbeats),
 //! `NS:node:ID` (one node's inbox: private messages, disconnects, replies),
-//! the hash `NS:presence:ID` (client id -> `SEQ CONNECTED_AT ENTRY`, plus
-//! `~v`, the list's version), whose key-level TTL (`node_timeout_ms`,
+//! the hash `NS:presence:ID` (client id -> `SEQ CONNECTED_AT ENTRY`, client
+//! id `:` channel -> the member it joined as, plus `~v`, the version of both;
+//! see `envelope.rs`), whose key-level TTL (`node_timeout_ms`,
 //! refreshed by every heartbeat) removes a dead node's clients without
 //! per-field expiry, and the sorted set `NS:nodes` (node -> last heartbeat,
 //! unix ms) for finding live nodes at start.
@@ -21,6 +22,7 @@
 pub mod directory;
 pub mod endpoint;
 pub mod envelope;
+mod hash;
 pub mod link;
 pub mod resp;
 
@@ -34,15 +36,14 @@ use mio::Waker;
 
 use self::directory::{Delta, Directory, Outcome};
 use self::endpoint::Endpoint;
-use self::envelope::{Body, Envelope, Member as Stored};
+use self::envelope::{Body, Envelope};
+use self::hash::{decode_member, parse_hash};
 use self::link::{Inbound, Link, Side};
 use self::resp::Value;
-use crate::router::{ClusterOut, Member, Outbox, Router};
+use crate::router::{ClusterOut, Member, Outbox, Router, Subscription};
 
 /// How long queued commands (the `Bye` at SIGTERM) may take to go out.
 const FINISH_GRACE: Duration = Duration::from_secs(1);
-/// The hash field that holds the list's version.
-const VERSION_FIELD: &str = "~v";
 
 /// What the cluster needs from the configuration.
 #[derive(Debug, Clone)]
@@ -190,7 +191,7 @@ impl Cluster {
         }
         for node in self.directory.expire(now, self.timeout) {
             log::info!("cluster: node {node} fell silent; forgetting its clients");
-            router.remote_node_gone(&node, now);
+            router.remote_node_gone(&node, now, out);
         }
         while let Some(&(at, req)) = self.requests.front() {
             if at > now {
@@ -242,48 +243,10 @@ impl Cluster {
                         self.publish_message(self.inbox(&node), Body::Disconnect { id: &id, req });
                     self.await_reply(req, sent, router, out, now);
                 }
-                ClusterOut::Joined(member) => {
-                    self.ver += 1;
-                    let stored = Stored {
-                        seq: member.seq,
-                        connected_at: member.connected_at,
-                        entry: &member.entry,
-                    };
-                    let hash = self.hash(&self.node);
-                    let ver = self.ver.to_string();
-                    self.command(&[
-                        b"HSET",
-                        hash.as_bytes(),
-                        member.id.as_bytes(),
-                        stored.encode().as_bytes(),
-                        VERSION_FIELD.as_bytes(),
-                        ver.as_bytes(),
-                    ]);
-                    let body = Body::Join {
-                        id: &member.id,
-                        seq: member.seq,
-                        connected_at: member.connected_at,
-                        ver: self.ver,
-                        entry: &member.entry,
-                    };
-                    self.publish_control(body);
-                }
-                ClusterOut::Left { id } => {
-                    self.ver += 1;
-                    let hash = self.hash(&self.node);
-                    let ver = self.ver.to_string();
-                    self.command(&[b"HDEL", hash.as_bytes(), id.as_bytes()]);
-                    self.command(&[
-                        b"HSET",
-                        hash.as_bytes(),
-                        VERSION_FIELD.as_bytes(),
-                        ver.as_bytes(),
-                    ]);
-                    self.publish_control(Body::Leave {
-                        id: &id,
-                        ver: self.ver,
-                    });
-                }
+                item @ (ClusterOut::Joined(_)
+                | ClusterOut::Left { .. }
+                | ClusterOut::Subscribed(_)
+                | ClusterOut::Unsubscribed { .. }) => self.record(item),
                 ClusterOut::Presence => {
                     self.publish_control(Body::Presence);
                 }
@@ -452,39 +415,6 @@ impl Cluster {
         }
     }
 
-    /// Writes our hash whole, in one transaction.
-    fn announce(&mut self, router: &Router) {
-        if !self.can_send() {
-            return;
-        }
-        self.announce_needed = false;
-        let hash = self.hash(&self.node);
-        let mut hset: Vec<Vec<u8>> = vec![b"HSET".to_vec(), hash.clone().into_bytes()];
-        for member in router.local_members() {
-            let stored = Stored {
-                seq: member.seq,
-                connected_at: member.connected_at,
-                entry: &member.entry,
-            };
-            hset.push(member.id.into_bytes());
-            hset.push(stored.encode().into_bytes());
-        }
-        hset.push(VERSION_FIELD.into());
-        hset.push(self.ver.to_string().into_bytes());
-        let ttl = self.timeout.as_millis().to_string();
-        let ok = self.command(&[b"MULTI"])
-            && self.command(&[b"DEL", hash.as_bytes()])
-            && self.link.try_send(hset, 0)
-            && self.command(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()])
-            && self.command(&[b"EXEC"]);
-        if !ok {
-            // A half-queued transaction is discarded by Redis when the
-            // connection drops; otherwise EXEC was never sent: undo it.
-            self.command(&[b"DISCARD"]);
-            self.announce_needed = true;
-        }
-    }
-
     /// Every heartbeat: keep our hash alive, say we are here, check that we
     /// hear ourselves.
     fn beat(&mut self, router: &mut Router) {
@@ -578,7 +508,7 @@ impl Cluster {
         let origin = env.origin;
         if let Body::Bye = env.body {
             self.directory.remove(origin);
-            router.remote_node_gone(origin, now);
+            router.remote_node_gone(origin, now, out);
             return;
         }
         if self.directory.heard(origin, now) {
@@ -618,13 +548,39 @@ impl Cluster {
                     entry: entry.to_owned(),
                 };
                 let outcome = self.directory.delta(origin, ver, Delta::Join(member));
-                self.apply(origin, outcome, router, now);
+                self.apply(origin, outcome, router, out, now);
             }
             Body::Leave { id, ver } => {
                 let outcome = self
                     .directory
                     .delta(origin, ver, Delta::Leave(id.to_owned()));
-                self.apply(origin, outcome, router, now);
+                self.apply(origin, outcome, router, out, now);
+            }
+            Body::Subscribe {
+                id,
+                ver,
+                channel,
+                member,
+            } => {
+                let Some(member) = decode_member(member) else {
+                    log::debug!("cluster: ignoring a malformed subscription");
+                    return;
+                };
+                let sub = Subscription {
+                    id: id.to_owned(),
+                    channel: channel.to_owned(),
+                    member,
+                };
+                let outcome = self.directory.delta(origin, ver, Delta::Subscribe(sub));
+                self.apply(origin, outcome, router, out, now);
+            }
+            Body::Unsubscribe { id, ver, channel } => {
+                let delta = Delta::Unsubscribe {
+                    id: id.to_owned(),
+                    channel: channel.to_owned(),
+                };
+                let outcome = self.directory.delta(origin, ver, delta);
+                self.apply(origin, outcome, router, out, now);
             }
             Body::Heartbeat { ver } => {
                 if self.directory.heartbeat(origin, ver, now, self.timeout) {
@@ -636,9 +592,16 @@ impl Cluster {
         }
     }
 
-    fn apply(&mut self, node: &str, outcome: Outcome, router: &mut Router, now: Instant) {
+    fn apply(
+        &mut self,
+        node: &str,
+        outcome: Outcome,
+        router: &mut Router,
+        out: &mut impl Outbox,
+        now: Instant,
+    ) {
         match outcome {
-            Outcome::Apply(delta) => apply_delta(node, delta, router, now),
+            Outcome::Apply(delta) => apply_delta(node, delta, router, out, now),
             Outcome::Nothing => {}
             Outcome::Resync => {
                 if !self.directory.syncing(node) {
@@ -661,7 +624,7 @@ impl Cluster {
         tag: u64,
         value: &Value,
         router: &mut Router,
-        _out: &mut impl Outbox,
+        out: &mut impl Outbox,
         now: Instant,
     ) {
         let Some(query) = self.queries.remove(&tag) else {
@@ -685,16 +648,16 @@ impl Cluster {
                 }
             }
             Query::Sync(node) => {
-                let (members, ver) = parse_hash(value);
+                let snapshot = parse_hash(value);
                 if !self.directory.syncing(&node) {
                     return;
                 }
-                let Some((deltas, again)) = self.directory.synced(&node, ver) else {
+                let Some((deltas, again)) = self.directory.synced(&node, snapshot.ver) else {
                     return;
                 };
-                router.remote_node(&node, members, now);
+                router.remote_node(&node, snapshot.members, snapshot.subs, now, out);
                 for delta in deltas {
-                    apply_delta(&node, delta, router, now);
+                    apply_delta(&node, delta, router, out, now);
                 }
                 if again {
                     self.sync(&node, now);
@@ -710,73 +673,17 @@ impl Drop for Cluster {
     }
 }
 
-fn apply_delta(node: &str, delta: Delta, router: &mut Router, now: Instant) {
+fn apply_delta(node: &str, delta: Delta, router: &mut Router, out: &mut impl Outbox, now: Instant) {
     match delta {
-        Delta::Join(member) => router.remote_join(node, member, now),
-        Delta::Leave(id) => router.remote_leave(&id, now),
+        Delta::Join(member) => router.remote_join(node, member, now, out),
+        Delta::Leave(id) => router.remote_leave(&id, now, out),
+        Delta::Subscribe(sub) => router.remote_subscribe(node, sub, out),
+        Delta::Unsubscribe { id, channel } => router.remote_unsubscribe(node, &id, &channel, out),
     }
-}
-
-/// An HGETALL reply of a presence hash: its members and its version.
-fn parse_hash(value: &Value) -> (Vec<Member>, Option<u64>) {
-    let mut members = Vec::new();
-    let mut ver = None;
-    for pair in value.as_array().unwrap_or_default().chunks_exact(2) {
-        let (Some(field), Some(text)) = (pair[0].as_bytes(), pair[1].as_bytes()) else {
-            continue;
-        };
-        let (Ok(field), Ok(text)) = (std::str::from_utf8(field), std::str::from_utf8(text)) else {
-            continue;
-        };
-        if field == VERSION_FIELD {
-            ver = text.parse().ok();
-        } else if let Some(m) = Stored::decode(text) {
-            members.push(Member {
-                id: field.to_owned(),
-                seq: m.seq,
-                connected_at: m.connected_at,
-                entry: m.entry.to_owned(),
-            });
-        }
-    }
-    (members, ver)
 }
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::Bulk(Some(s.as_bytes().to_vec()))
-    }
-
-    #[test]
-    fn reads_a_presence_hash() {
-        let reply = Value::Array(Some(vec![
-            bulk("AbCd1234"),
-            bulk(r#"3 1700000000 {"id":"AbCd1234"}"#),
-            bulk("~v"),
-            bulk("7"),
-            bulk("broken"),
-            bulk("x"),
-        ]));
-        let (members, ver) = parse_hash(&reply);
-        assert_eq!(ver, Some(7));
-        assert_eq!(
-            members,
-            [Member {
-                id: "AbCd1234".into(),
-                seq: 3,
-                connected_at: 1_700_000_000,
-                entry: r#"{"id":"AbCd1234"}"#.into(),
-            }]
-        );
-        assert_eq!(parse_hash(&Value::Array(Some(vec![]))), (vec![], None));
-    }
 }

@@ -179,10 +179,7 @@ impl EventLoop {
         let pusher = crate::pusher::Pusher::new(&config.pusher, seed);
         let mut router = router;
         if pusher.is_some() {
-            router.set_foreign(
-                crate::pusher::wire::encode_channel_event,
-                crate::pusher::PROTECTED,
-            );
+            router.set_foreign(crate::pusher::FOREIGN);
         }
         EventLoop {
             handshake_timers: TimerQueue::new(secs(config.handshake_timeout)),

@@ -71,15 +71,12 @@ impl EventLoop {
         true
     }
 
-    /// A connection left: its Pusher presence memberships end (before the router forgets it).
+    /// A connection left: its Pusher session ends (the router's disconnect ends its channels
+    /// and presence memberships).
     pub(super) fn pusher_left(&mut self, key: usize) {
-        if !self.pusher.as_ref().is_some_and(|p| p.is_session(key)) {
-            return;
+        if let Some(pusher) = self.pusher.as_mut() {
+            pusher.closed(key);
         }
-        if let Some((router, mut out, pusher)) = self.deliver_pusher() {
-            let _ = catch_unwind(AssertUnwindSafe(|| pusher.closed(router, key, &mut out)));
-        }
-        self.after_router();
     }
 
     /// The close code `key` gets for `rakit_code` (SPEC section 13: pusher-js reads 4000-4099

@@ -72,9 +72,9 @@ impl Pusher {
         match (req.method, segments.as_slice()) {
             ("POST", ["events"]) => self.events(router, req.body, out),
             ("POST", ["batch_events"]) => self.batch_events(router, req.body, out),
-            ("GET", ["channels"]) => channels(router, self, &params),
-            ("GET", ["channels", name]) => channel(router, self, name, &params),
-            ("GET", ["channels", name, "users"]) => self.users(name),
+            ("GET", ["channels"]) => channels(router, &params),
+            ("GET", ["channels", name]) => channel(router, name, &params),
+            ("GET", ["channels", name, "users"]) => users(router, name),
             ("POST", ["users", user, "terminate_connections"]) => {
                 let _ = now;
                 self.terminate(user, out)
@@ -195,21 +195,6 @@ impl Pusher {
         }
     }
 
-    fn users(&self, channel: &str) -> Answer {
-        let Some(channel) = crate::percent::decode_strict(channel) else {
-            return error(400, "Malformed channel name");
-        };
-        if !channel.starts_with("presence-") {
-            return error(400, "Users can only be listed for presence channels");
-        }
-        let users: Vec<Value> = self
-            .presence
-            .users(&channel)
-            .map(|id| json!({ "id": id }))
-            .collect();
-        (200, json!({ "users": users }).to_string())
-    }
-
     /// Closes every connection of `user` (signed in, or on a presence channel as it) with 4009.
     fn terminate(&self, user: &str, out: &mut dyn Outbox) -> Answer {
         let Some(user) = crate::percent::decode_strict(user) else {
@@ -263,8 +248,24 @@ fn check_event(ev: &Event<'_>, channels: &[&str]) -> Result<(), Answer> {
     Ok(())
 }
 
-/// `GET /channels`: occupied channels, optionally by prefix, with `user_count` for presence.
-fn channels(router: &Router, pusher: &Pusher, params: &BTreeMap<String, String>) -> Answer {
+/// `GET /channels/{name}/users`: the presence channel's users in the cluster.
+fn users(router: &Router, channel: &str) -> Answer {
+    let Some(channel) = crate::percent::decode_strict(channel) else {
+        return error(400, "Malformed channel name");
+    };
+    if !channel.starts_with("presence-") {
+        return error(400, "Users can only be listed for presence channels");
+    }
+    let users: Vec<Value> = router
+        .channel_users(&channel)
+        .map(|(id, _)| json!({ "id": id }))
+        .collect();
+    (200, json!({ "users": users }).to_string())
+}
+
+/// `GET /channels`: channels occupied anywhere in the cluster, optionally by prefix, with
+/// `user_count` for presence.
+fn channels(router: &Router, params: &BTreeMap<String, String>) -> Answer {
     let prefix = params.get("filter_by_prefix").map_or("", String::as_str);
     let user_count = info_has(params, "user_count");
     if user_count && !prefix.starts_with("presence-") {
@@ -275,10 +276,7 @@ fn channels(router: &Router, pusher: &Pusher, params: &BTreeMap<String, String>)
         if info.name.starts_with(prefix) {
             let mut attrs = Map::new();
             if user_count {
-                attrs.insert(
-                    "user_count".into(),
-                    pusher.presence.user_count(info.name).into(),
-                );
+                attrs.insert("user_count".into(), router.user_count(info.name).into());
             }
             list.insert(info.name.to_owned(), Value::Object(attrs));
         }
@@ -286,13 +284,9 @@ fn channels(router: &Router, pusher: &Pusher, params: &BTreeMap<String, String>)
     (200, json!({ "channels": list }).to_string())
 }
 
-/// `GET /channels/{name}`: `occupied`, and `subscription_count` / `user_count` when asked.
-fn channel(
-    router: &Router,
-    pusher: &Pusher,
-    name: &str,
-    params: &BTreeMap<String, String>,
-) -> Answer {
+/// `GET /channels/{name}`: `occupied`, and `subscription_count` / `user_count` when asked, all
+/// over the cluster.
+fn channel(router: &Router, name: &str, params: &BTreeMap<String, String>) -> Answer {
     let Some(name) = crate::percent::decode_strict(name).filter(|n| wire::valid_channel(n)) else {
         return error(400, "Invalid channel name");
     };
@@ -306,10 +300,7 @@ fn channel(
         if !name.starts_with("presence-") {
             return error(400, "user_count is for presence channels only");
         }
-        body.insert(
-            "user_count".into(),
-            pusher.presence.user_count(&name).into(),
-        );
+        body.insert("user_count".into(), router.user_count(&name).into());
     }
     (200, Value::Object(body).to_string())
 }

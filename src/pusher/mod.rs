@@ -4,18 +4,19 @@
 //! Sans-IO like the router, and layered on it: a Pusher connection is a router client of
 //! [`Dialect::Pusher`], so it shares channels (and the cluster) with Rakit clients. This module
 //! turns Pusher frames into router operations (join, leave, fan-out) and keeps what only
-//! Pusher has: socket ids, channel authorization, presence members per user, and the client
-//! event rate limit. The router never sees Pusher JSON; it encodes channel messages for Pusher
-//! clients through [`wire::encode_channel_event`].
+//! Pusher has: socket ids, channel authorization, and the client event rate limit. Presence
+//! members (one per user, across the cluster) are counted by the router as opaque member data
+//! (`user_id`, the JSON of `user_info`). The router never sees Pusher JSON; it encodes channel
+//! messages and member notices for Pusher clients through [`FOREIGN`].
 //!
 //! A connection's states: upgraded on `/app/{key}` -> refused (`pusher:error` and close 4001,
 //! 4007 or 4008; never a router client) or established (`pusher:connection_established`, a
-//! router client) -> closed ([`Pusher::closed`] before the router forgets it, so presence
-//! members leave with `member_removed`).
+//! router client) -> closed ([`Pusher::closed`]; the router's disconnect ends its presence
+//! memberships, with `member_removed` where it was its user's last connection anywhere).
 
 pub mod api;
 pub mod auth;
-mod presence;
+pub mod presence;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -23,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use self::presence::Presence;
 use self::wire::{ChannelData, Incoming, SubscribeData};
 use crate::config::PusherConfig;
-use crate::router::{ChannelEvent, ConnId, Dialect, Outbox, Router};
+use crate::router::{
+    ChannelEvent, ChannelMember, ConnId, Dialect, Foreign, Outbox, Router, MAX_INFO_LEN,
+    MAX_USER_LEN,
+};
 use crate::session::User;
 
 /// Close codes of Pusher's protocol (SPEC section 13).
@@ -56,6 +59,13 @@ const ACTIVITY_TIMEOUT: u64 = 30;
 /// Channels only authorized Pusher clients may join (Rakit subscriptions are refused).
 pub const PROTECTED: &[&str] = &["private-", "presence-"];
 
+/// What the dialect plugs into the router.
+pub const FOREIGN: Foreign = Foreign {
+    channel: wire::encode_channel_event,
+    member: presence::encode_member,
+    protected: PROTECTED,
+};
+
 /// One Pusher connection.
 #[derive(Debug)]
 struct Session {
@@ -78,7 +88,6 @@ pub struct Pusher {
     sessions: HashMap<ConnId, Session>,
     /// Socket id -> connection, for `socket_id` exclusion.
     sockets: HashMap<String, ConnId>,
-    presence: Presence,
     rng: u64,
 }
 
@@ -91,7 +100,6 @@ impl Pusher {
             secret: config.secret.clone().into_bytes(),
             sessions: HashMap::new(),
             sockets: HashMap::new(),
-            presence: Presence::default(),
             rng: seed | 1,
         })
     }
@@ -188,16 +196,11 @@ impl Pusher {
         self.sockets.get(socket_id).copied()
     }
 
-    /// The connection left (any reason): its presence memberships end, with `member_removed`
-    /// where it was its user's last connection. Call before `Router::disconnect`.
-    pub fn closed(&mut self, router: &mut Router, conn: ConnId, out: &mut impl Outbox) {
-        let Some(session) = self.sessions.remove(&conn) else {
-            return;
-        };
-        self.sockets.remove(&session.socket_id);
-        for (channel, user) in session.presence {
-            router.leave(conn, &channel);
-            self.presence_left(router, &channel, &user, out);
+    /// The connection left (any reason): its session ends. Its channels and presence
+    /// memberships end with `Router::disconnect`.
+    pub fn closed(&mut self, conn: ConnId) {
+        if let Some(session) = self.sessions.remove(&conn) {
+            self.sockets.remove(&session.socket_id);
         }
     }
 
@@ -262,13 +265,32 @@ impl Pusher {
             else {
                 return auth_error(conn, channel, "Invalid channel_data: no user_id", out);
             };
-            member = Some((user, info.map(RawValue::to_owned)));
+            let info = info.map_or("null", RawValue::get);
+            if user.len() > MAX_USER_LEN || info.len() > MAX_INFO_LEN {
+                let text = format!(
+                    "user_id over {MAX_USER_LEN} bytes or user_info over {} KB",
+                    MAX_INFO_LEN / 1024
+                );
+                out.send(
+                    conn,
+                    &wire::subscription_error(channel, "LimitReached", &text, 400),
+                );
+                return;
+            }
+            member = Some(ChannelMember {
+                user,
+                info: info.to_owned(),
+            });
         } else if channel.starts_with("private-")
             && !auth::verify_auth(&self.key, &self.secret, auth, &[&socket_id, channel])
         {
             return auth_error(conn, channel, "Invalid signature", out);
         }
-        let new = match router.join(conn, channel) {
+        let joined = match &member {
+            Some(m) => router.join_member(conn, channel, m, out),
+            None => router.join(conn, channel),
+        };
+        let new = match joined {
             Ok(new) => new,
             Err(max) => {
                 let text = format!("at most {max} channels per connection");
@@ -279,12 +301,14 @@ impl Pusher {
                 return;
             }
         };
-        let succeeded = match &member {
-            Some((user, info)) => {
+        let succeeded = match member {
+            Some(m) => {
                 if new {
-                    self.presence_joined(router, conn, channel, user, info.as_deref(), out);
+                    if let Some(session) = self.sessions.get_mut(&conn) {
+                        session.presence.push((channel.to_owned(), m.user));
+                    }
                 }
-                self.presence.snapshot(channel)
+                presence::snapshot(router, channel)
             }
             None => "{}".to_owned(),
         };
@@ -299,45 +323,6 @@ impl Pusher {
         );
     }
 
-    fn presence_joined(
-        &mut self,
-        router: &Router,
-        conn: ConnId,
-        channel: &str,
-        user: &str,
-        info: Option<&RawValue>,
-        out: &mut impl Outbox,
-    ) {
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.presence.push((channel.to_owned(), user.to_owned()));
-        }
-        if self.presence.add(channel, user, info) {
-            let frame = wire::frame(
-                "pusher_internal:member_added",
-                Some(channel),
-                &self.presence.member_json(channel, user),
-                None,
-            );
-            for (other, dialect) in router.subscribers(channel) {
-                if other != conn && dialect == Dialect::Pusher {
-                    out.send(other, &frame);
-                }
-            }
-        }
-    }
-
-    fn presence_left(&mut self, router: &Router, channel: &str, user: &str, out: &mut impl Outbox) {
-        if self.presence.remove(channel, user) {
-            let data = serde_json::json!({ "user_id": user }).to_string();
-            let frame = wire::frame("pusher_internal:member_removed", Some(channel), &data, None);
-            for (other, dialect) in router.subscribers(channel) {
-                if dialect == Dialect::Pusher {
-                    out.send(other, &frame);
-                }
-            }
-        }
-    }
-
     fn unsubscribe(
         &mut self,
         router: &mut Router,
@@ -349,15 +334,11 @@ impl Pusher {
         let Some(channel) = data.channel.as_deref() else {
             return;
         };
-        if !router.leave(conn, channel) {
+        if !router.leave(conn, channel, out) {
             return;
         }
-        let Some(session) = self.sessions.get_mut(&conn) else {
-            return;
-        };
-        if let Some(i) = session.presence.iter().position(|(c, _)| c == channel) {
-            let (channel, user) = session.presence.swap_remove(i);
-            self.presence_left(router, &channel, &user, out);
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.presence.retain(|(c, _)| c != channel);
         }
     }
 

@@ -9,6 +9,7 @@
 //! not a broadcast from nobody.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
@@ -106,29 +107,38 @@ impl Router {
         self.channels.channel_count()
     }
 
-    /// Every channel with subscribers and how many, sorted by name (a stable order for callers;
-    /// the index itself is a hash map).
+    /// Every channel with subscribers in the cluster and how many, sorted by name (a stable
+    /// order for callers; the indexes themselves are hash maps).
     pub fn channel_list(&self) -> Vec<ChannelInfo<'_>> {
-        let mut list: Vec<ChannelInfo<'_>> = self
-            .channels
-            .iter()
+        let mut counts: BTreeMap<&str, usize> = self.channels.iter().collect();
+        if let Some(remote) = self.remote.as_deref() {
+            for (name, n) in remote.replica.channels() {
+                *counts.entry(name).or_default() += n;
+            }
+        }
+        counts
+            .into_iter()
             .map(|(name, subscribers)| ChannelInfo { name, subscribers })
-            .collect();
-        list.sort_unstable_by(|a, b| a.name.cmp(b.name));
-        list
+            .collect()
     }
 
-    /// The client ids subscribed to `channel`, in subscription order (empty for a channel nobody
-    /// is in). `Err` for a name that no channel can have.
+    /// The client ids subscribed to `channel` in the cluster: this node's in subscription
+    /// order, then other nodes' by id (empty for a channel nobody is in). `Err` for a name
+    /// that no channel can have.
     pub fn channel_clients(&self, channel: &str) -> Result<Vec<&str>, ApiError> {
         if !channels::is_valid_name(channel) {
             return Err(ApiError::invalid_channel());
         }
-        Ok(self
+        let local = self
             .channels
             .members(channel)
-            .filter_map(|conn| self.client_id(conn))
-            .collect())
+            .filter_map(|conn| self.client_id(conn));
+        let remote = self
+            .remote
+            .as_deref()
+            .into_iter()
+            .flat_map(|r| r.replica.subscribers(channel));
+        Ok(local.chain(remote).collect())
     }
 
     /// `{"count":N,"users":[...]}`: the presence list of SPEC section 5 (same entries, same
@@ -142,12 +152,7 @@ impl Router {
                 s.serialize_field("count", &router.cluster_len())?;
                 s.serialize_field(
                     "users",
-                    &PresenceUsers::new(
-                        &router.clients,
-                        &router.order,
-                        router.remote.as_deref(),
-                        false,
-                    ),
+                    &PresenceUsers::new(&router.clients, &router.order, router.cluster(), false),
                 )?;
                 s.end()
             }

@@ -85,14 +85,25 @@ impl Channels {
         true
     }
 
-    /// Removes `conn` from every channel it is in (it disconnected).
-    pub(crate) fn remove_conn(&mut self, conn: ConnId) {
+    /// Removes `conn` from every channel it is in (it disconnected); returns their names.
+    pub(crate) fn remove_conn(&mut self, conn: ConnId) -> Vec<Rc<str>> {
         let Some(subs) = self.subscriptions.remove(&conn) else {
-            return;
+            return Vec::new();
         };
+        let mut names = Vec::with_capacity(subs.len());
         for (name, seq) in subs {
             self.remove_member(&name, seq);
+            names.push(name);
         }
+        names
+    }
+
+    /// The channels `conn` is in (in no particular order).
+    pub(crate) fn channels_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
+        self.subscriptions
+            .get(&conn)
+            .into_iter()
+            .flat_map(|subs| subs.keys().map(|name| &**name))
     }
 
     fn remove_member(&mut self, name: &str, seq: u64) {
@@ -215,7 +226,9 @@ mod tests {
         c.unsubscribe(1, "a");
         assert!(!c.has_members("a"));
         assert_eq!(c.channel_count(), 1);
-        c.remove_conn(2);
+        assert_eq!(c.channels_of(2).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(c.remove_conn(2), [Rc::from("b")]);
+        assert_eq!(c.channels_of(2).count(), 0);
         assert_eq!(members(&c, "b"), [1]);
         c.unsubscribe(1, "b");
         assert_eq!(c.channel_count(), 0);

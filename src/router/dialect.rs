@@ -6,7 +6,9 @@
 //! private messages, errors) go to Rakit clients only, and a channel message is described once
 //! as a dialect-neutral [`ChannelEvent`]. A fan-out encodes it at most once per dialect (the
 //! Rakit frame, and the other dialect's through its [`Encoder`]), and every recipient gets a
-//! clone of its dialect's shared frame.
+//! clone of its dialect's shared frame. Presence channel members (one per user across the
+//! cluster, `members.rs`) are counted by the router; the dialect only encodes their arrival and
+//! departure ([`MemberNotice`]).
 
 use serde_json::value::RawValue;
 
@@ -49,3 +51,34 @@ pub struct ChannelEvent<'a> {
 
 /// Encodes a [`ChannelEvent`] as one complete frame of a foreign dialect; `None` if it cannot.
 pub type Encoder = fn(&ChannelEvent<'_>) -> Option<Frame>;
+
+/// A presence channel member appeared (its first connection anywhere in the cluster) or left
+/// (its last), in no dialect's wire form. Member data is the dialect's own, opaque here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberNotice<'a> {
+    Added {
+        channel: &'a str,
+        user: &'a str,
+        info: &'a str,
+    },
+    Removed {
+        channel: &'a str,
+        user: &'a str,
+    },
+}
+
+/// Encodes a [`MemberNotice`] as one complete frame of a foreign dialect; `None` if it cannot.
+pub type MemberEncoder = fn(&MemberNotice<'_>) -> Option<Frame>;
+
+/// What a foreign dialect plugs into the router.
+#[derive(Debug, Clone, Copy)]
+pub struct Foreign {
+    /// Its form of a channel message.
+    pub channel: Encoder,
+    /// Its form of a presence channel member's arrival or departure, sent to its subscribers
+    /// of that channel on this node.
+    pub member: MemberEncoder,
+    /// Channel name prefixes only it may subscribe to (it checks their authorization; a Rakit
+    /// `subscribe` is `forbidden`).
+    pub protected: &'static [&'static str],
+}

@@ -8,17 +8,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::channels::TooManyChannels;
-use super::dialect::{ChannelEvent, Dialect, Encoder};
+use super::dialect::{ChannelEvent, Dialect, Foreign};
+use super::entry::{ChannelMember, Subscription};
+use super::members::Change;
 use super::wire::{Out, Outgoing};
-use super::{ClusterOut, ConnId, Frame, Outbox, Router};
+use super::{Client, ClusterOut, ConnId, Frame, Outbox, Router};
 
 impl Router {
-    /// Lets clients of [`Dialect::Pusher`] receive channel messages, encoded by `encoder`, and
-    /// keeps channels whose names start with one of `protected` for that dialect (it checks
-    /// their authorization; a Rakit `subscribe` to them is `forbidden`).
-    pub fn set_foreign(&mut self, encoder: Encoder, protected: &'static [&'static str]) {
-        self.foreign = Some(encoder);
-        self.protected = protected;
+    /// Lets clients of [`Dialect::Pusher`] receive channel messages and presence channel
+    /// member notices, encoded by `foreign`, and keeps its protected channels for that dialect.
+    pub fn set_foreign(&mut self, foreign: Foreign) {
+        self.foreign = Some(foreign);
     }
 
     /// What `conn` speaks, if it is connected.
@@ -36,30 +36,91 @@ impl Router {
     /// own rules). `Ok(true)` when it was not subscribed before; `Err(max)` beyond
     /// `max_channels_per_client`.
     pub fn join(&mut self, conn: ConnId, channel: &str) -> Result<bool, usize> {
+        self.subscribe_as(conn, channel, None).map(|(new, _)| new)
+    }
+
+    /// [`Router::join`] for a presence channel, as `member`: when it is the user's first
+    /// connection in the cluster, the channel's other local subscribers of the foreign dialect
+    /// hear of it. A connection already subscribed keeps the member it joined as.
+    pub fn join_member(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        member: &ChannelMember,
+        out: &mut impl Outbox,
+    ) -> Result<bool, usize> {
+        let (new, changes) = self.subscribe_as(conn, channel, Some(member))?;
+        self.notify_members(&changes, Some(conn), out);
+        Ok(new)
+    }
+
+    fn subscribe_as(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        member: Option<&ChannelMember>,
+    ) -> Result<(bool, Vec<Change>), usize> {
         let max = self.config.max_channels_per_client;
         let new = self
             .channels
             .subscribe(conn, channel, max)
             .map_err(|TooManyChannels| max)?;
-        if new {
-            if let Some(client) = self.clients.get(&conn) {
-                self.handler
-                    .subscribe(client.id.as_str(), client.user.as_deref(), channel);
+        if !new {
+            return Ok((false, Vec::new()));
+        }
+        let changes = match member {
+            Some(m) => self.members.bind(conn, channel, &m.user, &m.info),
+            None => Vec::new(),
+        };
+        if let Some(client) = self.clients.get(&conn) {
+            self.handler
+                .subscribe(client.id.as_str(), client.user.as_deref(), channel);
+            if self.remote.is_some() {
+                let sub = self.subscription(client, conn, channel);
+                self.publish(|| ClusterOut::Subscribed(sub));
             }
         }
-        Ok(new)
+        Ok((true, changes))
     }
 
-    /// Unsubscribes `conn` from `channel`; false when it was not subscribed.
-    pub fn leave(&mut self, conn: ConnId, channel: &str) -> bool {
+    /// Unsubscribes `conn` from `channel`; false when it was not subscribed. A presence member
+    /// whose last connection in the cluster this was leaves.
+    pub fn leave(&mut self, conn: ConnId, channel: &str, out: &mut impl Outbox) -> bool {
         let left = self.channels.unsubscribe(conn, channel);
         if left {
             if let Some(client) = self.clients.get(&conn) {
                 self.handler
                     .unsubscribe(client.id.as_str(), client.user.as_deref(), channel);
+                let id = client.id;
+                self.publish(|| ClusterOut::Unsubscribed {
+                    id: id.as_str().to_owned(),
+                    channel: channel.to_owned(),
+                });
             }
+            let changes = self.members.unbind(conn, channel);
+            self.notify_members(&changes, None, out);
         }
         left
+    }
+
+    /// A local subscription as the directory holds it.
+    pub(super) fn subscription(
+        &self,
+        client: &Client,
+        conn: ConnId,
+        channel: &str,
+    ) -> Subscription {
+        Subscription {
+            id: client.id.as_str().to_owned(),
+            channel: channel.to_owned(),
+            member: self
+                .members
+                .local(conn, channel)
+                .map(|(user, info)| ChannelMember {
+                    user: user.to_owned(),
+                    info: info.to_owned(),
+                }),
+        }
     }
 
     /// The local subscribers of `channel` and what they speak, in subscription order.
@@ -69,9 +130,13 @@ impl Router {
             .filter_map(|conn| self.clients.get(&conn).map(|c| (conn, c.dialect)))
     }
 
-    /// How many local connections are subscribed to `channel`.
+    /// How many connections are subscribed to `channel`, on every node.
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.channels.members(channel).count()
+        let remote = self
+            .remote
+            .as_deref()
+            .map_or(0, |r| r.replica.subscriber_count(channel));
+        self.channels.members(channel).count() + remote
     }
 
     /// Sends `event` to every subscriber of its channel in the cluster but `except`, each in
@@ -129,7 +194,7 @@ impl Router {
                 }
                 Dialect::Pusher => {
                     let frame = foreign
-                        .get_or_insert_with(|| self.foreign.and_then(|encode| encode(event)));
+                        .get_or_insert_with(|| self.foreign.and_then(|f| (f.channel)(event)));
                     if let Some(frame) = frame {
                         out.send(conn, frame);
                     }
@@ -146,7 +211,7 @@ impl Router {
         payload: &[u8],
         out: &mut impl Outbox,
     ) {
-        let Some(encode) = self.foreign else {
+        let Some(encode) = self.foreign.map(|f| f.channel) else {
             return;
         };
         let mut members = self

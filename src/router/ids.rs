@@ -13,7 +13,7 @@ const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// A client id, stored inline: it is hashed and copied on every private
 /// message, and a fixed array avoids a heap allocation per client.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ClientId([u8; ID_LEN]);
 
 impl ClientId {

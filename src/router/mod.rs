@@ -18,10 +18,13 @@ mod channels;
 mod clients;
 mod command;
 mod dialect;
+mod entry;
 mod fanout;
 mod ids;
+mod members;
 mod presence;
 mod remote;
+mod replica;
 mod wire;
 
 #[cfg(test)]
@@ -37,12 +40,15 @@ use serde_json::value::RawValue;
 
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
-pub use self::dialect::{ChannelEvent, Dialect, Encoder};
-pub use self::remote::{ClusterOut, Member, NodeId};
+pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
+pub use self::entry::{ChannelMember, Member, Subscription, MAX_INFO_LEN, MAX_USER_LEN};
+pub use self::remote::ClusterOut;
+pub use self::replica::NodeId;
 
-use self::channels::{Channels, TooManyChannels};
+use self::channels::Channels;
 use self::clients::Clients;
 use self::ids::{ClientId, IdGenerator};
+use self::members::Members;
 use self::presence::{PresenceUsers, Throttle};
 use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
@@ -138,14 +144,14 @@ pub struct Router {
     order: BTreeMap<u64, ConnId>,
     next_seq: u64,
     channels: Channels,
+    /// Presence channel members, cluster-wide (`members.rs`).
+    members: Members,
     presence: Throttle,
     /// Other nodes' clients and what they must be told; `None` outside a
     /// cluster (see `remote.rs`).
     remote: Option<Box<Remote>>,
-    /// Encodes channel messages for clients of the other dialect.
-    foreign: Option<Encoder>,
-    /// Channel name prefixes only the other dialect may subscribe to (it checks their auth).
-    protected: &'static [&'static str],
+    /// Encodes for clients of the other dialect, and keeps its channels.
+    foreign: Option<Foreign>,
 }
 
 impl fmt::Debug for Router {
@@ -172,9 +178,9 @@ impl Router {
             order: BTreeMap::new(),
             next_seq: 0,
             channels: Channels::default(),
+            members: Members::default(),
             remote: None,
             foreign: None,
-            protected: &[],
         }
     }
 
@@ -212,9 +218,9 @@ impl Router {
         }
         let (by_id, remote) = (&self.by_id, self.remote.as_deref());
         // Unique across the cluster, as far as the directory knows.
-        let id = self
-            .ids
-            .generate(|id| by_id.contains_key(id) || remote.is_some_and(|r| r.contains(id)));
+        let id = self.ids.generate(|id| {
+            by_id.contains_key(id) || remote.is_some_and(|r| r.replica.contains(id))
+        });
         let seq = self.next_seq;
         self.next_seq += 1;
         // Fully registered before any handler code runs, so a panicking
@@ -233,7 +239,7 @@ impl Router {
         );
         if let Some(client) = self.clients.get(&conn) {
             if let Some(remote) = self.remote.as_mut() {
-                remote.push(ClusterOut::Joined(remote::member(client)));
+                remote.push(ClusterOut::Joined(entry::member(client)));
             }
             self.handler.connect(id.as_str(), client.user.as_deref());
             let welcome = Outgoing::encode(&Out::Welcome {
@@ -251,23 +257,27 @@ impl Router {
     /// The connection left. Removes it from every channel, fires
     /// `Handler::disconnect` and schedules a presence update. Unknown
     /// connections are ignored, so calling this twice is harmless.
-    pub fn disconnect(&mut self, conn: ConnId, now: Instant, _out: &mut impl Outbox) {
-        if let Some(client) = self.forget(conn) {
+    pub fn disconnect(&mut self, conn: ConnId, now: Instant, out: &mut impl Outbox) {
+        if let Some(client) = self.forget(conn, out) {
             self.handler
                 .disconnect(client.id.as_str(), client.user.as_deref());
             self.presence_changed(now);
         }
     }
 
-    /// Removes every trace of `conn` and returns its client.
-    fn forget(&mut self, conn: ConnId) -> Option<Client> {
+    /// Removes every trace of `conn` and returns its client. Presence
+    /// channel members it was the last connection of leave (`member_removed`).
+    fn forget(&mut self, conn: ConnId, out: &mut impl Outbox) -> Option<Client> {
         let client = self.clients.remove(&conn)?;
         self.by_id.remove(&client.id);
         self.order.remove(&client.seq);
-        self.channels.remove_conn(conn);
+        let channels = self.channels.remove_conn(conn);
         self.publish(|| ClusterOut::Left {
             id: client.id.as_str().to_owned(),
+            channels,
         });
+        let changes = self.members.unbind_all(conn);
+        self.notify_members(&changes, None, out);
         Some(client)
     }
 
@@ -442,46 +452,24 @@ impl Router {
         match &*event {
             "subscribe" => {
                 let channel = channel_name(msg.channel)?;
-                if self.protected.iter().any(|p| channel.starts_with(p)) {
+                let protected = self.foreign.map_or(&[][..], |f| f.protected);
+                if protected.iter().any(|p| channel.starts_with(p)) {
                     return Err(Reject::new(
                         ErrorCode::Forbidden,
                         "this channel needs Pusher channel authorization (connect to /app/{key})",
                     ));
                 }
-                let new = self
-                    .channels
-                    .subscribe(conn, &channel, self.config.max_channels_per_client)
-                    .map_err(|TooManyChannels| {
-                        Reject::new(
-                            ErrorCode::TooManyChannels,
-                            format!(
-                                "at most {} channels per client",
-                                self.config.max_channels_per_client
-                            ),
-                        )
-                    })?;
-                if new {
-                    if let Some(client) = self.clients.get(&conn) {
-                        self.handler.subscribe(
-                            client.id.as_str(),
-                            client.user.as_deref(),
-                            &channel,
-                        );
-                    }
-                }
+                self.join(conn, &channel).map_err(|max| {
+                    Reject::new(
+                        ErrorCode::TooManyChannels,
+                        format!("at most {max} channels per client"),
+                    )
+                })?;
                 self.send_to(conn, &Out::Subscribed { channel: &channel }, out);
             }
             "unsubscribe" => {
                 let channel = channel_name(msg.channel)?;
-                if self.channels.unsubscribe(conn, &channel) {
-                    if let Some(client) = self.clients.get(&conn) {
-                        self.handler.unsubscribe(
-                            client.id.as_str(),
-                            client.user.as_deref(),
-                            &channel,
-                        );
-                    }
-                }
+                self.leave(conn, &channel, out);
                 self.send_to(conn, &Out::Unsubscribed { channel: &channel }, out);
             }
             "message" => {
@@ -529,14 +517,19 @@ impl Router {
         }
         self.remote
             .as_deref()
-            .and_then(|r| r.node_of(&id))
+            .and_then(|r| r.replica.node_of(&id))
             .map(Target::Remote)
             .ok_or_else(unknown)
     }
 
+    /// This node's id and the replica of the others, in a cluster.
+    fn cluster(&self) -> Option<(&str, &replica::Replica)> {
+        self.remote.as_deref().map(|r| (r.node(), &r.replica))
+    }
+
     /// Clients in the whole cluster.
     fn cluster_len(&self) -> usize {
-        self.clients.len() + self.remote.as_deref().map_or(0, Remote::len)
+        self.clients.len() + self.remote.as_deref().map_or(0, |r| r.replica.len())
     }
 
     fn presence_changed(&mut self, now: Instant) {
@@ -554,12 +547,7 @@ impl Router {
         let count = self.cluster_len();
         let truncated = count > self.config.presence_max_users;
         let msg = Out::Presence {
-            users: PresenceUsers::new(
-                &self.clients,
-                &self.order,
-                self.remote.as_deref(),
-                truncated,
-            ),
+            users: PresenceUsers::new(&self.clients, &self.order, self.cluster(), truncated),
             count,
             truncated,
         };

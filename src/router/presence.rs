@@ -17,10 +17,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde::ser::{Serialize, Serializer};
 
 use super::clients::Clients;
-use super::remote::Remote;
+use super::entry::Entry;
+use super::replica::Replica;
 use super::{Client, ConnId};
 
 /// The throttle's state.
@@ -97,50 +98,22 @@ pub(crate) struct PresenceUsers<'a> {
     /// Connection order; empty when the list is truncated.
     order: Option<&'a BTreeMap<u64, ConnId>>,
     /// Other nodes' clients, in a cluster.
-    remote: Option<&'a Remote>,
+    remote: Option<(&'a str, &'a Replica)>,
 }
 
 impl<'a> PresenceUsers<'a> {
     pub(crate) fn new(
         clients: &'a Clients,
         order: &'a BTreeMap<u64, ConnId>,
-        remote: Option<&'a Remote>,
+        remote: Option<(&'a str, &'a Replica)>,
         truncated: bool,
     ) -> PresenceUsers<'a> {
         PresenceUsers {
             clients,
             order: (!truncated).then_some(order),
-            remote: remote.filter(|r| r.len() > 0),
+            remote: remote.filter(|(_, r)| r.len() > 0),
         }
     }
-}
-
-/// One presence entry: `{"id","name","email","connected_at"}`.
-struct Entry<'a>(&'a Client);
-
-impl Serialize for Entry<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let client = self.0;
-        let mut s = serializer.serialize_struct("Entry", 4)?;
-        s.serialize_field("id", client.id.as_str())?;
-        match &client.user {
-            Some(user) => {
-                s.serialize_field("name", &user.name)?;
-                s.serialize_field("email", &user.email)?;
-            }
-            None => {
-                s.serialize_field("name", "Guest")?;
-                s.serialize_field("email", &None::<&str>)?;
-            }
-        }
-        s.serialize_field("connected_at", &client.connected_at)?;
-        s.end()
-    }
-}
-
-/// A client's presence entry as JSON (what other nodes list for it).
-pub(crate) fn entry_json(client: &Client) -> String {
-    serde_json::to_string(&Entry(client)).unwrap_or_default()
 }
 
 /// An entry of a cluster-wide list: here or elsewhere.
@@ -161,9 +134,8 @@ impl Serialize for AnyEntry<'_> {
 impl Serialize for PresenceUsers<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let clients = self.clients;
-        if let (Some(order), Some(remote)) = (self.order, self.remote) {
-            // The cluster's order (remote.rs): time, node, the node's order.
-            let node = remote.node();
+        if let (Some(order), Some((node, remote))) = (self.order, self.remote) {
+            // The cluster's order (replica.rs): time, node, the node's order.
             let mut all: Vec<((u64, &str, u64), AnyEntry<'_>)> = order
                 .values()
                 .filter_map(|conn| clients.get(conn))

@@ -2,30 +2,33 @@
 //! this node must tell the others.
 //!
 //! The router stays free of IO. It keeps a replica of every other live
-//! node's clients ([`Remote`]), fed by the cluster module through the
-//! `remote_*` methods, so that presence, `count` and client lookups cover
-//! the cluster; and it queues [`ClusterOut`] items (a frame for every
-//! node, a private message for a client elsewhere, a join or leave) that the
-//! loop hands to the cluster module after each router call. Every frame in
-//! them is the one the local recipients got: serialised once, at the origin.
+//! node's clients and their subscriptions (`replica.rs`), fed by the cluster
+//! module through the `remote_*` methods, so that presence, `count`, client
+//! lookups, channel queries and presence channel members cover the cluster;
+//! and it queues [`ClusterOut`] items (a frame for every node, a private
+//! message for a client elsewhere, a join, leave, subscribe or unsubscribe)
+//! that the loop hands to the cluster module after each router call. Every
+//! frame in them is the one the local recipients got: serialised once, at
+//! the origin.
+//!
+//! A change to another node's presence channel members is announced by this
+//! node to its own subscribers only (`members.rs`): every node does the same
+//! for its own, so each client hears of it once.
 //!
 //! Private messages and `disconnect` for a client elsewhere are requests:
 //! the owner answers whether it had the client, and only then does the
 //! issuer get its `ack` (or `unknown_client`). The cluster module times
 //! requests out and answers them as "not found" ([`Router::remote_reply`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use serde_json::value::RawValue;
-
+use super::entry::{self, Member, Subscription};
 use super::ids::ClientId;
+use super::replica::{NodeId, Replica};
 use super::wire::{ErrorCode, Out, Outgoing};
-use super::{deliver, presence, ConnId, Frame, Outbox, Router};
-
-/// A node id, shared by all of that node's entries.
-pub type NodeId = Rc<str>;
+use super::{deliver, ConnId, Frame, Outbox, Router};
 
 /// What the router asks the cluster to tell other nodes.
 #[derive(Debug, Clone)]
@@ -45,32 +48,14 @@ pub enum ClusterOut {
     Disconnect { node: NodeId, id: String, req: u64 },
     /// A local client connected.
     Joined(Member),
-    /// A local client left.
-    Left { id: String },
+    /// A local client left; it was subscribed to `channels`.
+    Left { id: String, channels: Vec<Rc<str>> },
+    /// A local client subscribed to a channel.
+    Subscribed(Subscription),
+    /// A local client unsubscribed from `channel`.
+    Unsubscribed { id: String, channel: String },
     /// The `presence` command: every node sends presence now.
     Presence,
-}
-
-/// One client as the presence directory holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub id: String,
-    /// Its node's connection sequence number (orders ties).
-    pub seq: u64,
-    /// Unix seconds.
-    pub connected_at: u64,
-    /// Its presence entry, `{"id","name","email","connected_at"}`.
-    pub entry: String,
-}
-
-/// Presence order across the cluster: connection time, then node, then the
-/// node's own order. Every node computes the same order from the same data.
-type OrderKey = (u64, NodeId, u64);
-
-#[derive(Debug)]
-struct RemoteClient {
-    key: OrderKey,
-    entry: Box<RawValue>,
 }
 
 /// What a request waits for.
@@ -89,9 +74,8 @@ struct Pending {
 pub(crate) struct Remote {
     /// This node's id.
     node: NodeId,
-    clients: HashMap<ClientId, RemoteClient>,
-    order: BTreeMap<OrderKey, ClientId>,
-    by_node: HashMap<NodeId, HashSet<ClientId>>,
+    /// Other nodes' clients and subscriptions.
+    pub(super) replica: Replica,
     outgoing: Vec<ClusterOut>,
     pending: HashMap<u64, Pending>,
     next_req: u64,
@@ -101,86 +85,20 @@ impl Remote {
     pub(crate) fn new(node: &str) -> Remote {
         Remote {
             node: node.into(),
-            clients: HashMap::new(),
-            order: BTreeMap::new(),
-            by_node: HashMap::new(),
+            replica: Replica::default(),
             outgoing: Vec::new(),
             pending: HashMap::new(),
             next_req: 1,
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    pub(crate) fn contains(&self, id: &ClientId) -> bool {
-        self.clients.contains_key(id)
-    }
-
-    pub(crate) fn node_of(&self, id: &ClientId) -> Option<NodeId> {
-        self.clients.get(id).map(|c| Rc::clone(&c.key.1))
-    }
-
     pub(crate) fn push(&mut self, item: ClusterOut) {
         self.outgoing.push(item);
-    }
-
-    /// The presence entries of other nodes with their order keys.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&OrderKey, &RawValue)> + '_ {
-        self.order.iter().filter_map(|(key, id)| {
-            let client = self.clients.get(id)?;
-            Some((key, &*client.entry))
-        })
     }
 
     /// This node's id.
     pub(crate) fn node(&self) -> &str {
         &self.node
-    }
-
-    fn insert(&mut self, node: &str, member: Member) {
-        let Some(id) = ClientId::parse(&member.id) else {
-            return;
-        };
-        let Ok(entry) = RawValue::from_string(member.entry) else {
-            return;
-        };
-        self.remove(&id);
-        let node: NodeId = match self.by_node.get_key_value(node) {
-            Some((n, _)) => Rc::clone(n),
-            None => node.into(),
-        };
-        let key = (member.connected_at, Rc::clone(&node), member.seq);
-        self.order.insert(key.clone(), id);
-        self.by_node.entry(node).or_default().insert(id);
-        self.clients.insert(id, RemoteClient { key, entry });
-    }
-
-    fn remove(&mut self, id: &ClientId) -> bool {
-        let Some(client) = self.clients.remove(id) else {
-            return false;
-        };
-        self.order.remove(&client.key);
-        if let Some(ids) = self.by_node.get_mut(&client.key.1) {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_node.remove(&client.key.1);
-            }
-        }
-        true
-    }
-
-    fn remove_node(&mut self, node: &str) -> bool {
-        let Some(ids) = self.by_node.remove(node) else {
-            return false;
-        };
-        for id in &ids {
-            if let Some(client) = self.clients.remove(id) {
-                self.order.remove(&client.key);
-            }
-        }
-        !ids.is_empty()
     }
 }
 
@@ -206,8 +124,23 @@ impl Router {
         self.order
             .values()
             .filter_map(|conn| self.clients.get(conn))
-            .map(member)
+            .map(entry::member)
             .collect()
+    }
+
+    /// Every subscription of a local client, with the member it joined as
+    /// (to announce them again, beside [`Router::local_members`]).
+    pub fn local_subscriptions(&self) -> Vec<Subscription> {
+        let mut subs = Vec::new();
+        for conn in self.order.values() {
+            let Some(client) = self.clients.get(conn) else {
+                continue;
+            };
+            for channel in self.channels.channels_of(*conn) {
+                subs.push(self.subscription(client, *conn, channel));
+            }
+        }
+        subs
     }
 
     /// A frame from another node for every local client.
@@ -266,41 +199,89 @@ impl Router {
     }
 
     /// A client connected on `node`.
-    pub fn remote_join(&mut self, node: &str, member: Member, now: Instant) {
+    pub fn remote_join(&mut self, node: &str, member: Member, now: Instant, out: &mut impl Outbox) {
+        let mut deltas = Vec::new();
         if let Some(remote) = self.remote.as_mut() {
-            remote.insert(node, member);
+            remote.replica.insert(node, member, &mut deltas);
             self.presence_changed(now);
         }
+        self.members_changed(deltas, out);
     }
 
     /// A client of another node left.
-    pub fn remote_leave(&mut self, id: &str, now: Instant) {
+    pub fn remote_leave(&mut self, id: &str, now: Instant, out: &mut impl Outbox) {
+        let mut deltas = Vec::new();
         let gone = self
             .remote
             .as_mut()
             .zip(ClientId::parse(id))
-            .is_some_and(|(remote, id)| remote.remove(&id));
+            .is_some_and(|(remote, id)| remote.replica.remove(&id, &mut deltas));
         if gone {
             self.presence_changed(now);
         }
+        self.members_changed(deltas, out);
     }
 
-    /// Replaces everything known of `node`'s clients (a resync).
-    pub fn remote_node(&mut self, node: &str, members: Vec<Member>, now: Instant) {
+    /// A client of `node` subscribed to a channel.
+    pub fn remote_subscribe(&mut self, node: &str, sub: Subscription, out: &mut impl Outbox) {
+        let mut deltas = Vec::new();
         if let Some(remote) = self.remote.as_mut() {
-            remote.remove_node(node);
+            remote.replica.subscribe(node, sub, &mut deltas);
+        }
+        self.members_changed(deltas, out);
+    }
+
+    /// A client of `node` unsubscribed from `channel`.
+    pub fn remote_unsubscribe(
+        &mut self,
+        node: &str,
+        id: &str,
+        channel: &str,
+        out: &mut impl Outbox,
+    ) {
+        let mut deltas = Vec::new();
+        if let Some(remote) = self.remote.as_mut() {
+            remote.replica.unsubscribe(node, id, channel, &mut deltas);
+        }
+        self.members_changed(deltas, out);
+    }
+
+    /// Replaces everything known of `node`'s clients and subscriptions (a
+    /// resync). Presence channel members change by the net effect only.
+    pub fn remote_node(
+        &mut self,
+        node: &str,
+        members: Vec<Member>,
+        subs: Vec<Subscription>,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) {
+        let mut deltas = Vec::new();
+        if let Some(remote) = self.remote.as_mut() {
+            remote.replica.remove_node(node, &mut deltas);
             for member in members {
-                remote.insert(node, member);
+                remote.replica.insert(node, member, &mut deltas);
+            }
+            for sub in subs {
+                remote.replica.subscribe(node, sub, &mut deltas);
             }
             self.presence_changed(now);
         }
+        self.members_changed(deltas, out);
     }
 
-    /// `node` is gone (it said so, or fell silent): its clients are forgotten.
-    pub fn remote_node_gone(&mut self, node: &str, now: Instant) {
-        if self.remote.as_mut().is_some_and(|r| r.remove_node(node)) {
+    /// `node` is gone (it said so, or fell silent): its clients are forgotten,
+    /// and its presence channel members leave.
+    pub fn remote_node_gone(&mut self, node: &str, now: Instant, out: &mut impl Outbox) {
+        let mut deltas = Vec::new();
+        if self
+            .remote
+            .as_mut()
+            .is_some_and(|r| r.replica.remove_node(node, &mut deltas))
+        {
             self.presence_changed(now);
         }
+        self.members_changed(deltas, out);
     }
 
     /// The answer to request `req`: the owner had the target (`found`) or
@@ -367,16 +348,6 @@ impl Router {
     }
 }
 
-/// A local client as a directory member.
-pub(super) fn member(client: &super::Client) -> Member {
-    Member {
-        id: client.id.as_str().to_owned(),
-        seq: client.seq,
-        connected_at: client.connected_at,
-        entry: presence::entry_json(client),
-    }
-}
-
 /// A frame from another node, shared by its local recipients; its JSON is
 /// read back from it only when a handler observes sends.
 fn outgoing(frame: &[u8], handler: &dyn crate::events::Handler) -> Outgoing {
@@ -415,41 +386,5 @@ mod tests {
             assert_eq!(payload(&frame), &body[..], "{len}");
         }
         assert_eq!(payload(b""), b"");
-    }
-
-    #[test]
-    fn remote_table_orders_by_time_node_seq() {
-        let mut r = Remote::new("me");
-        let m = |id: &str, seq, at| Member {
-            id: id.into(),
-            seq,
-            connected_at: at,
-            entry: format!(r#"{{"id":"{id}"}}"#),
-        };
-        r.insert("b", m("BBBBBBB1", 1, 10));
-        r.insert("a", m("AAAAAAA2", 2, 10));
-        r.insert("a", m("AAAAAAA1", 1, 10));
-        r.insert("c", m("CCCCCCC1", 0, 5));
-        let ids: Vec<_> = r.entries().map(|(_, e)| e.get().to_owned()).collect();
-        assert_eq!(
-            ids,
-            [
-                r#"{"id":"CCCCCCC1"}"#,
-                r#"{"id":"AAAAAAA1"}"#,
-                r#"{"id":"AAAAAAA2"}"#,
-                r#"{"id":"BBBBBBB1"}"#
-            ]
-        );
-        assert!(r.remove_node("a"));
-        assert_eq!(r.len(), 2);
-        assert!(!r.remove_node("a"));
-        // Re-inserting an id moves it (no duplicate).
-        r.insert("c", m("BBBBBBB1", 9, 1));
-        assert_eq!(r.len(), 2);
-        assert_eq!(
-            r.node_of(&ClientId::parse("BBBBBBB1").unwrap()).as_deref(),
-            Some("c")
-        );
-        assert!(!r.remove_node("b"));
     }
 }

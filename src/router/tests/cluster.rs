@@ -54,9 +54,9 @@ fn remote_clients_count_in_presence_lookups_and_order() {
     h.router.take_cluster_out();
     let at = connected_at(1);
     h.router
-        .remote_join("nodeB", member("BBBBBBB1", 0, at - 5), h.now);
+        .remote_join("nodeB", member("BBBBBBB1", 0, at - 5), h.now, &mut h.out);
     h.router
-        .remote_join("nodeB", member("BBBBBBB2", 1, at), h.now);
+        .remote_join("nodeB", member("BBBBBBB2", 1, at), h.now, &mut h.out);
     h.text(1, r#"{"command":"presence"}"#);
     let msgs = h.take();
     let presence = &msgs[0].1;
@@ -107,7 +107,7 @@ fn remote_clients_count_in_presence_lookups_and_order() {
     h.router.remote_reply(req, false, &mut h.out);
     assert_eq!(h.take()[0].1["code"], "unknown_client");
     // The node goes: its clients with it.
-    h.router.remote_node_gone("nodeB", h.now);
+    h.router.remote_node_gone("nodeB", h.now, &mut h.out);
     assert_eq!(
         h.error_code(1, r#"{"to":"BBBBBBB1","message":1}"#),
         "unknown_client"
@@ -139,7 +139,7 @@ fn frames_from_other_nodes_are_delivered_unchanged() {
         [(1, 4000, "disconnected by server".to_owned())]
     );
     let out = h.router.take_cluster_out();
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, ClusterOut::Left { id } if *id == me)));
+    assert!(out.iter().any(
+        |o| matches!(o, ClusterOut::Left { id, channels } if *id == me && channels.is_empty())
+    ));
 }

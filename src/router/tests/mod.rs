@@ -4,6 +4,7 @@
 mod api;
 mod cluster;
 mod commands;
+mod members;
 mod presence;
 mod routing;
 
