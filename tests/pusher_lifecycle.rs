@@ -1,6 +1,6 @@
 //! How Pusher connections end (SPEC section 13's close codes), and what pusher-js makes of it:
 //! a restart (4200: pusher-js reconnects by itself, over ws://, to the new daemon on the same
-//! port), a missed pong (4201, while a Rakit client is dropped as section 6 says), a slow
+//! port; at once when that daemon already shares the port), a missed pong (4201, while a Rakit client is dropped as section 6 says), a slow
 //! client (4100), and `terminate_connections` (4009: pusher-js stays away). The Node parts run
 //! tests/pusher/reconnect.mjs and terminate.mjs (Laravel Echo 2.5.0, pusher-js 8.6.0, the Node
 //! `pusher` 5.3.4 library); they are skipped without node, unless RAKIT_REQUIRE_PUSHER=1.
