@@ -7,74 +7,16 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::{wait_exit, Daemon};
+use common::node::{available, run};
+use common::Daemon;
 use serde_json::{json, Value};
 
 pub const APP_ID: &str = "4242";
 pub const KEY: &str = "app-key";
 pub const SECRET: &str = "pusher-test-secret-0123456789";
-const LIMIT: Duration = Duration::from_secs(90);
-
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pusher")
-}
 
 fn config() -> String {
     format!("logging_level = \"warn\"\n[pusher]\napp_id = \"{APP_ID}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n")
-}
-
-/// Whether the Node side can run; panics instead when it is required.
-fn available() -> bool {
-    let node = Command::new("node").arg("--version").output();
-    let ok = node.is_ok_and(|o| o.status.success())
-        && dir().join("node_modules/laravel-echo").is_dir()
-        && dir().join("node_modules/pusher-js").is_dir()
-        && dir().join("node_modules/pusher").is_dir();
-    if !ok && std::env::var("RAKIT_REQUIRE_PUSHER").as_deref() == Ok("1") {
-        panic!("node or tests/pusher/node_modules missing (cd tests/pusher && npm ci)");
-    }
-    if !ok {
-        eprintln!("skipped: node or tests/pusher/node_modules missing");
-    }
-    ok
-}
-
-/// Runs `script` with `args`; returns its stdout as JSON.
-fn run(script: &str, args: &[String]) -> Value {
-    let mut child = Command::new("node")
-        .arg(dir().join(script))
-        .args(args)
-        .current_dir(dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let status = wait_exit(&mut child, LIMIT);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{script} failed: {status:?}\nstdout: {out}\nstderr: {err}"
-    );
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! SPEC section 13 on the wire, with tungstenite as the Pusher client: refusals (4001, 4007),
-//! the shutdown close (4200), and the official Python `pusher` 3.3.4 library on the HTTP API
-//! (trigger, socket_id exclusion, batch events, channel and user queries, a wrong secret).
+//! the shutdown close (4200), who may subscribe to a user's `#server-to-user-` channel, and the
+//! official Python `pusher` 3.3.4 library on the HTTP API (trigger, socket_id exclusion, batch
+//! events, channel and user queries, a wrong secret).
 //!
 //! The Python part needs `pusher==3.3.4` (scripts/test.sh installs it); without it that test
 //! is skipped, unless RAKIT_REQUIRE_PUSHER=1.
@@ -199,4 +200,56 @@ fn python_pusher_library_triggers_and_queries() {
         rakit_events[3],
         json!({"type": "channel", "channel": "news", "event": "py-batch", "data": "plain text"})
     );
+}
+
+/// `KEY:HEX(HMAC-SHA256(SECRET, text))`, computed here, apart from the daemon's code.
+fn sign(text: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{KEY}:{hex}")
+}
+
+#[test]
+fn a_users_server_to_user_channel_is_for_its_signed_in_connections_only() {
+    let daemon = daemon();
+    let refused = |ws: &mut Client, channel: &str| {
+        send_json(
+            ws,
+            &json!({"event": "pusher:subscribe", "data": {"channel": channel}}),
+        );
+        let (event, v) = recv_event(ws);
+        assert_eq!(
+            (event.as_str(), &v["channel"], &v["data"]["status"]),
+            ("pusher:subscription_error", &json!(channel), &json!(401)),
+            "{v}"
+        );
+    };
+    // Not signed in.
+    let (mut ws, socket) = pusher_client(&daemon);
+    refused(&mut ws, "#server-to-user-1");
+    // Signed in (over SOCKET_ID::user::USER_DATA) as 2: its own channel only.
+    let user_data = r#"{"id":"2"}"#;
+    let auth = sign(&format!("{socket}::user::{user_data}"));
+    send_json(
+        &mut ws,
+        &json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
+    );
+    let (event, v) = recv_event(&mut ws);
+    assert_eq!(event, "pusher:signin_success", "{v}");
+    refused(&mut ws, "#server-to-user-1");
+    subscribe(&mut ws, "#server-to-user-2");
+    // Rakit clients may not listen in.
+    let (mut rakit, _) = daemon.client();
+    send_json(
+        &mut rakit,
+        &json!({"event": "subscribe", "channel": "#server-to-user-2"}),
+    );
+    assert_eq!(common::recv_type(&mut rakit, "error")["code"], "forbidden");
 }

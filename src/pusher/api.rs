@@ -195,15 +195,15 @@ impl Pusher {
         }
     }
 
-    /// Closes every connection of `user` (signed in, or on a presence channel as it) with 4009.
+    /// Closes every connection signed in as `user` (`pusher:signin`) with 4009, which pusher-js
+    /// takes as "do not reconnect". As Pusher documents it, a connection that is only on a
+    /// presence channel as that user is left alone; an unknown user is no error (`200 {}`).
     fn terminate(&self, user: &str, out: &mut dyn Outbox) -> Answer {
         let Some(user) = crate::percent::decode_strict(user) else {
             return error(400, "Malformed user id");
         };
         for (conn, session) in &self.sessions {
-            let is = session.user.as_deref() == Some(&*user)
-                || session.presence.iter().any(|(_, u)| *u == user);
-            if is {
+            if session.user.as_deref() == Some(&*user) {
                 out.close(*conn, super::close::KICK, "terminated by the server");
             }
         }

@@ -39,6 +39,18 @@ pub fn verify_auth(key: &str, secret: &[u8], auth: &str, parts: &[&str]) -> bool
     }
 }
 
+/// Checks a `pusher:signin` `auth` field: signed over `SOCKET_ID::user::USER_DATA` (Pusher's
+/// user authentication; the parts joined with `:` around two empty ones).
+pub fn verify_signin(
+    key: &str,
+    secret: &[u8],
+    auth: &str,
+    socket_id: &str,
+    user_data: &str,
+) -> bool {
+    verify_auth(key, secret, auth, &[socket_id, "", "user", "", user_data])
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -107,6 +119,25 @@ mod tests {
             secret,
             &auth,
             &["1234.1235", "private-foobar"]
+        ));
+    }
+
+    #[test]
+    fn signin_as_the_node_library_signs_it() {
+        // `authenticateUser("1234.1234", {id: "42", name: "Ann"})` of the Node `pusher` 5.3.4
+        // library with the documentation's key and secret.
+        let (key, secret) = ("278d425bdf160c739803", b"7ad3773142a6692b25b8");
+        let auth =
+            "278d425bdf160c739803:a6c4d8f8f144fd1d8ce97b17de9cfb571561b906c424b7a868a1658f77fc0ddd";
+        let user_data = r#"{"id":"42","name":"Ann"}"#;
+        assert!(verify_signin(key, secret, auth, "1234.1234", user_data));
+        assert!(!verify_signin(key, secret, auth, "1234.1235", user_data));
+        assert!(!verify_signin(
+            key,
+            secret,
+            auth,
+            "1234.1234",
+            r#"{"id":"43","name":"Ann"}"#
         ));
     }
 }

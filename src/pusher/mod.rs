@@ -57,7 +57,7 @@ pub const MAX_EVENT_SIZE: usize = 10 * 1024;
 /// Sent in `connection_established`: pusher-js pings after this many seconds of silence.
 const ACTIVITY_TIMEOUT: u64 = 30;
 /// Channels only authorized Pusher clients may join (Rakit subscriptions are refused).
-pub const PROTECTED: &[&str] = &["private-", "presence-"];
+pub const PROTECTED: &[&str] = &["private-", "presence-", wire::USER_CHANNEL];
 
 /// What the dialect plugs into the router.
 pub const FOREIGN: Foreign = Foreign {
@@ -248,12 +248,18 @@ impl Pusher {
             out.send(conn, &wire::error(None, "Invalid channel name"));
             return;
         };
-        let Some(socket_id) = self.sessions.get(&conn).map(|s| s.socket_id.clone()) else {
+        let Some(session) = self.sessions.get(&conn) else {
             return;
         };
+        let socket_id = session.socket_id.clone();
         let auth = data.auth.as_deref().unwrap_or_default();
         let mut member = None;
-        if channel.starts_with("presence-") {
+        if let Some(owner) = wire::channel_user(channel) {
+            // No signature: the connection's signin is the authorization.
+            if session.user.as_deref() != Some(owner) {
+                return auth_error(conn, channel, "Not signed in as this channel's user", out);
+            }
+        } else if channel.starts_with("presence-") {
             let channel_data = data.channel_data.as_deref().unwrap_or_default();
             let parts = [socket_id.as_str(), channel, channel_data];
             if !auth::verify_auth(&self.key, &self.secret, auth, &parts) {
@@ -350,8 +356,7 @@ impl Pusher {
         };
         let user_data = data.user_data.as_deref().unwrap_or_default();
         let auth = data.auth.as_deref().unwrap_or_default();
-        let parts = [session.socket_id.as_str(), "", "user", user_data];
-        if auth::verify_auth(&self.key, &self.secret, auth, &parts) {
+        if auth::verify_signin(&self.key, &self.secret, auth, &session.socket_id, user_data) {
             session.user = serde_json::from_str::<serde_json::Value>(user_data)
                 .ok()
                 .and_then(|v| v.get("id").cloned())

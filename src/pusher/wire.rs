@@ -134,12 +134,25 @@ pub fn encode_channel_event(event: &ChannelEvent<'_>) -> Option<Frame> {
     ))
 }
 
-/// Pusher channel names (SPEC section 13): 1 to 200 characters of `[A-Za-z0-9_\-=@,.;]`.
+/// The channel of a signed-in user's connections (Pusher's "sending events to authenticated
+/// users": the server library triggers on `#server-to-user-{id}`, pusher-js subscribes to it
+/// after `pusher:signin_success`).
+pub const USER_CHANNEL: &str = "#server-to-user-";
+
+/// Pusher channel names (SPEC section 13): 1 to 200 characters of `[A-Za-z0-9_\-=@,.;]`, or
+/// [`USER_CHANNEL`] followed by such characters.
 pub fn valid_channel(name: &str) -> bool {
+    let rest = name.strip_prefix(USER_CHANNEL).unwrap_or(name);
     (1..=200).contains(&name.len())
-        && name
+        && !rest.is_empty()
+        && rest
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-=@,.;".contains(&b))
+}
+
+/// The user whose [`USER_CHANNEL`] `name` is, if it is one.
+pub fn channel_user(name: &str) -> Option<&str> {
+    name.strip_prefix(USER_CHANNEL).filter(|id| !id.is_empty())
 }
 
 /// The value an application sees for an event's `data` string: the JSON it holds when it holds
@@ -197,12 +210,26 @@ mod tests {
             "private-x",
             "presence-room.1",
             "a_b-c=d@e,f.g;h",
+            "#server-to-user-42",
             &"x".repeat(200),
         ] {
             assert!(valid_channel(ok), "{ok}");
         }
-        for bad in ["", "a b", "a/b", "é", "a#b", &"x".repeat(201)] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "é",
+            "a#b",
+            "#server-to-user-",
+            "#server-to-user-a b",
+            "#other",
+            &"x".repeat(201),
+        ] {
             assert!(!valid_channel(bad), "{bad}");
         }
+        assert_eq!(channel_user("#server-to-user-42"), Some("42"));
+        assert_eq!(channel_user("#server-to-user-"), None);
+        assert_eq!(channel_user("server-to-user-42"), None);
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod node;
 pub mod tls;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
