@@ -26,6 +26,7 @@ use serde_json::value::RawValue;
 use self::presence::Presence;
 use self::wire::{ChannelData, Incoming, SubscribeData};
 use crate::config::PusherConfig;
+use crate::events::ChannelActivity;
 use crate::router::{ChannelEvent, ConnId, Dialect, Outbox, Router};
 use crate::session::User;
 
@@ -196,8 +197,8 @@ impl Pusher {
         };
         self.sockets.remove(&session.socket_id);
         for (channel, user) in session.presence {
+            self.presence_left(router, conn, &channel, &user, out);
             router.leave(conn, &channel);
-            self.presence_left(router, &channel, &user, out);
         }
     }
 
@@ -301,7 +302,7 @@ impl Pusher {
 
     fn presence_joined(
         &mut self,
-        router: &Router,
+        router: &mut Router,
         conn: ConnId,
         channel: &str,
         user: &str,
@@ -312,6 +313,10 @@ impl Pusher {
             session.presence.push((channel.to_owned(), user.to_owned()));
         }
         if self.presence.add(channel, user, info) {
+            router.handler_mut().channel(&ChannelActivity::MemberAdded {
+                channel,
+                user_id: user,
+            });
             let frame = wire::frame(
                 "pusher_internal:member_added",
                 Some(channel),
@@ -326,12 +331,29 @@ impl Pusher {
         }
     }
 
-    fn presence_left(&mut self, router: &Router, channel: &str, user: &str, out: &mut impl Outbox) {
+    /// `conn` (of `user`) is leaving `channel`: `member_removed` when it was the user's last
+    /// connection there. Called while `conn` is still subscribed, so the webhook's
+    /// `member_removed` comes before the channel's `channel_vacated`, as a member leaves before
+    /// the channel is empty.
+    fn presence_left(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        channel: &str,
+        user: &str,
+        out: &mut impl Outbox,
+    ) {
         if self.presence.remove(channel, user) {
+            router
+                .handler_mut()
+                .channel(&ChannelActivity::MemberRemoved {
+                    channel,
+                    user_id: user,
+                });
             let data = serde_json::json!({ "user_id": user }).to_string();
             let frame = wire::frame("pusher_internal:member_removed", Some(channel), &data, None);
             for (other, dialect) in router.subscribers(channel) {
-                if dialect == Dialect::Pusher {
+                if other != conn && dialect == Dialect::Pusher {
                     out.send(other, &frame);
                 }
             }
@@ -349,16 +371,15 @@ impl Pusher {
         let Some(channel) = data.channel.as_deref() else {
             return;
         };
-        if !router.leave(conn, channel) {
-            return;
+        // A presence membership exists only while subscribed: its member leaves first.
+        let member = self.sessions.get_mut(&conn).and_then(|session| {
+            let i = session.presence.iter().position(|(c, _)| c == channel)?;
+            Some(session.presence.swap_remove(i))
+        });
+        if let Some((channel, user)) = member {
+            self.presence_left(router, conn, &channel, &user, out);
         }
-        let Some(session) = self.sessions.get_mut(&conn) else {
-            return;
-        };
-        if let Some(i) = session.presence.iter().position(|(c, _)| c == channel) {
-            let (channel, user) = session.presence.swap_remove(i);
-            self.presence_left(router, &channel, &user, out);
-        }
+        router.leave(conn, channel);
     }
 
     /// `pusher:signin`: user authentication, signed over `SOCKET_ID::user::USER_DATA`.
@@ -443,6 +464,13 @@ impl Pusher {
             .iter()
             .find(|(c, _)| c == channel)
             .map(|(_, u)| u.as_str());
+        router.handler_mut().channel(&ChannelActivity::ClientEvent {
+            channel,
+            event: &msg.event,
+            data,
+            socket_id: &session.socket_id,
+            user_id,
+        });
         let event = ChannelEvent {
             channel,
             event: Some(&msg.event),

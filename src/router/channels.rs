@@ -85,23 +85,30 @@ impl Channels {
         true
     }
 
-    /// Removes `conn` from every channel it is in (it disconnected).
-    pub(crate) fn remove_conn(&mut self, conn: ConnId) {
+    /// Removes `conn` from every channel it is in (it disconnected); `vacated` gets each
+    /// channel it was the last member of.
+    pub(crate) fn remove_conn(&mut self, conn: ConnId, mut vacated: impl FnMut(&str)) {
         let Some(subs) = self.subscriptions.remove(&conn) else {
             return;
         };
         for (name, seq) in subs {
-            self.remove_member(&name, seq);
+            if self.remove_member(&name, seq) {
+                vacated(&name);
+            }
         }
     }
 
-    fn remove_member(&mut self, name: &str, seq: u64) {
-        if let Some(members) = self.members.get_mut(name) {
-            members.remove(&seq);
-            if members.is_empty() {
-                self.members.remove(name);
-            }
+    /// True when it was the channel's last member.
+    fn remove_member(&mut self, name: &str, seq: u64) -> bool {
+        let Some(members) = self.members.get_mut(name) else {
+            return false;
+        };
+        members.remove(&seq);
+        if members.is_empty() {
+            self.members.remove(name);
+            return true;
         }
+        false
     }
 
     /// The members of `name` in subscription order (none for an unknown channel).
@@ -212,10 +219,14 @@ mod tests {
         c.subscribe(1, "a", 10).unwrap();
         c.subscribe(1, "b", 10).unwrap();
         c.subscribe(2, "b", 10).unwrap();
+        c.subscribe(2, "c", 10).unwrap();
         c.unsubscribe(1, "a");
         assert!(!c.has_members("a"));
-        assert_eq!(c.channel_count(), 1);
-        c.remove_conn(2);
+        assert_eq!(c.channel_count(), 2);
+        // Only the channels it was alone in are vacated.
+        let mut vacated = Vec::new();
+        c.remove_conn(2, |name| vacated.push(name.to_owned()));
+        assert_eq!(vacated, ["c"]);
         assert_eq!(members(&c, "b"), [1]);
         c.unsubscribe(1, "b");
         assert_eq!(c.channel_count(), 0);
@@ -226,7 +237,7 @@ mod tests {
     fn unknown_things_are_no_ops() {
         let mut c = Channels::default();
         c.unsubscribe(1, "a");
-        c.remove_conn(1);
+        c.remove_conn(1, |name| panic!("{name} vacated by a stranger"));
         c.subscribe(2, "a", 10).unwrap();
         c.unsubscribe(1, "a");
         c.unsubscribe(2, "other");

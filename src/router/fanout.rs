@@ -11,6 +11,7 @@ use super::channels::TooManyChannels;
 use super::dialect::{ChannelEvent, Dialect, Encoder};
 use super::wire::{Out, Outgoing};
 use super::{ClusterOut, ConnId, Frame, Outbox, Router};
+use crate::events::ChannelActivity;
 
 impl Router {
     /// Lets clients of [`Dialect::Pusher`] receive channel messages, encoded by `encoder`, and
@@ -34,14 +35,19 @@ impl Router {
 
     /// Subscribes `conn` to `channel` without checking the name (the caller's dialect has its
     /// own rules). `Ok(true)` when it was not subscribed before; `Err(max)` beyond
-    /// `max_channels_per_client`.
+    /// `max_channels_per_client`. Fires `Handler::subscribe`, and `Handler::channel` when the
+    /// channel had no local subscriber (of any dialect) before.
     pub fn join(&mut self, conn: ConnId, channel: &str) -> Result<bool, usize> {
         let max = self.config.max_channels_per_client;
+        let was_empty = !self.channels.has_members(channel);
         let new = self
             .channels
             .subscribe(conn, channel, max)
             .map_err(|TooManyChannels| max)?;
         if new {
+            if was_empty {
+                self.handler.channel(&ChannelActivity::Occupied { channel });
+            }
             if let Some(client) = self.clients.get(&conn) {
                 self.handler
                     .subscribe(client.id.as_str(), client.user.as_deref(), channel);
@@ -50,13 +56,17 @@ impl Router {
         Ok(new)
     }
 
-    /// Unsubscribes `conn` from `channel`; false when it was not subscribed.
+    /// Unsubscribes `conn` from `channel`; false when it was not subscribed. Fires
+    /// `Handler::unsubscribe`, and `Handler::channel` when it was the last local subscriber.
     pub fn leave(&mut self, conn: ConnId, channel: &str) -> bool {
         let left = self.channels.unsubscribe(conn, channel);
         if left {
             if let Some(client) = self.clients.get(&conn) {
                 self.handler
                     .unsubscribe(client.id.as_str(), client.user.as_deref(), channel);
+            }
+            if !self.channels.has_members(channel) {
+                self.handler.channel(&ChannelActivity::Vacated { channel });
             }
         }
         left

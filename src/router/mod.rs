@@ -40,13 +40,13 @@ pub use self::command::CommandPolicy;
 pub use self::dialect::{ChannelEvent, Dialect, Encoder};
 pub use self::remote::{ClusterOut, Member, NodeId};
 
-use self::channels::{Channels, TooManyChannels};
+use self::channels::Channels;
 use self::clients::Clients;
 use self::ids::{ClientId, IdGenerator};
 use self::presence::{PresenceUsers, Throttle};
 use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
-use crate::events::Handler;
+use crate::events::{ChannelActivity, Handler};
 use crate::session::User;
 
 /// A connection, as the event loop knows it (its slab key).
@@ -264,7 +264,10 @@ impl Router {
         let client = self.clients.remove(&conn)?;
         self.by_id.remove(&client.id);
         self.order.remove(&client.seq);
-        self.channels.remove_conn(conn);
+        let handler = &mut self.handler;
+        self.channels.remove_conn(conn, |channel| {
+            handler.channel(&ChannelActivity::Vacated { channel });
+        });
         self.publish(|| ClusterOut::Left {
             id: client.id.as_str().to_owned(),
         });
@@ -448,40 +451,17 @@ impl Router {
                         "this channel needs Pusher channel authorization (connect to /app/{key})",
                     ));
                 }
-                let new = self
-                    .channels
-                    .subscribe(conn, &channel, self.config.max_channels_per_client)
-                    .map_err(|TooManyChannels| {
-                        Reject::new(
-                            ErrorCode::TooManyChannels,
-                            format!(
-                                "at most {} channels per client",
-                                self.config.max_channels_per_client
-                            ),
-                        )
-                    })?;
-                if new {
-                    if let Some(client) = self.clients.get(&conn) {
-                        self.handler.subscribe(
-                            client.id.as_str(),
-                            client.user.as_deref(),
-                            &channel,
-                        );
-                    }
-                }
+                self.join(conn, &channel).map_err(|max| {
+                    Reject::new(
+                        ErrorCode::TooManyChannels,
+                        format!("at most {max} channels per client"),
+                    )
+                })?;
                 self.send_to(conn, &Out::Subscribed { channel: &channel }, out);
             }
             "unsubscribe" => {
                 let channel = channel_name(msg.channel)?;
-                if self.channels.unsubscribe(conn, &channel) {
-                    if let Some(client) = self.clients.get(&conn) {
-                        self.handler.unsubscribe(
-                            client.id.as_str(),
-                            client.user.as_deref(),
-                            &channel,
-                        );
-                    }
-                }
+                self.leave(conn, &channel);
                 self.send_to(conn, &Out::Unsubscribed { channel: &channel }, out);
             }
             "message" => {
