@@ -14,7 +14,9 @@ mod backend;
 mod cluster;
 mod pusher;
 
-pub use self::backend::{ApiConfig, MetricsConfig, WebhookEvent, WebhooksConfig, MIN_KEY_LEN};
+pub use self::backend::{
+    ApiConfig, MetricsConfig, WebhookEvent, WebhookFormat, WebhooksConfig, MIN_KEY_LEN,
+};
 pub use self::cluster::ClusterConfig;
 pub use self::pusher::PusherConfig;
 
@@ -479,6 +481,13 @@ impl Config {
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
         self.cluster.validate()?;
         self.pusher.validate()?;
+        if self.webhooks.needs_pusher() && !self.pusher.enabled() {
+            return invalid(
+                "webhooks.format",
+                "\"pusher\" needs the [pusher] table (app_id, key, secret): its key and secret \
+                 sign the POSTs",
+            );
+        }
         self.tls.validate()?;
         Ok(())
     }

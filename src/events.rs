@@ -5,7 +5,39 @@
 
 use std::net::SocketAddr;
 
+use serde_json::value::RawValue;
+
 use crate::session::User;
+
+/// What happened to a channel as a whole, or between the Pusher dialect's members (SPEC section
+/// 13): the events Pusher's webhooks report. Occupancy counts every local subscriber, whatever
+/// its dialect (the dialects share channels); membership is per user, as presence channels list
+/// it.
+#[derive(Debug, Clone, Copy)]
+pub enum ChannelActivity<'a> {
+    /// `channel` got its first subscriber in the cluster (a connection of this node joined it).
+    Occupied { channel: &'a str },
+    /// The last subscriber of `channel` in the cluster left it (a connection of this node).
+    Vacated { channel: &'a str },
+    /// The first connection of `user_id` in the cluster joined the presence channel `channel`
+    /// (reported by the node of that connection).
+    MemberAdded { channel: &'a str, user_id: &'a str },
+    /// The last connection of `user_id` in the cluster left the presence channel `channel`
+    /// (reported by the node of that connection).
+    MemberRemoved { channel: &'a str, user_id: &'a str },
+    /// A Pusher client event was relayed on `channel` (private or presence).
+    ClientEvent {
+        channel: &'a str,
+        /// Its name (`client-...`).
+        event: &'a str,
+        /// Its `data`, as the client sent it.
+        data: &'a RawValue,
+        /// The sender's socket id.
+        socket_id: &'a str,
+        /// The sender's user on a presence channel.
+        user_id: Option<&'a str>,
+    },
+}
 
 /// Receives the server's events. All methods run on the event-loop thread and
 /// must not block: a slow handler delays every client.
@@ -28,6 +60,9 @@ pub trait Handler {
     fn unsubscribe(&mut self, _client_id: &str, _user: Option<&User>, _channel: &str) {}
     /// A message was queued for a client (the JSON text of the frame).
     fn send(&mut self, _client_id: &str, _user: Option<&User>, _message: &str) {}
+    /// A channel became occupied or vacated, a presence member came or went, or a client event
+    /// was relayed (see [`ChannelActivity`]).
+    fn channel(&mut self, _activity: &ChannelActivity<'_>) {}
     /// Whether to call [`Handler::send`] at all. A fan-out calls it once per
     /// recipient; a handler that does nothing with it (or logs it at a level
     /// that is off) returns false and spares that work. Asked once per
@@ -62,6 +97,9 @@ impl Handler for LogHandler {
     }
     fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
         log::debug!("send: {client_id} ({}): {message}", who(user));
+    }
+    fn channel(&mut self, activity: &ChannelActivity<'_>) {
+        log::debug!("channel: {activity:?}");
     }
     fn observes_send(&self) -> bool {
         log::log_enabled!(log::Level::Debug)
@@ -101,6 +139,10 @@ impl<A: Handler, B: Handler> Handler for Both<A, B> {
     fn unsubscribe(&mut self, client_id: &str, user: Option<&User>, channel: &str) {
         self.0.unsubscribe(client_id, user, channel);
         self.1.unsubscribe(client_id, user, channel);
+    }
+    fn channel(&mut self, activity: &ChannelActivity<'_>) {
+        self.0.channel(activity);
+        self.1.channel(activity);
     }
     fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
         // Each side is asked separately, so a handler that does not observe sends never gets one.
@@ -143,6 +185,9 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn send(&mut self, client_id: &str, user: Option<&User>, message: &str) {
         (**self).send(client_id, user, message);
+    }
+    fn channel(&mut self, activity: &ChannelActivity<'_>) {
+        (**self).channel(activity);
     }
     fn observes_send(&self) -> bool {
         (**self).observes_send()
@@ -189,6 +234,11 @@ impl<H: Handler> Handler for Option<H> {
             h.send(client_id, user, message);
         }
     }
+    fn channel(&mut self, activity: &ChannelActivity<'_>) {
+        if let Some(h) = self {
+            h.channel(activity);
+        }
+    }
     fn observes_send(&self) -> bool {
         self.as_ref().is_some_and(Handler::observes_send)
     }
@@ -222,6 +272,9 @@ mod tests {
         fn send(&mut self, _: &str, _: Option<&User>, _: &str) {
             self.calls.push("send");
         }
+        fn channel(&mut self, _: &ChannelActivity<'_>) {
+            self.calls.push("channel");
+        }
         fn observes_send(&self) -> bool {
             self.observes
         }
@@ -241,10 +294,14 @@ mod tests {
         both.subscribe("id", None, "c");
         both.unsubscribe("id", None, "c");
         both.send("id", None, "{}");
-        assert_eq!(both.0.calls, ["connect", "subscribe", "unsubscribe"]);
+        both.channel(&ChannelActivity::Occupied { channel: "c" });
+        assert_eq!(
+            both.0.calls,
+            ["connect", "subscribe", "unsubscribe", "channel"]
+        );
         assert_eq!(
             both.1.calls,
-            ["connect", "subscribe", "unsubscribe", "send"]
+            ["connect", "subscribe", "unsubscribe", "send", "channel"]
         );
         assert!(!Both(Count::default(), Count::default()).observes_send());
     }
@@ -259,7 +316,9 @@ mod tests {
             ..Count::default()
         });
         some.connect("id", None);
+        none.channel(&ChannelActivity::Vacated { channel: "c" });
+        some.channel(&ChannelActivity::Vacated { channel: "c" });
         assert!(some.observes_send());
-        assert_eq!(some.unwrap().calls, ["connect"]);
+        assert_eq!(some.unwrap().calls, ["connect", "channel"]);
     }
 }

@@ -135,10 +135,11 @@ impl Server {
         // through the router's event handler.
         // One id per process start, shared by webhooks and the cluster.
         let node = random_node_id();
-        let webhooks = Settings::from_config(&self.config.webhooks, node.clone())
-            .map(Webhooks::start)
-            .transpose()
-            .map_err(io_err("starting the webhook worker"))?;
+        let webhooks =
+            Settings::from_config(&self.config.webhooks, &self.config.pusher, node.clone())
+                .map(Webhooks::start)
+                .transpose()
+                .map_err(io_err("starting the webhook worker"))?;
         let handler: Box<dyn Handler> = match &webhooks {
             Some(hooks) => Box::new(Both(self.handler, hooks.handler())),
             None => self.handler,

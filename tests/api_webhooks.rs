@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::api::{scrape, sigterm};
+use common::api::sigterm;
 use common::msg::{cli_token, recv_close, until_pong};
+use common::receiver::{webhook_counts, Endpoint, Mode, Post};
 use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -20,130 +19,6 @@ use sha2::Sha256;
 
 const HOOK_SECRET: &str = "webhook-secret-for-tests";
 const SESSION_SECRET: &str = "session-secret-for-webhook-tests";
-
-/// One POST as the receiver saw it.
-#[derive(Debug)]
-struct Post {
-    request_line: String,
-    /// Header names lower-cased.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-impl Post {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-/// How the receiver answers.
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    /// `200 OK` to every POST.
-    Answer,
-    /// Reads every POST, never answers, keeps the connection open.
-    Hang,
-}
-
-/// A webhook endpoint on 127.0.0.1: every POST it reads goes to `posts`.
-struct Endpoint {
-    addr: SocketAddr,
-    posts: Receiver<Post>,
-}
-
-impl Endpoint {
-    fn start(mode: Mode) -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, posts) = channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let tx = tx.clone();
-                std::thread::spawn(move || serve(stream, mode, tx));
-            }
-        });
-        Endpoint { addr, posts }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    /// The next POST, within [`WAIT`].
-    #[track_caller]
-    fn next(&self) -> Post {
-        self.posts
-            .recv_timeout(WAIT)
-            .expect("a webhook POST within the wait")
-    }
-}
-
-/// Reads requests on one connection (keep-alive) and answers them per `mode`.
-fn serve(mut stream: TcpStream, mode: Mode, tx: Sender<Post>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let mut lines = head.trim_end().split("\r\n");
-        let request_line = lines.next().unwrap_or_default().to_owned();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = buf[head_end..head_end + len].to_vec();
-        buf.drain(..head_end + len);
-        let _ = tx.send(Post {
-            request_line,
-            headers,
-            body,
-            at: Instant::now(),
-        });
-        match mode {
-            Mode::Answer => {
-                if stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Mode::Hang => {
-                // Hold the connection open, unanswered, until the peer goes.
-                while matches!(stream.read(&mut chunk), Ok(n) if n > 0) {}
-                return;
-            }
-        }
-    }
-}
 
 fn hex_decode(text: &str) -> Vec<u8> {
     assert!(text.len() % 2 == 0, "{text}");
@@ -174,20 +49,6 @@ fn webhooks_config(url: &str, extra: &str) -> String {
 
 fn id_of(welcome: &Value) -> String {
     welcome["client_id"].as_str().unwrap().to_owned()
-}
-
-/// `rakit_webhook_events_total{result}` from a scrape.
-fn webhook_counts(daemon: &Daemon) -> (u64, u64, u64) {
-    let text = scrape(daemon.addr, None);
-    let count = |result: &str| -> u64 {
-        let prefix = format!("rakit_webhook_events_total{{result=\"{result}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
-            .parse()
-            .unwrap()
-    };
-    (count("sent"), count("failed"), count("dropped"))
 }
 
 /// The events of real clients arrive in the order they happened, in POSTs

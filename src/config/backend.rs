@@ -55,10 +55,10 @@ impl MetricsConfig {
     }
 }
 
-/// An event name of `[webhooks] events` (SPEC section 10). Anything else is a type error that
-/// names `webhooks.events`.
+/// An event name of `[webhooks] events`: SPEC section 10's own, or Pusher's (with `format =
+/// "pusher"`). Anything else is a type error that names `webhooks.events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum WebhookEvent {
     Connect,
     Disconnect,
@@ -66,16 +66,31 @@ pub enum WebhookEvent {
     Unsubscribe,
     /// Every client text message, with its text (off by default: it can be a lot).
     Message,
+    /// Pusher: a channel got its first subscriber.
+    ChannelOccupied,
+    /// Pusher: a channel lost its last subscriber.
+    ChannelVacated,
+    /// Pusher: a user's first connection joined a presence channel.
+    MemberAdded,
+    /// Pusher: a user's last connection left a presence channel.
+    MemberRemoved,
+    /// Pusher: every relayed client event, with its data (off by default, like `message`).
+    ClientEvent,
 }
 
 impl WebhookEvent {
-    /// Every event, in the order of SPEC section 10.
-    pub const ALL: [WebhookEvent; 5] = [
+    /// Every event: SPEC section 10's in its order, then Pusher's.
+    pub const ALL: [WebhookEvent; 10] = [
         WebhookEvent::Connect,
         WebhookEvent::Disconnect,
         WebhookEvent::Subscribe,
         WebhookEvent::Unsubscribe,
         WebhookEvent::Message,
+        WebhookEvent::ChannelOccupied,
+        WebhookEvent::ChannelVacated,
+        WebhookEvent::MemberAdded,
+        WebhookEvent::MemberRemoved,
+        WebhookEvent::ClientEvent,
     ];
 
     /// The wire and config spelling.
@@ -86,6 +101,27 @@ impl WebhookEvent {
             WebhookEvent::Subscribe => "subscribe",
             WebhookEvent::Unsubscribe => "unsubscribe",
             WebhookEvent::Message => "message",
+            WebhookEvent::ChannelOccupied => "channel_occupied",
+            WebhookEvent::ChannelVacated => "channel_vacated",
+            WebhookEvent::MemberAdded => "member_added",
+            WebhookEvent::MemberRemoved => "member_removed",
+            WebhookEvent::ClientEvent => "client_event",
+        }
+    }
+
+    /// The format whose POSTs carry this event.
+    pub fn format(self) -> WebhookFormat {
+        match self {
+            WebhookEvent::Connect
+            | WebhookEvent::Disconnect
+            | WebhookEvent::Subscribe
+            | WebhookEvent::Unsubscribe
+            | WebhookEvent::Message => WebhookFormat::Rakit,
+            WebhookEvent::ChannelOccupied
+            | WebhookEvent::ChannelVacated
+            | WebhookEvent::MemberAdded
+            | WebhookEvent::MemberRemoved
+            | WebhookEvent::ClientEvent => WebhookFormat::Pusher,
         }
     }
 }
@@ -96,16 +132,71 @@ impl fmt::Display for WebhookEvent {
     }
 }
 
+/// `[webhooks] format`: whose webhooks the daemon sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// SPEC section 10: `{"time_ms","node","events"}`, `X-Rakit-Signature` with `[webhooks]
+    /// secret`.
+    #[default]
+    Rakit,
+    /// Pusher Channels' webhooks: `{"time_ms","events"}`, `X-Pusher-Key` and
+    /// `X-Pusher-Signature` with the `[pusher]` app's key and secret (docs/pusher-webhooks.md).
+    Pusher,
+}
+
+impl WebhookFormat {
+    /// The events sent when `events` is not set.
+    pub fn default_events(self) -> &'static [WebhookEvent] {
+        match self {
+            WebhookFormat::Rakit => &[
+                WebhookEvent::Connect,
+                WebhookEvent::Disconnect,
+                WebhookEvent::Subscribe,
+                WebhookEvent::Unsubscribe,
+            ],
+            WebhookFormat::Pusher => &[
+                WebhookEvent::ChannelOccupied,
+                WebhookEvent::ChannelVacated,
+                WebhookEvent::MemberAdded,
+                WebhookEvent::MemberRemoved,
+            ],
+        }
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Rakit => "rakit",
+            WebhookFormat::Pusher => "pusher",
+        }
+    }
+
+    /// Every event of this format, for error messages.
+    fn event_names(self) -> String {
+        let names: Vec<&str> = WebhookEvent::ALL
+            .iter()
+            .filter(|e| e.format() == self)
+            .map(|e| e.as_str())
+            .collect();
+        names.join(", ")
+    }
+}
+
 /// The `[webhooks]` table (SPEC section 10). Defaults are the SPEC's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhooksConfig {
     /// `http://` endpoint that receives the POSTs; empty turns webhooks off.
     pub url: String,
-    /// HMAC-SHA256 key of `X-Rakit-Signature`; required with a url.
+    /// `"rakit"` (SPEC section 10) or `"pusher"` (Pusher's format, signed with `[pusher]`).
+    pub format: WebhookFormat,
+    /// HMAC-SHA256 key of `X-Rakit-Signature`; required with a url in the Rakit format, unused
+    /// (so refused) in Pusher's.
     pub secret: String,
-    /// Which events are sent.
-    pub events: Vec<WebhookEvent>,
+    /// Which events are sent; unset: the format's default set (see [`WebhooksConfig::events`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<WebhookEvent>>,
     /// A batch goes when it holds this many events...
     pub batch_max: usize,
     /// ...or when its oldest event is this many milliseconds old.
@@ -122,13 +213,9 @@ impl Default for WebhooksConfig {
     fn default() -> Self {
         WebhooksConfig {
             url: String::new(),
+            format: WebhookFormat::Rakit,
             secret: String::new(),
-            events: vec![
-                WebhookEvent::Connect,
-                WebhookEvent::Disconnect,
-                WebhookEvent::Subscribe,
-                WebhookEvent::Unsubscribe,
-            ],
+            events: None,
             batch_max: 100,
             batch_ms: 100,
             queue_max: 10_000,
@@ -151,9 +238,21 @@ impl WebhooksConfig {
         !self.url.is_empty()
     }
 
+    /// The events sent: as configured, else the format's default set.
+    pub fn events(&self) -> &[WebhookEvent] {
+        self.events
+            .as_deref()
+            .unwrap_or_else(|| self.format.default_events())
+    }
+
     /// Whether `event` is sent.
     pub fn wants(&self, event: WebhookEvent) -> bool {
-        self.events.contains(&event)
+        self.events().contains(&event)
+    }
+
+    /// Whether these webhooks sign with the `[pusher]` app (which must then be configured).
+    pub fn needs_pusher(&self) -> bool {
+        self.enabled() && self.format == WebhookFormat::Pusher
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -177,14 +276,34 @@ impl WebhooksConfig {
             0,
             u64::from(MAX_RETRIES),
         )?;
+        // Like the bounds, checked while webhooks are off too: a name of the other format is a
+        // mistake whatever the url.
+        if let Some(other) = self.events().iter().find(|e| e.format() != self.format) {
+            return invalid(
+                "webhooks.events",
+                format!(
+                    "`{other}` is a {} event, not one of format = \"{}\" ({})",
+                    other.format().as_str(),
+                    self.format.as_str(),
+                    self.format.event_names()
+                ),
+            );
+        }
+        if self.format == WebhookFormat::Pusher && !self.secret.is_empty() {
+            return invalid(
+                "webhooks.secret",
+                "is not used with format = \"pusher\" (POSTs are signed with pusher.secret, \
+                 as Pusher does); remove it",
+            );
+        }
         if !self.enabled() {
             return Ok(());
         }
         check_url(&self.url)?;
-        if self.secret.is_empty() {
+        if self.format == WebhookFormat::Rakit && self.secret.is_empty() {
             return invalid("webhooks.secret", "is required when webhooks.url is set");
         }
-        if self.events.is_empty() {
+        if self.events().is_empty() {
             return invalid(
                 "webhooks.events",
                 "must name at least one event when webhooks.url is set",
@@ -284,6 +403,8 @@ pub(super) fn mask(
         }
     }
     webhooks.url = webhooks.url_for_display();
+    // The effective set, so the default of the format shows.
+    webhooks.events = Some(webhooks.events().to_vec());
 }
 
 #[cfg(test)]
@@ -314,8 +435,9 @@ mod tests {
         let w = &c.webhooks;
         assert!(!w.enabled());
         assert_eq!((w.url.as_str(), w.secret.as_str()), ("", ""));
+        assert_eq!(w.format, WebhookFormat::Rakit);
         assert_eq!(
-            w.events,
+            w.events(),
             [
                 WebhookEvent::Connect,
                 WebhookEvent::Disconnect,
@@ -341,7 +463,7 @@ mod tests {
         assert!(!c.demo_page && c.api.enabled() && !c.metrics.enabled);
         assert_eq!(c.metrics.key, "fedcba9876543210");
         assert_eq!(
-            c.webhooks.events,
+            c.webhooks.events(),
             [WebhookEvent::Message, WebhookEvent::Connect]
         );
         assert_eq!(c.webhooks.batch_max, 5);
@@ -458,5 +580,93 @@ mod tests {
             let json = serde_json::to_string(&e).unwrap();
             assert_eq!(json, format!("\"{e}\""));
         }
+    }
+
+    const PUSHER: &str =
+        "[pusher]\napp_id = \"4242\"\nkey = \"app-key\"\nsecret = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn pusher_format_defaults_and_signs_with_the_pusher_app() {
+        let text =
+            format!("{PUSHER}[webhooks]\nurl = \"http://127.0.0.1:9/x\"\nformat = \"pusher\"\n");
+        let c = Config::from_str(&text).unwrap();
+        c.validate().unwrap();
+        assert!(c.webhooks.needs_pusher());
+        assert_eq!(
+            c.webhooks.events(),
+            [
+                WebhookEvent::ChannelOccupied,
+                WebhookEvent::ChannelVacated,
+                WebhookEvent::MemberAdded,
+                WebhookEvent::MemberRemoved
+            ]
+        );
+        assert!(!c.webhooks.wants(WebhookEvent::ClientEvent));
+        let c = Config::from_str(&format!(
+            "{text}events = [\"client_event\", \"member_added\"]\n"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.webhooks.wants(WebhookEvent::ClientEvent));
+        assert!(!c.webhooks.wants(WebhookEvent::ChannelOccupied));
+        // websocket:check shows the effective set, and what it prints parses back the same.
+        let shown = Config::from_str(&text).unwrap().describe();
+        assert!(shown.contains("format = \"pusher\"\n"), "{shown}");
+        assert!(
+            shown.contains(
+                "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\"]"
+            ),
+            "{shown}"
+        );
+        let back = Config::from_str(&shown).unwrap();
+        assert_eq!(back.webhooks.events(), c.webhooks.format.default_events());
+    }
+
+    #[test]
+    fn pusher_format_errors_name_the_key() {
+        let hook = "[webhooks]\nurl = \"http://127.0.0.1:9/x\"\n";
+        for (text, key, says) in [
+            // Without [pusher] there is nothing to sign with.
+            (
+                format!("{hook}format = \"pusher\"\n"),
+                "webhooks.format",
+                "[pusher]",
+            ),
+            // Names of the other format, either way, even while webhooks are off.
+            (
+                format!("{PUSHER}{hook}format = \"pusher\"\nevents = [\"connect\"]\n"),
+                "webhooks.events",
+                "`connect` is a rakit event",
+            ),
+            (
+                format!("{HOOK}events = [\"subscribe\", \"channel_occupied\"]\n"),
+                "webhooks.events",
+                "channel_occupied",
+            ),
+            (
+                "[webhooks]\nevents = [\"member_added\"]\n".to_owned(),
+                "webhooks.events",
+                "connect, disconnect, subscribe, unsubscribe, message",
+            ),
+            // The Rakit secret would sign nothing.
+            (
+                format!("{PUSHER}{hook}format = \"pusher\"\nsecret = \"s\"\n"),
+                "webhooks.secret",
+                "pusher.secret",
+            ),
+            (
+                format!("{PUSHER}{hook}format = \"pusher\"\nevents = []\n"),
+                "webhooks.events",
+                "at least one",
+            ),
+        ] {
+            let e = Config::from_str(&text).unwrap().validate().unwrap_err();
+            assert_eq!(e.key(), Some(key), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        let e = Config::from_str("[webhooks]\nformat = \"soketi\"\n").unwrap_err();
+        assert_eq!(e.key(), Some("webhooks.format"), "{e}");
+        // Old configs keep working: the Rakit format is the default.
+        Config::from_str(HOOK).unwrap().validate().unwrap();
     }
 }

@@ -26,6 +26,7 @@ use serde_json::value::RawValue;
 
 use self::wire::{ChannelData, Incoming, SubscribeData};
 use crate::config::PusherConfig;
+use crate::events::ChannelActivity;
 use crate::router::{
     ChannelEvent, ChannelMember, ConnId, Dialect, Foreign, Outbox, Router, MAX_INFO_LEN,
     MAX_USER_LEN,
@@ -429,6 +430,13 @@ impl Pusher {
             .iter()
             .find(|(c, _)| c == channel)
             .map(|(_, u)| u.as_str());
+        router.handler_mut().channel(&ChannelActivity::ClientEvent {
+            channel,
+            event: &msg.event,
+            data,
+            socket_id: &session.socket_id,
+            user_id,
+        });
         let event = ChannelEvent {
             channel,
             event: Some(&msg.event),

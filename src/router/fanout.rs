@@ -13,6 +13,7 @@ use super::entry::{ChannelMember, Subscription};
 use super::members::Change;
 use super::wire::{Out, Outgoing};
 use super::{Client, ClusterOut, ConnId, Frame, Outbox, Router};
+use crate::events::ChannelActivity;
 
 impl Router {
     /// Lets clients of [`Dialect::Pusher`] receive channel messages and presence channel
@@ -34,7 +35,8 @@ impl Router {
 
     /// Subscribes `conn` to `channel` without checking the name (the caller's dialect has its
     /// own rules). `Ok(true)` when it was not subscribed before; `Err(max)` beyond
-    /// `max_channels_per_client`.
+    /// `max_channels_per_client`. Fires `Handler::subscribe`, and `Handler::channel` when the
+    /// channel had no local subscriber (of any dialect) before.
     pub fn join(&mut self, conn: ConnId, channel: &str) -> Result<bool, usize> {
         self.subscribe_as(conn, channel, None).map(|(new, _)| new)
     }
@@ -61,6 +63,7 @@ impl Router {
         member: Option<&ChannelMember>,
     ) -> Result<(bool, Vec<Change>), usize> {
         let max = self.config.max_channels_per_client;
+        let was_vacant = !self.occupied(channel);
         let new = self
             .channels
             .subscribe(conn, channel, max)
@@ -72,6 +75,10 @@ impl Router {
             Some(m) => self.members.bind(conn, channel, &m.user, &m.info),
             None => Vec::new(),
         };
+        if was_vacant {
+            self.handler.channel(&ChannelActivity::Occupied { channel });
+        }
+        self.report_members(&changes);
         if let Some(client) = self.clients.get(&conn) {
             self.handler
                 .subscribe(client.id.as_str(), client.user.as_deref(), channel);
@@ -99,8 +106,40 @@ impl Router {
             }
             let changes = self.members.unbind(conn, channel);
             self.notify_members(&changes, None, out);
+            self.report_members(&changes);
+            if !self.occupied(channel) {
+                self.handler.channel(&ChannelActivity::Vacated { channel });
+            }
         }
         left
+    }
+
+    /// Whether `channel` has a subscriber on any node (in constant time).
+    pub(super) fn occupied(&self, channel: &str) -> bool {
+        self.channels.has_members(channel)
+            || self
+                .remote
+                .as_deref()
+                .is_some_and(|r| r.replica.subscriber_count(channel) > 0)
+    }
+
+    /// Tells the handler of presence members that came or went through this node's own
+    /// connections (their first or last connection in the cluster). Changes heard from other
+    /// nodes are theirs to report, so each is reported once in the cluster.
+    pub(super) fn report_members(&mut self, changes: &[Change]) {
+        for change in changes {
+            let activity = match change {
+                Change::Added { channel, user, .. } => ChannelActivity::MemberAdded {
+                    channel,
+                    user_id: user,
+                },
+                Change::Removed { channel, user } => ChannelActivity::MemberRemoved {
+                    channel,
+                    user_id: user,
+                },
+            };
+            self.handler.channel(&activity);
+        }
     }
 
     /// A local subscription as the directory holds it.

@@ -52,7 +52,7 @@ use self::members::Members;
 use self::presence::{PresenceUsers, Throttle};
 use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
-use crate::events::Handler;
+use crate::events::{ChannelActivity, Handler};
 use crate::session::User;
 
 /// A connection, as the event loop knows it (its slab key).
@@ -272,12 +272,18 @@ impl Router {
         self.by_id.remove(&client.id);
         self.order.remove(&client.seq);
         let channels = self.channels.remove_conn(conn);
+        let changes = self.members.unbind_all(conn);
+        self.notify_members(&changes, None, out);
+        self.report_members(&changes);
+        for channel in &channels {
+            if !self.occupied(channel) {
+                self.handler.channel(&ChannelActivity::Vacated { channel });
+            }
+        }
         self.publish(|| ClusterOut::Left {
             id: client.id.as_str().to_owned(),
             channels,
         });
-        let changes = self.members.unbind_all(conn);
-        self.notify_members(&changes, None, out);
         Some(client)
     }
 

@@ -86,11 +86,15 @@ pub fn batch_body<'a>(time_ms: u64, node: &str, events: impl Iterator<Item = &'a
 
 /// The `X-Rakit-Signature` value: `sha256=` and the lowercase hex HMAC-SHA256 of the body.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hex_hmac(secret, body))
+}
+
+/// The lowercase hex HMAC-SHA256 of `body` (bare, as `X-Pusher-Signature` carries it).
+pub fn hex_hmac(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
+    let mut out = String::with_capacity(64);
     for b in digest {
         out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
         out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));

@@ -6,10 +6,15 @@
 //! bounded queue with `try_send`. A full queue drops the event and counts it; nothing blocks.
 //! The worker ([`worker`]) batches, signs, POSTs and retries.
 //!
+//! Two formats share all of it ([`format`]): SPEC section 10's (client events: `connect`,
+//! `subscribe`, ..., encoded by [`event`]), and Pusher's with `[webhooks] format = "pusher"`
+//! (channel events: `channel_occupied`, `member_added`, ..., encoded by [`pusher`]). The config
+//! allows only the events of its format, so one queue never mixes them.
+//!
 //! # Wiring
 //!
 //! ```text
-//! let hooks = Settings::from_config(&config.webhooks, random_node_id())
+//! let hooks = Settings::from_config(&config.webhooks, &config.pusher, random_node_id())
 //!     .map(Webhooks::start).transpose()?;                 // at start; None when off
 //! let handler = Both(LogHandler, hooks.as_ref().map(Webhooks::handler));  // Option<H> is a Handler
 //! ... Router::new(router_config, Box::new(handler), seed) ...
@@ -23,6 +28,8 @@
 //! `max_buffer_size`).
 
 mod event;
+mod format;
+mod pusher;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +39,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use self::event::{batch_body, encode, now_ms, random_node_id, signature, Detail};
-use crate::config::{WebhookEvent, WebhooksConfig};
-use crate::events::Handler;
+pub use self::format::Format;
+use crate::config::{PusherConfig, WebhookEvent, WebhooksConfig};
+use crate::events::{ChannelActivity, Handler};
 use crate::metrics::WebhookCounts;
 use crate::session::User;
 
@@ -41,7 +49,8 @@ use crate::session::User;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub url: String,
-    pub secret: String,
+    /// The wire format and its signing key.
+    pub format: Format,
     pub events: Vec<WebhookEvent>,
     pub batch_max: usize,
     pub batch_ms: Duration,
@@ -57,12 +66,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `None` when webhooks are off (no url).
-    pub fn from_config(config: &WebhooksConfig, node: String) -> Option<Settings> {
+    /// `None` when webhooks are off (no url). Pusher's format signs with `pusher`'s app.
+    pub fn from_config(
+        config: &WebhooksConfig,
+        pusher: &PusherConfig,
+        node: String,
+    ) -> Option<Settings> {
         config.enabled().then(|| Settings {
             url: config.url.clone(),
-            secret: config.secret.clone(),
-            events: config.events.clone(),
+            format: Format::from_config(config, pusher),
+            events: config.events().to_vec(),
             batch_max: config.batch_max.max(1),
             batch_ms: Duration::from_millis(config.batch_ms),
             queue_max: config.queue_max.max(1),
@@ -219,9 +232,20 @@ impl WebhookHandler {
         if !self.wants[name as usize] {
             return false;
         }
-        let json = encode(name, client_id, user, now_ms(), detail).into_boxed_str();
+        self.queue(encode(name, client_id, user, now_ms(), detail))
+    }
+
+    /// Queues a channel event of Pusher's format if it is configured (see [`Self::push`]).
+    pub fn push_channel(&self, activity: &ChannelActivity<'_>) -> bool {
+        if !self.wants[pusher::event_of(activity) as usize] {
+            return false;
+        }
+        self.queue(pusher::encode(activity))
+    }
+
+    fn queue(&self, json: String) -> bool {
         let queued = Queued {
-            json,
+            json: json.into_boxed_str(),
             at: Instant::now(),
         };
         match self.tx.try_send(Msg::Event(queued)) {
@@ -264,6 +288,9 @@ impl Handler for WebhookHandler {
             user,
             Detail::Text(message),
         );
+    }
+    fn channel(&mut self, activity: &ChannelActivity<'_>) {
+        self.push_channel(activity);
     }
     fn observes_send(&self) -> bool {
         false

@@ -137,7 +137,9 @@ fn serve(
 fn settings(url: &str, edit: impl FnOnce(&mut Settings)) -> Settings {
     let mut s = Settings {
         url: url.to_owned(),
-        secret: SECRET.to_owned(),
+        format: Format::Rakit {
+            secret: SECRET.to_owned(),
+        },
         events: WebhookEvent::ALL.to_vec(),
         batch_max: 100,
         batch_ms: Duration::from_millis(20),
@@ -284,6 +286,74 @@ fn body_shape_and_signature_verify() {
 }
 
 #[test]
+fn pusher_format_body_headers_and_events() {
+    let ep = Endpoint::start(|_| Answer::Status(200));
+    let hooks = Webhooks::start(settings(&ep.url, |s| {
+        s.format = Format::Pusher {
+            key: "app-key".into(),
+            secret: SECRET.into(),
+        };
+        s.events = crate::config::WebhookFormat::Pusher
+            .default_events()
+            .to_vec();
+    }))
+    .unwrap();
+    let mut h = hooks.handler();
+    let before = now_ms();
+    // Not in the set: neither a Rakit event nor client_event is queued.
+    h.connect("AbCd1234", None);
+    let data = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+    assert!(!h.push_channel(&ChannelActivity::ClientEvent {
+        channel: "private-a",
+        event: "client-x",
+        data: &data,
+        socket_id: "1.2",
+        user_id: None,
+    }));
+    h.channel(&ChannelActivity::Occupied {
+        channel: "presence-r",
+    });
+    h.channel(&ChannelActivity::MemberAdded {
+        channel: "presence-r",
+        user_id: "7",
+    });
+    h.channel(&ChannelActivity::MemberRemoved {
+        channel: "presence-r",
+        user_id: "7",
+    });
+    h.channel(&ChannelActivity::Vacated {
+        channel: "presence-r",
+    });
+    let got = ep.next();
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(got.header("x-pusher-key"), Some("app-key"));
+    assert_eq!(got.header("x-rakit-signature"), None);
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&got.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(got.header("x-pusher-signature"), Some(&*expected));
+    let v = got.json();
+    assert!(v["time_ms"].as_u64().unwrap() >= before);
+    assert!(v.get("node").is_none(), "{v}");
+    assert_eq!(
+        v["events"],
+        serde_json::json!([
+            {"name": "channel_occupied", "channel": "presence-r"},
+            {"name": "member_added", "channel": "presence-r", "user_id": "7"},
+            {"name": "member_removed", "channel": "presence-r", "user_id": "7"},
+            {"name": "channel_vacated", "channel": "presence-r"},
+        ])
+    );
+    let c = await_counts(&hooks, |c| c.sent == 4);
+    assert_eq!((c.failed, c.dropped), (0, 0));
+}
+
+#[test]
 fn only_configured_events_are_queued() {
     let ep = Endpoint::start(|_| Answer::Status(200));
     let hooks = Webhooks::start(settings(&ep.url, |s| {
@@ -422,10 +492,11 @@ fn shutdown_flushes_what_is_queued() {
 #[test]
 fn settings_from_config() {
     let mut c = WebhooksConfig::default();
-    assert!(Settings::from_config(&c, "n".into()).is_none());
+    let pusher = PusherConfig::default();
+    assert!(Settings::from_config(&c, &pusher, "n".into()).is_none());
     c.url = "http://127.0.0.1:9/x".into();
     c.secret = "s".into();
-    let s = Settings::from_config(&c, "n".into()).unwrap();
+    let s = Settings::from_config(&c, &pusher, "n".into()).unwrap();
     assert_eq!((s.batch_max, s.queue_max, s.retries), (100, 10_000, 3));
     assert_eq!(
         (s.batch_ms, s.timeout),

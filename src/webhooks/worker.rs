@@ -23,7 +23,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::event::{batch_body, now_ms, signature};
+use super::event::now_ms;
 use super::{Msg, Queued, Settings, Shared};
 
 /// Longest wait between two attempts, however many retries are configured.
@@ -132,20 +132,21 @@ impl Worker {
     /// Sends one batch with retries and counts its events as sent or failed.
     fn deliver(&self, batch: Vec<Queued>) {
         let n = batch.len() as u64;
-        let body = batch_body(
+        let format = &self.settings.format;
+        let body = format.body(
             now_ms(),
             &self.settings.node,
             batch.iter().map(|q| &*q.json),
         );
         drop(batch);
-        let sig = signature(self.settings.secret.as_bytes(), &body);
+        let headers = format.headers(&body);
         let mut backoff = self.settings.backoff;
         let mut attempt = 0;
         let why = loop {
             let Some(timeout) = self.time_left(self.settings.timeout) else {
                 break "shutdown deadline reached".to_owned();
             };
-            match self.attempt(&body, &sig, timeout) {
+            match self.attempt(&body, &headers, timeout) {
                 Attempt::Delivered => {
                     self.shared.counters.sent.fetch_add(n, Ordering::Relaxed);
                     return;
@@ -167,15 +168,16 @@ impl Worker {
         log::warn!("webhooks: dropped a batch of {n} events: {why}");
     }
 
-    fn attempt(&self, body: &[u8], sig: &str, timeout: Duration) -> Attempt {
-        let request = self
+    fn attempt(&self, body: &[u8], headers: &[(&str, String)], timeout: Duration) -> Attempt {
+        // Exactly `application/json`: the Node `pusher` library's WebHook accepts nothing else.
+        let mut request = self
             .agent
             .post(&self.settings.url)
-            .header("Content-Type", "application/json")
-            .header("X-Rakit-Signature", sig)
-            .config()
-            .timeout_global(Some(timeout))
-            .build();
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request.config().timeout_global(Some(timeout)).build();
         match request.send(body) {
             Ok(mut response) => {
                 let status = response.status().as_u16();

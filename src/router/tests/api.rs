@@ -215,7 +215,7 @@ fn subscribe_events_fire_on_changes_only() {
     let changes: Vec<Ev> = h
         .take_events()
         .into_iter()
-        .filter(|e| !matches!(e, Ev::Receive(..) | Ev::Send(..)))
+        .filter(|e| !matches!(e, Ev::Receive(..) | Ev::Send(..) | Ev::Channel(..)))
         .collect();
     assert_eq!(
         changes,

@@ -5,6 +5,7 @@ mod api;
 mod cluster;
 mod commands;
 mod members;
+mod occupancy;
 mod presence;
 mod routing;
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{CommandPolicy, ConnId, Frame, Outbox, Router, RouterConfig};
-use crate::events::Handler;
+use crate::events::{ChannelActivity, Handler};
 use crate::session::User;
 
 /// Records what the router asked the event loop to do.
@@ -62,6 +63,8 @@ enum Ev {
     Send(String, String),
     Subscribe(String, String),
     Unsubscribe(String, String),
+    /// `Handler::channel`: `occupied:C`, `vacated:C` (the router fires no other).
+    Channel(String),
 }
 
 struct Recorder(Rc<RefCell<Vec<Ev>>>);
@@ -100,6 +103,14 @@ impl Handler for Recorder {
         self.0
             .borrow_mut()
             .push(Ev::Unsubscribe(client_id.into(), channel.into()));
+    }
+    fn channel(&mut self, activity: &ChannelActivity<'_>) {
+        let ev = match activity {
+            ChannelActivity::Occupied { channel } => format!("occupied:{channel}"),
+            ChannelActivity::Vacated { channel } => format!("vacated:{channel}"),
+            other => format!("{other:?}"),
+        };
+        self.0.borrow_mut().push(Ev::Channel(ev));
     }
 }
 
