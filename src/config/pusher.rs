@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{invalid, ConfigError};
 
 /// `[pusher]`: the one app Pusher clients and server libraries talk to. All three keys or none.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PusherConfig {
     /// The app id in `/apps/{app_id}/...` (a string, e.g. `"4242"`).
@@ -14,7 +14,26 @@ pub struct PusherConfig {
     pub key: String,
     /// Signs channel authorizations, API requests and webhooks.
     pub secret: String,
+    /// Users (distinct `user_id`s) a presence channel may hold, cluster-wide; one more is
+    /// refused with `pusher:subscription_error` (Pusher's limit is 100).
+    pub max_presence_members: usize,
 }
+
+impl Default for PusherConfig {
+    fn default() -> PusherConfig {
+        PusherConfig {
+            app_id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            max_presence_members: 100,
+        }
+    }
+}
+
+/// The most `max_presence_members` may be: every member is listed to every joiner, so a
+/// channel's snapshot grows with it (and must fit in `max_send_buffer`), and its arrivals
+/// and departures cost O(n) frames each.
+pub const MAX_PRESENCE_MEMBERS: usize = 10_000;
 
 /// The shortest secret accepted: it is an HMAC key, and a short one can be guessed offline
 /// from one signed request.
@@ -27,6 +46,13 @@ impl PusherConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        super::within(
+            "pusher.max_presence_members",
+            u64::try_from(self.max_presence_members).unwrap_or(u64::MAX),
+            1,
+            MAX_PRESENCE_MEMBERS as u64,
+            "",
+        )?;
         let set = [&self.app_id, &self.key, &self.secret].map(|v| !v.is_empty());
         if set == [false; 3] {
             return Ok(());
@@ -108,6 +134,21 @@ mod tests {
         );
         // A number is a type error naming the key, not a silent conversion.
         assert!(Config::from_str("[pusher]\napp_id = 4242\n").is_err());
+    }
+
+    #[test]
+    fn max_presence_members_is_bounded() {
+        let app = "[pusher]\napp_id = \"4242\"\nkey = \"app-key\"\nsecret = \"0123456789abcdef\"\n";
+        let config = Config::from_str(app).unwrap();
+        assert_eq!(config.pusher.max_presence_members, 100);
+        for (value, ok) in [(0, false), (1, true), (10_000, true), (10_001, false)] {
+            let text = format!("{app}max_presence_members = {value}\n");
+            let want = (!ok).then(|| "pusher.max_presence_members".to_owned());
+            assert_eq!(key_of(&text), want, "{value}");
+        }
+        // A negative number or a string is a type error, not a silent conversion.
+        assert!(Config::from_str(&format!("{app}max_presence_members = -1\n")).is_err());
+        assert!(Config::from_str(&format!("{app}max_presence_members = \"9\"\n")).is_err());
     }
 
     #[test]

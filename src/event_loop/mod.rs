@@ -172,11 +172,7 @@ impl EventLoop {
         };
         let secs = Duration::from_secs;
         let http = HttpSettings::new(&config);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        let pusher = crate::pusher::Pusher::new(&config.pusher, seed);
+        let pusher = crate::pusher::Pusher::new(&config.pusher, config.max_channels_per_client);
         let mut router = router;
         if pusher.is_some() {
             router.set_foreign(crate::pusher::FOREIGN);

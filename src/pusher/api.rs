@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::{auth, wire, Pusher, MAX_EVENT_SIZE};
+use super::{auth, wire, Pusher, MAX_EVENT_NAME, MAX_EVENT_SIZE};
 use crate::router::{ChannelEvent, ConnId, Outbox, Router};
 
 /// `auth_timestamp` may be this far from our clock (Pusher's rule).
@@ -236,8 +236,19 @@ struct Batch<'a> {
 }
 
 fn check_event(ev: &Event<'_>, channels: &[&str]) -> Result<(), Answer> {
-    if ev.name.is_empty() || ev.name.len() > 200 {
+    if ev.name.is_empty() || ev.name.chars().count() > MAX_EVENT_NAME {
         return Err(error(400, "Event names are 1 to 200 characters"));
+    }
+    // pusher-js acts on these itself (a fake `pusher_internal:member_added` adds a member);
+    // Pusher refuses them with this message.
+    if ["pusher:", "pusher_internal:"]
+        .iter()
+        .any(|p| ev.name.starts_with(p))
+    {
+        return Err(error(
+            400,
+            "The 'pusher' namespace is reserved for internal usage",
+        ));
     }
     if ev.data.len() > MAX_EVENT_SIZE {
         return Err(error(413, "Event data over 10 KB"));

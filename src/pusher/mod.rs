@@ -9,6 +9,10 @@
 //! (`user_id`, the JSON of `user_info`). The router never sees Pusher JSON; it encodes channel
 //! messages and member notices for Pusher clients through [`FOREIGN`].
 //!
+//! Limits against clients that follow the protocol but not good manners (docs/pusher.md,
+//! "Limits"): presence members per channel and their size (`subscribe.rs`), event names and
+//! data, client events per second, and a budget of subscribes and bad frames (`budget.rs`).
+//!
 //! A connection's states: upgraded on `/app/{key}` -> refused (`pusher:error` and close 4001,
 //! 4007 or 4008; never a router client) or established (`pusher:connection_established`, a
 //! router client) -> closed ([`Pusher::closed`]; the router's disconnect ends its presence
@@ -16,21 +20,26 @@
 
 pub mod api;
 pub mod auth;
+mod budget;
 pub mod presence;
+mod socket_id;
+mod subscribe;
 pub mod wire;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use self::wire::{ChannelData, Incoming, SubscribeData};
+use self::budget::Budget;
+use self::socket_id::SocketIds;
+use self::wire::{Incoming, SubscribeData, UserData};
 use crate::config::PusherConfig;
 use crate::events::ChannelActivity;
-use crate::router::{
-    ChannelEvent, ChannelMember, ConnId, Dialect, Foreign, Outbox, Router, MAX_INFO_LEN,
-    MAX_USER_LEN,
-};
+use crate::router::{ChannelEvent, ConnId, Dialect, Foreign, Outbox, Router};
 use crate::session::User;
 
 /// Close codes of Pusher's protocol (SPEC section 13).
@@ -55,9 +64,12 @@ pub mod close {
 const CLIENT_EVENTS_PER_SECOND: u32 = 10;
 /// Largest event `data`, in bytes (Pusher's limit for client and API events).
 pub const MAX_EVENT_SIZE: usize = 10 * 1024;
+/// Longest event name, in characters (Pusher's limit for client and API events).
+pub const MAX_EVENT_NAME: usize = 200;
 /// Sent in `connection_established`: pusher-js pings after this many seconds of silence.
 const ACTIVITY_TIMEOUT: u64 = 30;
-/// Channels only authorized Pusher clients may join (Rakit subscriptions are refused).
+/// Channels only authorized Pusher clients may join; Rakit clients may neither subscribe nor
+/// publish to them (admins and the backend may publish).
 pub const PROTECTED: &[&str] = &["private-", "presence-", wire::USER_CHANNEL];
 
 /// What the dialect plugs into the router.
@@ -78,6 +90,8 @@ struct Session {
     /// Client events in the current one-second window.
     window: Instant,
     events: u32,
+    /// What it may still send of subscribes, signins and bad frames (`budget.rs`).
+    budget: Budget,
 }
 
 /// The Pusher dialect's state (see the module docs).
@@ -89,19 +103,28 @@ pub struct Pusher {
     sessions: HashMap<ConnId, Session>,
     /// Socket id -> connection, for `socket_id` exclusion.
     sockets: HashMap<String, ConnId>,
-    rng: u64,
+    ids: SocketIds,
+    /// Users a presence channel may hold (`max_presence_members`).
+    max_members: usize,
+    /// Each connection's budget: twice `max_channels_per_client` (`budget.rs`).
+    burst: u64,
 }
 
 impl Pusher {
-    /// `None` when `[pusher]` is not configured.
-    pub fn new(config: &PusherConfig, seed: u64) -> Option<Pusher> {
+    /// `None` when `[pusher]` is not configured. A client may hold `max_channels_per_client`
+    /// channels (the router enforces it; the budget of subscribes is sized by it).
+    pub fn new(config: &PusherConfig, max_channels_per_client: usize) -> Option<Pusher> {
         config.enabled().then(|| Pusher {
             app_id: config.app_id.clone(),
             key: config.key.clone(),
             secret: config.secret.clone().into_bytes(),
             sessions: HashMap::new(),
             sockets: HashMap::new(),
-            rng: seed | 1,
+            ids: SocketIds::default(),
+            max_members: config.max_presence_members,
+            burst: u64::try_from(max_channels_per_client)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(2),
         })
     }
 
@@ -144,7 +167,8 @@ impl Pusher {
             return;
         }
         router.connect_as(conn, user, Dialect::Pusher, connected_at_unix, now, out);
-        let socket_id = self.new_socket_id();
+        let sockets = &self.sockets;
+        let socket_id = self.ids.generate(|id| sockets.contains_key(id));
         let data = serde_json::json!({
             "socket_id": socket_id,
             "activity_timeout": ACTIVITY_TIMEOUT,
@@ -163,28 +187,18 @@ impl Pusher {
                 presence: Vec::new(),
                 window: now,
                 events: 0,
+                budget: Budget::new(self.burst, now),
             },
         );
     }
 
-    /// `NNN.NNN`, unique among live connections. Random rather than derived from the client
-    /// id, so neither can be guessed from the other.
-    fn new_socket_id(&mut self) -> String {
-        loop {
-            // xorshift64*
-            self.rng ^= self.rng >> 12;
-            self.rng ^= self.rng << 25;
-            self.rng ^= self.rng >> 27;
-            let n = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let id = format!(
-                "{}.{}",
-                (n >> 32) % 1_000_000_000,
-                (n as u32) % 1_000_000_000
-            );
-            if !self.sockets.contains_key(&id) {
-                return id;
-            }
-        }
+    /// Takes `cost` from `conn`'s budget; false when it has not that much left.
+    fn spend(&mut self, conn: ConnId, cost: usize, now: Instant) -> bool {
+        let burst = self.burst;
+        self.sessions.get_mut(&conn).is_some_and(|s| {
+            let cost = u64::try_from(cost).unwrap_or(u64::MAX);
+            s.budget.spend(cost, burst, now)
+        })
     }
 
     /// Whether `conn` is an established Pusher connection.
@@ -217,135 +231,34 @@ impl Pusher {
         if !self.sessions.contains_key(&conn) {
             return;
         }
+        // Frames that get an error cost from the budget; beyond it they are dropped unanswered.
         let Ok(msg) = serde_json::from_str::<Incoming<'_>>(text) else {
-            out.send(
-                conn,
-                &wire::error(None, "Invalid message: expected {\"event\",\"data\"}"),
-            );
+            if self.spend(conn, 1, now) {
+                out.send(
+                    conn,
+                    &wire::error(None, "Invalid message: expected {\"event\",\"data\"}"),
+                );
+            }
             return;
         };
         match &*msg.event {
             "pusher:ping" => out.send(conn, &wire::frame("pusher:pong", None, "{}", None)),
             "pusher:pong" => {}
-            "pusher:subscribe" => self.subscribe(router, conn, msg.data, out),
+            "pusher:subscribe" => self.subscribe(router, conn, msg.data, now, out),
             "pusher:unsubscribe" => self.unsubscribe(router, conn, msg.data, out),
-            "pusher:signin" => self.signin(conn, msg.data, out),
+            "pusher:signin" if self.spend(conn, 1, now) => self.signin(conn, msg.data, out),
+            "pusher:signin" => out.send(
+                conn,
+                &wire::error(Some(4301), "Signin rejected due to rate limit"),
+            ),
             event if event.starts_with("client-") => {
                 self.client_event(router, conn, &msg, now, out)
             }
-            _ => out.send(conn, &wire::error(None, "Unsupported event received")),
-        }
-    }
-
-    fn subscribe(
-        &mut self,
-        router: &mut Router,
-        conn: ConnId,
-        data: Option<&RawValue>,
-        out: &mut impl Outbox,
-    ) {
-        let data = SubscribeData::parse(data);
-        let Some(channel) = data.channel.as_deref().filter(|c| wire::valid_channel(c)) else {
-            out.send(conn, &wire::error(None, "Invalid channel name"));
-            return;
-        };
-        let Some(session) = self.sessions.get(&conn) else {
-            return;
-        };
-        let socket_id = session.socket_id.clone();
-        let auth = data.auth.as_deref().unwrap_or_default();
-        let mut member = None;
-        if let Some(owner) = wire::channel_user(channel) {
-            // No signature: the connection's signin is the authorization.
-            if session.user.as_deref() != Some(owner) {
-                return auth_error(conn, channel, "Not signed in as this channel's user", out);
-            }
-        } else if channel.starts_with("presence-") {
-            let channel_data = data.channel_data.as_deref().unwrap_or_default();
-            let parts = [socket_id.as_str(), channel, channel_data];
-            if !auth::verify_auth(&self.key, &self.secret, auth, &parts) {
-                return auth_error(conn, channel, "Invalid signature", out);
-            }
-            let parsed = serde_json::from_str::<ChannelData<'_>>(channel_data).ok();
-            let Some((user, info)) =
-                parsed.and_then(|d| Some((wire::user_id(d.user_id)?, d.user_info)))
-            else {
-                return auth_error(conn, channel, "Invalid channel_data: no user_id", out);
-            };
-            let info = info.map_or("null", RawValue::get);
-            if user.len() > MAX_USER_LEN || info.len() > MAX_INFO_LEN {
-                let text = format!(
-                    "user_id over {MAX_USER_LEN} bytes or user_info over {} KB",
-                    MAX_INFO_LEN / 1024
-                );
-                out.send(
-                    conn,
-                    &wire::subscription_error(channel, "LimitReached", &text, 400),
-                );
-                return;
-            }
-            member = Some(ChannelMember {
-                user,
-                info: info.to_owned(),
-            });
-        } else if channel.starts_with("private-")
-            && !auth::verify_auth(&self.key, &self.secret, auth, &[&socket_id, channel])
-        {
-            return auth_error(conn, channel, "Invalid signature", out);
-        }
-        let joined = match &member {
-            Some(m) => router.join_member(conn, channel, m, out),
-            None => router.join(conn, channel),
-        };
-        let new = match joined {
-            Ok(new) => new,
-            Err(max) => {
-                let text = format!("at most {max} channels per connection");
-                out.send(
-                    conn,
-                    &wire::subscription_error(channel, "LimitReached", &text, 400),
-                );
-                return;
-            }
-        };
-        let succeeded = match member {
-            Some(m) => {
-                if new {
-                    if let Some(session) = self.sessions.get_mut(&conn) {
-                        session.presence.push((channel.to_owned(), m.user));
-                    }
+            _ => {
+                if self.spend(conn, 1, now) {
+                    out.send(conn, &wire::error(None, "Unsupported event received"));
                 }
-                presence::snapshot(router, channel)
             }
-            None => "{}".to_owned(),
-        };
-        out.send(
-            conn,
-            &wire::frame(
-                "pusher_internal:subscription_succeeded",
-                Some(channel),
-                &succeeded,
-                None,
-            ),
-        );
-    }
-
-    fn unsubscribe(
-        &mut self,
-        router: &mut Router,
-        conn: ConnId,
-        data: Option<&RawValue>,
-        out: &mut impl Outbox,
-    ) {
-        let data = SubscribeData::parse(data);
-        let Some(channel) = data.channel.as_deref() else {
-            return;
-        };
-        if !router.leave(conn, channel, out) {
-            return;
-        }
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.presence.retain(|(c, _)| c != channel);
         }
     }
 
@@ -358,14 +271,9 @@ impl Pusher {
         let user_data = data.user_data.as_deref().unwrap_or_default();
         let auth = data.auth.as_deref().unwrap_or_default();
         if auth::verify_signin(&self.key, &self.secret, auth, &session.socket_id, user_data) {
-            session.user = serde_json::from_str::<serde_json::Value>(user_data)
+            session.user = serde_json::from_str::<UserData<'_>>(user_data)
                 .ok()
-                .and_then(|v| v.get("id").cloned())
-                .and_then(|id| match id {
-                    serde_json::Value::String(s) => Some(s),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                });
+                .and_then(|d| wire::user_id(d.id));
             let data = serde_json::json!({ "user_data": user_data }).to_string();
             out.send(
                 conn,
@@ -392,6 +300,10 @@ impl Pusher {
         let reject = |out: &mut dyn Outbox, text: &str| {
             out.send(conn, &wire::error(Some(4301), text));
         };
+        // Checked first: a long name costs as much to relay as long data.
+        if msg.event.chars().count() > MAX_EVENT_NAME {
+            return reject(out, "Client event rejected: event name over 200 characters");
+        }
         let Some(channel) = msg.channel.as_deref() else {
             return reject(out, "Client event without a channel");
         };
@@ -451,11 +363,4 @@ impl Pusher {
     pub fn app_id(&self) -> &str {
         &self.app_id
     }
-}
-
-fn auth_error(conn: ConnId, channel: &str, text: &str, out: &mut impl Outbox) {
-    out.send(
-        conn,
-        &wire::subscription_error(channel, "AuthError", text, 401),
-    );
 }

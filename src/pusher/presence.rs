@@ -5,28 +5,75 @@
 //! removes it (`member_removed`), as Pusher does (laravel/reverb#216 is the bug of doing it per
 //! socket).
 
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::wire;
 use crate::router::{Frame, MemberNotice, Router};
 
 /// A member's `user_info` as JSON: what it joined with, `null` if that is not JSON (member
-/// data from another node is not trusted to be).
-fn info_value(info: &str) -> Value {
-    serde_json::from_str(info).unwrap_or(Value::Null)
+/// data from another node is not trusted to be). Checked in place, without building a tree.
+fn info_value(info: &str) -> &RawValue {
+    serde_json::from_str(info).unwrap_or(RawValue::NULL)
 }
 
 /// `{"presence":{"ids":[...],"hash":{id:info},"count":N}}`, the data of
-/// `pusher_internal:subscription_succeeded` on a presence channel: every member in the cluster.
+/// `pusher_internal:subscription_succeeded` on a presence channel: every member in the cluster
+/// (at most `max_presence_members`), written straight from the router's table.
 pub fn snapshot(router: &Router, channel: &str) -> String {
-    let mut ids = Vec::new();
-    let mut hash = Map::new();
-    for (user, info) in router.channel_users(channel) {
-        ids.push(Value::String(user.to_owned()));
-        hash.insert(user.to_owned(), info_value(info));
+    #[derive(Serialize)]
+    struct Snapshot<'a> {
+        presence: Presence<'a>,
     }
-    let count = ids.len();
-    json!({ "presence": { "ids": ids, "hash": hash, "count": count } }).to_string()
+    serde_json::to_string(&Snapshot {
+        presence: Presence { router, channel },
+    })
+    .unwrap_or_default()
+}
+
+struct Presence<'a> {
+    router: &'a Router,
+    channel: &'a str,
+}
+
+struct Ids<'a>(&'a Presence<'a>);
+struct Hash<'a>(&'a Presence<'a>);
+
+impl Serialize for Presence<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("ids", &Ids(self))?;
+        map.serialize_entry("hash", &Hash(self))?;
+        map.serialize_entry("count", &self.router.user_count(self.channel))?;
+        map.end()
+    }
+}
+
+impl Serialize for Ids<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        serializer.collect_seq(p.router.channel_users(p.channel).map(|(user, _)| user))
+    }
+}
+
+impl Serialize for Hash<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        serializer.collect_map(
+            p.router
+                .channel_users(p.channel)
+                .map(|(user, info)| (user, info_value(info))),
+        )
+    }
+}
+
+/// The data of `pusher_internal:member_added`.
+#[derive(Serialize)]
+struct Added<'a> {
+    user_id: &'a str,
+    user_info: &'a RawValue,
 }
 
 /// The router's encoder for member notices: `pusher_internal:member_added` with
@@ -40,15 +87,19 @@ pub fn encode_member(notice: &MemberNotice<'_>) -> Option<Frame> {
         } => (
             "pusher_internal:member_added",
             channel,
-            json!({ "user_id": user, "user_info": info_value(info) }),
+            serde_json::to_string(&Added {
+                user_id: user,
+                user_info: info_value(info),
+            })
+            .unwrap_or_default(),
         ),
         MemberNotice::Removed { channel, user } => (
             "pusher_internal:member_removed",
             channel,
-            json!({ "user_id": user }),
+            json!({ "user_id": user }).to_string(),
         ),
     };
-    Some(wire::frame(event, Some(channel), &data.to_string(), None))
+    Some(wire::frame(event, Some(channel), &data, None))
 }
 
 #[cfg(test)]

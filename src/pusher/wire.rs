@@ -3,7 +3,7 @@
 //! parses it a second time), except `pusher:error` and `pusher:subscription_error`, whose
 //! `data` is an object as Soketi sends it.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use crate::router::{ChannelEvent, Frame};
@@ -15,8 +15,15 @@ pub struct Incoming<'a> {
     pub event: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     pub channel: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
+    /// `None` only when the frame has no `data`: a `null` is `Some("null")` (data may be any
+    /// JSON value, null included, as with Pusher).
+    #[serde(borrow, default, deserialize_with = "present")]
     pub data: Option<&'a RawValue>,
+}
+
+/// A field that is there, whatever its value (serde reads a `null` into `None` otherwise).
+fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<&'a RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// The `data` of `pusher:subscribe` and `pusher:signin`.
@@ -49,11 +56,24 @@ pub struct ChannelData<'a> {
     pub user_info: Option<&'a RawValue>,
 }
 
-/// A `user_id` as text: a string as is, a number as written; `None` for anything else.
+/// The `user_data` of `pusher:signin`: its `id` is a string or a number.
+#[derive(Debug, Deserialize)]
+pub struct UserData<'a> {
+    #[serde(borrow)]
+    pub id: &'a RawValue,
+}
+
+/// A user id as text: a non-empty string as is, a number exactly as written (never through a
+/// float, which would turn `12345678901234567890123` into `1.2345678901234568e+22`, another
+/// user); `None` for anything else.
 pub fn user_id(raw: &RawValue) -> Option<String> {
-    match serde_json::from_str::<serde_json::Value>(raw.get()).ok()? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+    let text = raw.get().trim();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text)
+            .ok()
+            .filter(|s| !s.is_empty()),
+        // Valid JSON (it parsed as a RawValue) starting so is a number.
+        b'-' | b'0'..=b'9' => Some(text.to_owned()),
         _ => None,
     }
 }
@@ -201,6 +221,40 @@ mod tests {
         );
         assert_eq!(data_value("hello").get(), r#""hello""#);
         assert_eq!(data_value(" 12 ").get(), "12");
+    }
+
+    #[test]
+    fn user_ids_keep_their_text() {
+        let id = |json: &str| user_id(&serde_json::from_str::<Box<RawValue>>(json).unwrap());
+        assert_eq!(
+            id("12345678901234567890123").as_deref(),
+            Some("12345678901234567890123")
+        );
+        assert_eq!(id("42").as_deref(), Some("42"));
+        assert_eq!(id("-0.5e3").as_deref(), Some("-0.5e3"));
+        assert_eq!(id(r#""42""#).as_deref(), Some("42"));
+        assert_eq!(id(r#""a\u0062""#).as_deref(), Some("ab"));
+        for bad in [r#""""#, "null", "true", "{}", "[1]"] {
+            assert_eq!(id(bad), None, "{bad}");
+        }
+        let data: ChannelData<'_> =
+            serde_json::from_str(r#"{"user_id": 98765432109876543210, "user_info": null}"#)
+                .unwrap();
+        assert_eq!(
+            user_id(data.user_id).as_deref(),
+            Some("98765432109876543210")
+        );
+        let signin: UserData<'_> = serde_json::from_str(r#"{"id":1e400,"name":"x"}"#).unwrap();
+        assert_eq!(user_id(signin.id).as_deref(), Some("1e400"));
+    }
+
+    #[test]
+    fn data_null_is_data() {
+        let msg: Incoming<'_> =
+            serde_json::from_str(r#"{"event":"client-a","channel":"c","data":null}"#).unwrap();
+        assert_eq!(msg.data.map(RawValue::get), Some("null"));
+        let msg: Incoming<'_> = serde_json::from_str(r#"{"event":"client-a"}"#).unwrap();
+        assert!(msg.data.is_none());
     }
 
     #[test]

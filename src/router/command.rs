@@ -158,7 +158,8 @@ impl Router {
     /// WebSocket commands and the backend API share, so both give clients
     /// the same frames. Returns the command's name (for the ack), and
     /// whether it is done or awaits another node's answer, which goes to
-    /// `issuer` (`None`: the API, which asks for no answer).
+    /// `issuer` (`None`: the API, which asks for no answer). A client issuer
+    /// that is no admin may not `broadcast_to_channel` to a protected channel.
     pub(super) fn carry_out(
         &mut self,
         name: &RawValue,
@@ -181,6 +182,18 @@ impl Router {
                 self.send_to_all(&msg, out);
             }
             Command::BroadcastToChannel { channel, message } => {
+                // Only the backend and admins speak for the server on channels that need the
+                // other dialect's authorization: `command_policy = "any"` must not let a guest
+                // write into private and presence channels.
+                let admin = |conn| {
+                    self.clients
+                        .get(&conn)
+                        .and_then(|c| c.user.as_deref())
+                        .is_some_and(|u| u.admin)
+                };
+                if issuer.is_some_and(|conn| !admin(conn)) && self.protected(&channel) {
+                    return Err(super::protected_publish());
+                }
                 let event = ChannelEvent {
                     channel: &channel,
                     event: None,

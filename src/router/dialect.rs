@@ -78,7 +78,8 @@ pub struct Foreign {
     /// Its form of a presence channel member's arrival or departure, sent to its subscribers
     /// of that channel on this node.
     pub member: MemberEncoder,
-    /// Channel name prefixes only it may subscribe to (it checks their authorization; a Rakit
-    /// `subscribe` is `forbidden`).
+    /// Channel name prefixes only it may subscribe to (it checks their authorization): a Rakit
+    /// `subscribe` or channel message is `forbidden`, and so is a `broadcast_to_channel` from a
+    /// client that is no admin.
     pub protected: &'static [&'static str],
 }

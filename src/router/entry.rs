@@ -46,10 +46,10 @@ pub struct ChannelMember {
 /// The longest channel name either dialect allows, in bytes (Pusher's 200 characters of ASCII;
 /// section 5 allows 128 bytes).
 pub const MAX_CHANNEL_LEN: usize = 200;
-/// The longest user id a member may have, in bytes.
-pub const MAX_USER_LEN: usize = 200;
-/// The most a member's info may hold, in bytes (Pusher's limit for an event's data).
-pub const MAX_INFO_LEN: usize = 10 * 1024;
+/// The longest user id a member may have, in bytes (Pusher documents 128 characters).
+pub const MAX_USER_LEN: usize = 128;
+/// The most a member's info may hold, in bytes (Pusher documents 1 KB for the user object).
+pub const MAX_INFO_LEN: usize = 1024;
 
 impl ChannelMember {
     /// Within the limits above (what a node stores for another node's member, too).

@@ -213,6 +213,12 @@ impl Router {
         self.members.user_count(channel)
     }
 
+    /// Whether `user` is a member of presence channel `channel` (through any connection on
+    /// any node).
+    pub fn is_member(&self, channel: &str, user: &str) -> bool {
+        self.members.contains(channel, user)
+    }
+
     /// The users on presence channel `channel` in the cluster, with the info each joined
     /// with, sorted by user id.
     pub fn channel_users(&self, channel: &str) -> impl Iterator<Item = (&str, &str)> + '_ {

@@ -445,7 +445,9 @@ impl Router {
     ///
     /// Publishing (`"event":"message"`) does not require the sender to be
     /// subscribed, like a Pusher/Centrifugo server-side publish; the sender
-    /// receives its own message only if it is subscribed.
+    /// receives its own message only if it is subscribed. Channels of the
+    /// other dialect that need its authorization (`private-`, `presence-`,
+    /// ...) are `forbidden` to publish to, as to subscribe to.
     fn channel_event(
         &mut self,
         conn: ConnId,
@@ -458,8 +460,7 @@ impl Router {
         match &*event {
             "subscribe" => {
                 let channel = channel_name(msg.channel)?;
-                let protected = self.foreign.map_or(&[][..], |f| f.protected);
-                if protected.iter().any(|p| channel.starts_with(p)) {
+                if self.protected(&channel) {
                     return Err(Reject::new(
                         ErrorCode::Forbidden,
                         "this channel needs Pusher channel authorization (connect to /app/{key})",
@@ -484,6 +485,9 @@ impl Router {
                 let channel = wire::required_str(msg.channel, "channel")?;
                 let data = wire::required(msg.data, "data")?;
                 let channel = valid_channel(channel)?;
+                if self.protected(&channel) {
+                    return Err(protected_publish());
+                }
                 let sender = self.sender(conn)?;
                 let event = ChannelEvent {
                     channel: &channel,
@@ -502,6 +506,14 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// Whether `channel` is one only the other dialect's authorized clients may join (its
+    /// `private-`, `presence-`, ... prefixes); a client of this dialect may neither subscribe
+    /// to it nor publish to it (the backend may publish).
+    fn protected(&self, channel: &str) -> bool {
+        self.foreign
+            .is_some_and(|f| f.protected.iter().any(|p| channel.starts_with(p)))
     }
 
     /// The id of the connection a message came from.
@@ -648,6 +660,15 @@ fn deliver(
             }
         }
     }
+}
+
+/// A client's publish to a protected channel (see [`Router::protected`]): refused like a
+/// subscription, or it would reach authorized subscribers with whatever the client made up.
+fn protected_publish() -> Reject {
+    Reject::new(
+        ErrorCode::Forbidden,
+        "only the backend may publish to this channel (it needs Pusher channel authorization)",
+    )
 }
 
 /// A `channel` field: required, a string, and a valid name.

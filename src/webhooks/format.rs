@@ -137,6 +137,7 @@ mod tests {
             app_id: "1".into(),
             key: "k".into(),
             secret: "0123456789abcdef".into(),
+            ..PusherConfig::default()
         };
         hooks.secret = "s".into();
         assert_eq!(
