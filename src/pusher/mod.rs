@@ -86,9 +86,9 @@ pub struct Pusher {
     app_id: String,
     key: String,
     secret: Vec<u8>,
+    /// By connection; its socket id is the router's name for it ([`Router::set_alias`]), so that
+    /// `socket_id` exclusion works on every node.
     sessions: HashMap<ConnId, Session>,
-    /// Socket id -> connection, for `socket_id` exclusion.
-    sockets: HashMap<String, ConnId>,
     rng: u64,
 }
 
@@ -100,7 +100,6 @@ impl Pusher {
             key: config.key.clone(),
             secret: config.secret.clone().into_bytes(),
             sessions: HashMap::new(),
-            sockets: HashMap::new(),
             rng: seed | 1,
         })
     }
@@ -144,7 +143,8 @@ impl Pusher {
             return;
         }
         router.connect_as(conn, user, Dialect::Pusher, connected_at_unix, now, out);
-        let socket_id = self.new_socket_id();
+        let socket_id = self.new_socket_id(router);
+        router.set_alias(conn, &socket_id);
         let data = serde_json::json!({
             "socket_id": socket_id,
             "activity_timeout": ACTIVITY_TIMEOUT,
@@ -154,7 +154,6 @@ impl Pusher {
             conn,
             &wire::frame("pusher:connection_established", None, &data, None),
         );
-        self.sockets.insert(socket_id.clone(), conn);
         self.sessions.insert(
             conn,
             Session {
@@ -169,7 +168,7 @@ impl Pusher {
 
     /// `NNN.NNN`, unique among live connections. Random rather than derived from the client
     /// id, so neither can be guessed from the other.
-    fn new_socket_id(&mut self) -> String {
+    fn new_socket_id(&mut self, router: &Router) -> String {
         loop {
             // xorshift64*
             self.rng ^= self.rng >> 12;
@@ -181,7 +180,7 @@ impl Pusher {
                 (n >> 32) % 1_000_000_000,
                 (n as u32) % 1_000_000_000
             );
-            if !self.sockets.contains_key(&id) {
+            if router.conn_of_alias(&id).is_none() {
                 return id;
             }
         }
@@ -192,17 +191,10 @@ impl Pusher {
         self.sessions.contains_key(&conn)
     }
 
-    /// The connection with socket id `socket_id`.
-    pub fn conn_of_socket(&self, socket_id: &str) -> Option<ConnId> {
-        self.sockets.get(socket_id).copied()
-    }
-
     /// The connection left (any reason): its session ends. Its channels and presence
     /// memberships end with `Router::disconnect`.
     pub fn closed(&mut self, conn: ConnId) {
-        if let Some(session) = self.sessions.remove(&conn) {
-            self.sockets.remove(&session.socket_id);
-        }
+        self.sessions.remove(&conn);
     }
 
     /// One text message from a Pusher connection.
