@@ -17,106 +17,19 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::pusher::{
+    api, connect, eventually, join, node, recv_event, subscribe, subscribers_are, APP_ID, KEY,
+    NODE_TIMEOUT_MS, SECRET,
+};
 use common::redis::Redis;
-use common::{recv_json, send_json, Client, Daemon, SLACK, WAIT};
-use hmac::{Hmac, Mac};
+use common::{send_json, Client, Daemon, SLACK};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-const APP_ID: &str = "4242";
-const KEY: &str = "app-key";
-const SECRET: &str = "pusher-test-secret-0123456789";
-const API_KEY: &str = "cluster-test-api-key-0123";
-const NODE_TIMEOUT_MS: u64 = 1000;
 const ROOM: &str = "presence-room";
 
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn node(redis: &Redis) -> Daemon {
-    Daemon::start(
-        &format!(
-            "logging_level = \"warn\"\n\
-             [api]\nkey = \"{API_KEY}\"\n\
-             [cluster]\nredis_url = \"{}\"\nnode_timeout_ms = {NODE_TIMEOUT_MS}\n\
-             [pusher]\napp_id = \"{APP_ID}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n",
-            redis.url()
-        ),
-        &[],
-    )
-}
-
-/// A Pusher frame as `(event, channel, data)`, `data` decoded a second time when it is a
-/// string (as pusher-js does).
-#[track_caller]
-fn recv_event(ws: &mut Client) -> (String, Value, Value) {
-    let v = recv_json(ws);
-    let data = match &v["data"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-        other => other.clone(),
-    };
-    (
-        v["event"].as_str().unwrap().to_owned(),
-        v["channel"].clone(),
-        data,
-    )
-}
-
-/// A connected Pusher client and its socket id.
-#[track_caller]
-fn connect(daemon: &Daemon) -> (Client, String) {
-    let mut ws = daemon.ws_at(&format!("/app/{KEY}?protocol=7&client=js&version=8.6.0"));
-    let (event, _, data) = recv_event(&mut ws);
-    assert_eq!(event, "pusher:connection_established");
-    (ws, data["socket_id"].as_str().unwrap().to_owned())
-}
-
-/// `KEY:HMAC-SHA256-HEX(secret, parts joined by ':')`, as the application's auth endpoint signs.
-fn sign(parts: &[&str]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(parts.join(":").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{KEY}:{hex}")
-}
-
-/// Joins presence channel `channel` as user `user` named `name`; returns the `presence` object
-/// of `subscription_succeeded`.
-#[track_caller]
-fn join(ws: &mut Client, socket_id: &str, channel: &str, user: &str, name: &str) -> Value {
-    let channel_data = json!({"user_id": user, "user_info": {"name": name}}).to_string();
-    let auth = sign(&[socket_id, channel, &channel_data]);
-    send_json(
-        ws,
-        &json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": channel_data}}),
-    );
-    let (event, ch, data) = recv_event(ws);
-    assert_eq!(
-        (event.as_str(), &ch),
-        ("pusher_internal:subscription_succeeded", &json!(channel)),
-        "{data}"
-    );
-    data["presence"].clone()
-}
-
-/// Subscribes to a public channel.
-#[track_caller]
-fn subscribe(ws: &mut Client, channel: &str) {
-    send_json(
-        ws,
-        &json!({"event": "pusher:subscribe", "data": {"channel": channel}}),
-    );
-    let (event, ch, _) = recv_event(ws);
-    assert_eq!(
-        (event.as_str(), &ch),
-        ("pusher_internal:subscription_succeeded", &json!(channel))
-    );
 }
 
 /// The user ids of a `presence` object, in its order, and its count.
@@ -149,27 +62,6 @@ fn added(user: &str) -> (&'static str, String) {
 
 fn removed(user: &str) -> (&'static str, String) {
     ("removed", user.to_owned())
-}
-
-/// `GET path` on the Rakit API of `daemon`.
-fn api(daemon: &Daemon, path: &str) -> Value {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nConnection: close\r\n\r\n"
-    );
-    let response = common::http(daemon, request.as_bytes());
-    assert_eq!(common::status_of(&response), 200, "{response}");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(body).unwrap()
-}
-
-/// Waits until `daemon` counts `n` subscribers of `channel` in the cluster (so that it has
-/// heard of the other nodes' subscriptions); returns the channel's answer.
-#[track_caller]
-fn subscribers_are(daemon: &Daemon, channel: &str, n: u64) -> Value {
-    eventually(&format!("{n} subscribers of {channel}"), || {
-        let v = api(daemon, &format!("/api/channels/{channel}"));
-        (v["subscribers"] == n).then_some(v)
-    })
 }
 
 fn kill(daemon: &Daemon, signal: &str) {
@@ -316,19 +208,6 @@ fn subscriptions_come_back_from_the_hash_for_a_new_node_and_after_redis_lost_eve
     field(&redis);
 }
 
-/// Polls `f` until it gives something (for state that no event announces).
-#[track_caller]
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Whether python3 has `pusher` 3.3.4; fails when it is required.
 fn python_pusher() -> bool {
     let ok = Command::new("python3")
@@ -366,7 +245,7 @@ fn one_nodes_pusher_and_rakit_queries_count_every_nodes_subscribers() {
         let (mut ws, socket) = connect(&n2);
         join(&mut ws, &socket, "presence-py", user, "U");
         if user == "1" {
-            subscribe(&mut ws, "news");
+            subscribe(&mut ws, &socket, "news");
         }
         keep.push(ws);
     }
@@ -378,8 +257,8 @@ fn one_nodes_pusher_and_rakit_queries_count_every_nodes_subscribers() {
     common::recv_type(&mut rakit, "subscribed");
     let rakit_id = welcome["client_id"].as_str().unwrap().to_owned();
     // Node 1: one public subscriber of news.
-    let (mut q, _) = connect(&n1);
-    subscribe(&mut q, "news");
+    let (mut q, sq) = connect(&n1);
+    subscribe(&mut q, &sq, "news");
     // The Rakit API of node 1.
     let news = subscribers_are(&n1, "news", 3);
     let clients: BTreeSet<&str> = news["clients"]

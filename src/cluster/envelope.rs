@@ -13,6 +13,13 @@
 //! the payload, raw. For a message the payload is the complete WebSocket
 //! frame as the origin built it: a receiver hands those bytes to its
 //! clients unchanged, so a message is serialised once in the whole cluster.
+//!
+//! A channel message is `C` when it is just a frame, and `E` when something
+//! travels with it (a connection to skip, the sender's presence user id):
+//! `E ORIGIN '\n' CHANNEL '\n' EXCEPT '\n' USER_LEN '\n' USER FRAME`, an
+//! empty `EXCEPT` or `USER_LEN` being none. The user id may hold any
+//! character, so it goes before the frame, counted. Plain messages keep the
+//! older `C` form, which nodes of the version before `E` still read.
 
 /// One message between nodes, borrowed from the bytes it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +34,15 @@ pub struct Envelope<'a> {
 pub enum Body<'a> {
     /// A frame for every client.
     Broadcast { frame: &'a [u8] },
-    /// A frame for the subscribers of `channel`.
-    Channel { channel: &'a str, frame: &'a [u8] },
+    /// A frame for the subscribers of `channel`, but the connection whose
+    /// dialect's name is `except` (Pusher's `socket_id`); `user` is the
+    /// sender's user id on a presence channel (a Pusher client event).
+    Channel {
+        channel: &'a str,
+        except: Option<&'a str>,
+        user: Option<&'a str>,
+        frame: &'a [u8],
+    },
     /// A frame for client `to`; `req` 0 asks for no reply.
     Private {
         to: &'a str,
@@ -70,6 +84,9 @@ pub enum Body<'a> {
     Bye,
     /// The `presence` command: send presence to your clients now.
     Presence,
+    /// Close the connections signed in as `user` (Pusher's
+    /// `terminate_connections`).
+    Terminate { user: &'a str },
 }
 
 impl Envelope<'_> {
@@ -77,7 +94,27 @@ impl Envelope<'_> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (kind, fields, payload): (u8, Vec<String>, &[u8]) = match &self.body {
             Body::Broadcast { frame } => (b'B', vec![], frame),
-            Body::Channel { channel, frame } => (b'C', vec![channel.to_string()], frame),
+            Body::Channel {
+                channel,
+                except: None,
+                user: None,
+                frame,
+            } => (b'C', vec![channel.to_string()], frame),
+            Body::Channel {
+                channel,
+                except,
+                user,
+                frame,
+            } => {
+                let user_len = user.map_or_else(String::new, |u| u.len().to_string());
+                let fields = vec![
+                    channel.to_string(),
+                    except.unwrap_or_default().to_owned(),
+                    user_len,
+                ];
+                let (head, frame) = (user.unwrap_or_default().as_bytes(), *frame);
+                return finish(out, b'E', self.origin, &fields, &[head, frame]);
+            }
             Body::Private { to, req, frame } => {
                 (b'P', vec![to.to_string(), req.to_string()], frame)
             }
@@ -122,15 +159,9 @@ impl Envelope<'_> {
             Body::Heartbeat { ver } => (b'H', vec![ver.to_string()], b""),
             Body::Bye => (b'X', vec![], b""),
             Body::Presence => (b'Q', vec![], b""),
+            Body::Terminate { user } => (b'T', vec![], user.as_bytes()),
         };
-        out.push(kind);
-        out.extend_from_slice(self.origin.as_bytes());
-        out.push(b'\n');
-        for field in fields {
-            out.extend_from_slice(field.as_bytes());
-            out.push(b'\n');
-        }
-        out.extend_from_slice(payload);
+        finish(out, kind, self.origin, &fields, &[payload]);
     }
 
     /// Reads an envelope; `None` for anything malformed (a message from a
@@ -138,10 +169,10 @@ impl Envelope<'_> {
     pub fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
         let (&kind, rest) = bytes.split_first()?;
         let fields = match kind {
-            b'B' | b'X' | b'Q' => 0,
+            b'B' | b'X' | b'Q' | b'T' => 0,
             b'C' | b'H' => 1,
             b'P' | b'D' | b'R' | b'L' => 2,
-            b'S' | b'U' => 3,
+            b'S' | b'U' | b'E' => 3,
             b'J' => 4,
             _ => return None,
         };
@@ -164,8 +195,26 @@ impl Envelope<'_> {
             b'B' => Body::Broadcast { frame: payload },
             b'C' => Body::Channel {
                 channel: f[0],
+                except: None,
+                user: None,
                 frame: payload,
             },
+            b'E' => {
+                let (user, frame) = match f[2] {
+                    "" => (None, payload),
+                    len => {
+                        let len = counted(len)?;
+                        let user = payload.get(..len)?;
+                        (Some(std::str::from_utf8(user).ok()?), &payload[len..])
+                    }
+                };
+                Body::Channel {
+                    channel: f[0],
+                    except: Some(f[1]).filter(|e| !e.is_empty()),
+                    user,
+                    frame,
+                }
+            }
             b'P' => Body::Private {
                 to: f[0],
                 req: num(f[1])?,
@@ -208,10 +257,36 @@ impl Envelope<'_> {
             b'H' if empty => Body::Heartbeat { ver: num(f[0])? },
             b'X' if empty => Body::Bye,
             b'Q' if empty => Body::Presence,
+            b'T' if !empty => Body::Terminate {
+                user: std::str::from_utf8(payload).ok()?,
+            },
             _ => return None,
         };
         Some(Envelope { origin, body })
     }
+}
+
+/// Writes an envelope: kind, origin and fields, each newline-ended, then the
+/// payload's parts.
+fn finish(out: &mut Vec<u8>, kind: u8, origin: &str, fields: &[String], payload: &[&[u8]]) {
+    out.push(kind);
+    out.extend_from_slice(origin.as_bytes());
+    out.push(b'\n');
+    for field in fields {
+        out.extend_from_slice(field.as_bytes());
+        out.push(b'\n');
+    }
+    for part in payload {
+        out.extend_from_slice(part);
+    }
+}
+
+/// A length field: 1 to 9 ASCII digits (no sign, no space).
+fn counted(text: &str) -> Option<usize> {
+    if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// One client in a node's presence hash: the value of its field.
@@ -295,7 +370,27 @@ mod tests {
             Body::Broadcast { frame: b"" },
             Body::Channel {
                 channel: "room 1",
+                except: None,
+                user: None,
                 frame,
+            },
+            Body::Channel {
+                channel: "presence-room",
+                except: Some("123.456"),
+                user: None,
+                frame,
+            },
+            Body::Channel {
+                channel: "presence-room",
+                except: None,
+                user: Some("7\né 8"),
+                frame,
+            },
+            Body::Channel {
+                channel: "presence-room",
+                except: Some("1.2"),
+                user: Some("42"),
+                frame: b"",
             },
             Body::Private {
                 to: "AbCd1234",
@@ -345,6 +440,7 @@ mod tests {
             Body::Heartbeat { ver: 13 },
             Body::Bye,
             Body::Presence,
+            Body::Terminate { user: "a b\n1" },
         ];
         for body in bodies {
             let env = Envelope {
@@ -379,9 +475,52 @@ mod tests {
             b"Unode\nid\n1\nchan\nextra",
             b"Unode\nid\n1\n",
             b"Snode\nid\n1\nchan\n\xff",
+            b"Enode\nchan\n\n",
+            b"Enode\nchan\n1.2\n3\nab",
+            b"Enode\nchan\n\nx\nab",
+            b"Enode\nchan\n\n-1\nab",
+            b"Enode\nchan\n\n 1\nab",
+            b"Enode\nchan\n\n9999999999\nab",
+            b"Enode\nchan\n\n1\n\xffab",
+            b"Tnode\n",
+            b"Tnode\n\xff",
         ] {
             assert_eq!(Envelope::decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn channel_messages_without_extras_keep_the_older_form() {
+        let frame: &[u8] = b"\x81\x01x";
+        let plain = Envelope {
+            origin: "n1",
+            body: Body::Channel {
+                channel: "c",
+                except: None,
+                user: None,
+                frame,
+            },
+        };
+        let mut bytes = Vec::new();
+        plain.encode(&mut bytes);
+        assert_eq!(bytes, b"Cn1\nc\n\x81\x01x");
+        // A user id's bytes are counted, so a newline in it or a frame that starts with digits
+        // cannot shift the frame.
+        let with = Envelope {
+            origin: "n1",
+            body: Body::Channel {
+                channel: "c",
+                except: Some("1.2"),
+                user: Some("a\n"),
+                frame: b"12",
+            },
+        };
+        let mut bytes = Vec::new();
+        with.encode(&mut bytes);
+        assert_eq!(bytes, b"En1\nc\n1.2\n2\na\n12");
+        assert_eq!(Envelope::decode(&bytes), Some(with));
+        // A user id cut inside a character is refused.
+        assert_eq!(Envelope::decode(b"En1\nc\n\n1\n\xc3\xa9x"), None);
     }
 
     #[test]

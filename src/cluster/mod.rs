@@ -40,7 +40,9 @@ use self::envelope::{Body, Envelope};
 use self::hash::{decode_member, parse_hash};
 use self::link::{Inbound, Link, Side};
 use self::resp::Value;
-use crate::router::{ClusterOut, Member, Outbox, Router, Subscription};
+use crate::router::{
+    ChannelExtras, ClusterOut, Member, Outbox, Router, Subscription, MAX_USER_LEN,
+};
 
 /// How long queued commands (the `Bye` at SIGTERM) may take to go out.
 const FINISH_GRACE: Duration = Duration::from_secs(1);
@@ -217,12 +219,22 @@ impl Cluster {
                 ClusterOut::Broadcast(frame) => {
                     self.publish_message(self.bus(), Body::Broadcast { frame: &frame });
                 }
-                ClusterOut::Channel { channel, frame } => {
+                ClusterOut::Channel {
+                    channel,
+                    frame,
+                    except,
+                    user,
+                } => {
                     let body = Body::Channel {
                         channel: &channel,
+                        except: except.as_deref(),
+                        user: user.as_deref(),
                         frame: &frame,
                     };
                     self.publish_message(self.bus(), body);
+                }
+                ClusterOut::Terminate { user } => {
+                    self.publish_message(self.bus(), Body::Terminate { user: &user });
                 }
                 ClusterOut::Private {
                     node,
@@ -519,9 +531,23 @@ impl Cluster {
                 self.counts.messages_in += 1;
                 router.remote_broadcast(frame, out);
             }
-            Body::Channel { channel, frame } => {
+            Body::Channel {
+                channel,
+                except,
+                user,
+                frame,
+            } => {
+                if user.is_some_and(|u| u.is_empty() || u.len() > MAX_USER_LEN) {
+                    log::debug!("cluster: ignoring a channel message with a malformed user id");
+                    return;
+                }
                 self.counts.messages_in += 1;
-                router.remote_channel(channel, frame, out);
+                let extras = ChannelExtras { except, user };
+                router.remote_channel(channel, frame, extras, out);
+            }
+            Body::Terminate { user } => {
+                self.counts.messages_in += 1;
+                router.remote_terminate(user);
             }
             Body::Private { to, req, frame } => {
                 self.counts.messages_in += 1;

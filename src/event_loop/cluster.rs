@@ -6,6 +6,9 @@
 //! - its timer: heartbeats, silent nodes, unanswered requests;
 //! - the end of every turn: what the router queued for other nodes is published;
 //! - shutdown: the node says goodbye.
+//!
+//! What other nodes ask of the Pusher dialect (`terminate_connections`) reaches it here too:
+//! the router keeps it, and the dialect acts on it right after the router call.
 
 use super::EventLoop;
 use crate::cluster::Cluster;
@@ -16,8 +19,8 @@ impl EventLoop {
         self.cluster = Some(cluster);
     }
 
-    /// Runs `f` with the cluster, the router and an outbox, then settles
-    /// what the router did.
+    /// Runs `f` with the cluster, the router and an outbox, hands the
+    /// dialect what other nodes asked of it, then settles what the router did.
     fn with_cluster(
         &mut self,
         f: impl FnOnce(
@@ -32,8 +35,15 @@ impl EventLoop {
         };
         let now = self.now;
         {
-            let (router, mut out) = self.deliver();
+            let parts = self.parts();
+            let (router, mut out) = (parts.router, parts.out);
             f(&mut cluster, router, &mut out, now);
+            let users = router.take_terminations();
+            if let Some(pusher) = parts.pusher {
+                for user in &users {
+                    pusher.terminate_local(user, &mut out);
+                }
+            }
         }
         self.cluster = Some(cluster);
         self.after_router();

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::{auth, wire, Pusher, MAX_EVENT_NAME, MAX_EVENT_SIZE};
-use crate::router::{ChannelEvent, ConnId, Outbox, Router};
+use crate::router::{ChannelEvent, Outbox, Router};
 
 /// `auth_timestamp` may be this far from our clock (Pusher's rule).
 const MAX_CLOCK_SKEW: u64 = 600;
@@ -77,7 +77,7 @@ impl Pusher {
             ("GET", ["channels", name, "users"]) => users(router, name),
             ("POST", ["users", user, "terminate_connections"]) => {
                 let _ = now;
-                self.terminate(user, out)
+                self.terminate(router, user, out)
             }
             (_, ["events" | "batch_events" | "channels" | "users", ..]) => {
                 error(405, "Method not allowed")
@@ -181,7 +181,6 @@ impl Pusher {
         channels: &[&str],
         out: &mut dyn Outbox,
     ) {
-        let except: Option<ConnId> = ev.socket_id.and_then(|s| self.conn_of_socket(s));
         let data = wire::data_value(&ev.data);
         for channel in channels {
             let event = ChannelEvent {
@@ -191,23 +190,36 @@ impl Pusher {
                 client_id: None,
                 user_id: None,
             };
-            router.fan_out(&event, except, &mut &mut *out);
+            // The socket is skipped on whichever node it is: its id travels with the event.
+            match ev.socket_id {
+                Some(socket_id) => router.fan_out_but(&event, socket_id, &mut &mut *out),
+                None => router.fan_out(&event, None, &mut &mut *out),
+            }
         }
     }
 
     /// Closes every connection signed in as `user` (`pusher:signin`) with 4009, which pusher-js
-    /// takes as "do not reconnect". As Pusher documents it, a connection that is only on a
-    /// presence channel as that user is left alone; an unknown user is no error (`200 {}`).
-    fn terminate(&self, user: &str, out: &mut dyn Outbox) -> Answer {
+    /// takes as "do not reconnect", on every node: this node's at once, the others' when they
+    /// hear of it (the answer does not wait for them). As Pusher documents it, a connection that
+    /// is only on a presence channel as that user is left alone; an unknown user is no error
+    /// (`200 {}`).
+    fn terminate(&self, router: &mut Router, user: &str, out: &mut dyn Outbox) -> Answer {
         let Some(user) = crate::percent::decode_strict(user) else {
             return error(400, "Malformed user id");
         };
+        self.terminate_local(&user, out);
+        router.terminate_everywhere(&user);
+        (200, "{}".to_owned())
+    }
+
+    /// Closes this node's connections signed in as `user` with 4009 (for `terminate_connections`
+    /// given here or on another node).
+    pub fn terminate_local(&self, user: &str, out: &mut dyn Outbox) {
         for (conn, session) in &self.sessions {
-            if session.user.as_deref() == Some(&*user) {
+            if session.user.as_deref() == Some(user) {
                 out.close(*conn, super::close::KICK, "terminated by the server");
             }
         }
-        (200, "{}".to_owned())
     }
 }
 

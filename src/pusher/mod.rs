@@ -100,9 +100,9 @@ pub struct Pusher {
     app_id: String,
     key: String,
     secret: Vec<u8>,
+    /// By connection; its socket id is the router's name for it ([`Router::set_alias`]), so that
+    /// `socket_id` exclusion works on every node.
     sessions: HashMap<ConnId, Session>,
-    /// Socket id -> connection, for `socket_id` exclusion.
-    sockets: HashMap<String, ConnId>,
     ids: SocketIds,
     /// Users a presence channel may hold (`max_presence_members`).
     max_members: usize,
@@ -119,7 +119,6 @@ impl Pusher {
             key: config.key.clone(),
             secret: config.secret.clone().into_bytes(),
             sessions: HashMap::new(),
-            sockets: HashMap::new(),
             ids: SocketIds::default(),
             max_members: config.max_presence_members,
             burst: u64::try_from(max_channels_per_client)
@@ -167,8 +166,8 @@ impl Pusher {
             return;
         }
         router.connect_as(conn, user, Dialect::Pusher, connected_at_unix, now, out);
-        let sockets = &self.sockets;
-        let socket_id = self.ids.generate(|id| sockets.contains_key(id));
+        let socket_id = self.ids.generate(|id| router.conn_of_alias(id).is_some());
+        router.set_alias(conn, &socket_id);
         let data = serde_json::json!({
             "socket_id": socket_id,
             "activity_timeout": ACTIVITY_TIMEOUT,
@@ -178,7 +177,6 @@ impl Pusher {
             conn,
             &wire::frame("pusher:connection_established", None, &data, None),
         );
-        self.sockets.insert(socket_id.clone(), conn);
         self.sessions.insert(
             conn,
             Session {
@@ -206,17 +204,10 @@ impl Pusher {
         self.sessions.contains_key(&conn)
     }
 
-    /// The connection with socket id `socket_id`.
-    pub fn conn_of_socket(&self, socket_id: &str) -> Option<ConnId> {
-        self.sockets.get(socket_id).copied()
-    }
-
     /// The connection left (any reason): its session ends. Its channels and presence
     /// memberships end with `Router::disconnect`.
     pub fn closed(&mut self, conn: ConnId) {
-        if let Some(session) = self.sessions.remove(&conn) {
-            self.sockets.remove(&session.socket_id);
-        }
+        self.sessions.remove(&conn);
     }
 
     /// One text message from a Pusher connection.

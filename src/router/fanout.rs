@@ -178,12 +178,36 @@ impl Router {
         self.channels.members(channel).count() + remote
     }
 
-    /// Sends `event` to every subscriber of its channel in the cluster but `except`, each in
-    /// its own dialect.
+    /// Sends `event` to every subscriber of its channel in the cluster but `except` (a local
+    /// connection: the sender), each in its own dialect.
     pub fn fan_out(
         &mut self,
         event: &ChannelEvent<'_>,
         except: Option<ConnId>,
+        out: &mut impl Outbox,
+    ) {
+        self.fan_out_skipping(event, except, None, out);
+    }
+
+    /// [`Router::fan_out`] to everyone but the connection the dialect named `alias`
+    /// ([`Router::set_alias`]; Pusher's `socket_id`), on whichever node it is.
+    pub fn fan_out_but(&mut self, event: &ChannelEvent<'_>, alias: &str, out: &mut impl Outbox) {
+        match self.aliases.get(alias) {
+            Some(conn) => self.fan_out_skipping(event, Some(conn), None, out),
+            // Not here: perhaps another node's (an invalid name is nobody's).
+            None if super::aliases::is_valid_alias(alias) => {
+                self.fan_out_skipping(event, None, Some(alias), out)
+            }
+            None => self.fan_out_skipping(event, None, None, out),
+        }
+    }
+
+    /// The fan-out: local subscribers but `except`, and other nodes, told to skip `remote_except`.
+    fn fan_out_skipping(
+        &mut self,
+        event: &ChannelEvent<'_>,
+        except: Option<ConnId>,
+        remote_except: Option<&str>,
         out: &mut impl Outbox,
     ) {
         if !self.channels.has_members(event.channel) && self.remote.is_none() {
@@ -199,13 +223,16 @@ impl Router {
             })
         };
         if self.remote.is_some() {
-            // Other nodes get the Rakit form and translate it for their own Pusher clients.
+            // Other nodes get the Rakit form and translate it for their own Pusher clients,
+            // with the sender's user id beside it, which the Rakit form has no place for.
             let encoded = rakit.insert(rakit_encode());
             if let Some(encoded) = encoded {
                 let frame = encoded.frame.clone();
                 self.publish(|| ClusterOut::Channel {
                     channel: event.channel.to_owned(),
                     frame,
+                    except: remote_except.map(str::to_owned),
+                    user: event.user_id.map(str::to_owned),
                 });
             }
         }
@@ -243,11 +270,13 @@ impl Router {
     }
 
     /// A Rakit channel frame from another node, translated once for the local clients of the
-    /// other dialect.
+    /// other dialect but `skip`, with the sender's `user_id` (what the Rakit frame cannot hold).
     pub(super) fn remote_channel_foreign(
         &mut self,
         channel: &str,
         payload: &[u8],
+        skip: Option<ConnId>,
+        user_id: Option<&str>,
         out: &mut impl Outbox,
     ) {
         let Some(encode) = self.foreign.map(|f| f.channel) else {
@@ -256,7 +285,7 @@ impl Router {
         let mut members = self
             .channels
             .members(channel)
-            .filter(|conn| self.dialect(*conn) == Some(Dialect::Pusher))
+            .filter(|conn| Some(*conn) != skip && self.dialect(*conn) == Some(Dialect::Pusher))
             .peekable();
         if members.peek().is_none() {
             return;
@@ -269,7 +298,7 @@ impl Router {
             event: msg.event,
             data: msg.data,
             client_id: msg.client_id,
-            user_id: None,
+            user_id,
         };
         if let Some(frame) = encode(&event) {
             for conn in members {

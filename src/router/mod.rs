@@ -13,6 +13,7 @@
 //! same `Rc`, so a broadcast to n clients costs one encoding and n pointer
 //! copies.
 
+mod aliases;
 mod api;
 mod channels;
 mod clients;
@@ -42,9 +43,10 @@ pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
 pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
 pub use self::entry::{ChannelMember, Member, Subscription, MAX_INFO_LEN, MAX_USER_LEN};
-pub use self::remote::ClusterOut;
+pub use self::remote::{ChannelExtras, ClusterOut};
 pub use self::replica::NodeId;
 
+use self::aliases::Aliases;
 use self::channels::Channels;
 use self::clients::Clients;
 use self::ids::{ClientId, IdGenerator};
@@ -139,6 +141,8 @@ pub struct Router {
     clients: Clients,
     /// Live clients by id, for private messages and the disconnect command.
     by_id: HashMap<ClientId, ConnId>,
+    /// Their dialect's names for them (`aliases.rs`).
+    aliases: Aliases,
     /// Connection order (a sequence number per connect), for broadcasts and
     /// presence.
     order: BTreeMap<u64, ConnId>,
@@ -175,6 +179,7 @@ impl Router {
             ids: IdGenerator::new(seed),
             clients: Clients::default(),
             by_id: HashMap::new(),
+            aliases: Aliases::default(),
             order: BTreeMap::new(),
             next_seq: 0,
             channels: Channels::default(),
@@ -270,6 +275,7 @@ impl Router {
     fn forget(&mut self, conn: ConnId, out: &mut impl Outbox) -> Option<Client> {
         let client = self.clients.remove(&conn)?;
         self.by_id.remove(&client.id);
+        self.aliases.remove_conn(conn);
         self.order.remove(&client.seq);
         let channels = self.channels.remove_conn(conn);
         let changes = self.members.unbind_all(conn);

@@ -35,8 +35,16 @@ use super::{deliver, ConnId, Frame, Outbox, Router};
 pub enum ClusterOut {
     /// A frame for every client of every other node.
     Broadcast(Frame),
-    /// A frame for the subscribers of `channel` on other nodes.
-    Channel { channel: String, frame: Frame },
+    /// A frame for the subscribers of `channel` on other nodes, with what
+    /// travels beside it ([`ChannelExtras`]).
+    Channel {
+        channel: String,
+        frame: Frame,
+        /// The dialect's name of a connection to skip, on whichever node it is.
+        except: Option<String>,
+        /// The sender's user id on a presence channel.
+        user: Option<String>,
+    },
     /// A frame for client `to` on `node`; `req` 0 wants no reply.
     Private {
         node: NodeId,
@@ -56,7 +64,26 @@ pub enum ClusterOut {
     Unsubscribed { id: String, channel: String },
     /// The `presence` command: every node sends presence now.
     Presence,
+    /// Every node closes its connections signed in as `user` (Pusher's
+    /// `terminate_connections`; see [`Router::terminate_everywhere`]).
+    Terminate { user: String },
 }
+
+/// What travels beside a channel frame from another node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelExtras<'a> {
+    /// A connection not to deliver to, by its dialect's name (Pusher's
+    /// `socket_id` given to `POST /events`), whichever node it is on.
+    pub except: Option<&'a str>,
+    /// The sender's user id on a presence channel (a Pusher client event),
+    /// which that dialect's subscribers see; the Rakit frame has no place
+    /// for it.
+    pub user: Option<&'a str>,
+}
+
+/// Users whose sign-ins other nodes asked to end, waiting for the dialect
+/// (a bound on what a burst of messages can make us keep).
+const MAX_TERMINATIONS: usize = 4096;
 
 /// What a request waits for.
 #[derive(Debug)]
@@ -79,6 +106,8 @@ pub(crate) struct Remote {
     outgoing: Vec<ClusterOut>,
     pending: HashMap<u64, Pending>,
     next_req: u64,
+    /// Users whose sign-ins other nodes asked to end, for the dialect.
+    terminations: Vec<String>,
 }
 
 impl Remote {
@@ -89,6 +118,7 @@ impl Remote {
             outgoing: Vec::new(),
             pending: HashMap::new(),
             next_req: 1,
+            terminations: Vec::new(),
         }
     }
 
@@ -158,20 +188,58 @@ impl Router {
         );
     }
 
-    /// A frame from another node for the local subscribers of `channel`.
-    pub fn remote_channel(&mut self, channel: &str, frame: &[u8], out: &mut impl Outbox) {
+    /// A frame from another node for the local subscribers of `channel` but
+    /// `extras.except`; the other dialect's subscribers get it translated,
+    /// with `extras.user`.
+    pub fn remote_channel(
+        &mut self,
+        channel: &str,
+        frame: &[u8],
+        extras: ChannelExtras<'_>,
+        out: &mut impl Outbox,
+    ) {
         if !self.channels.has_members(channel) {
             return;
         }
+        let skip = extras.except.and_then(|name| self.aliases.get(name));
         let msg = outgoing(frame, &*self.handler);
         deliver(
             &self.clients,
             &mut *self.handler,
             &msg,
-            self.channels.members(channel),
+            self.channels.members(channel).filter(|c| Some(*c) != skip),
             out,
         );
-        self.remote_channel_foreign(channel, payload(frame), out);
+        self.remote_channel_foreign(channel, payload(frame), skip, extras.user, out);
+    }
+
+    /// Asks every other node to close its connections signed in as `user`
+    /// (the dialect closes this node's own). The router only carries it:
+    /// sign-ins are the dialect's.
+    pub fn terminate_everywhere(&mut self, user: &str) {
+        if !user.is_empty() {
+            self.publish(|| ClusterOut::Terminate {
+                user: user.to_owned(),
+            });
+        }
+    }
+
+    /// Another node asked to close the connections signed in as `user`:
+    /// kept for the dialect ([`Router::take_terminations`]).
+    pub fn remote_terminate(&mut self, user: &str) {
+        if let Some(remote) = self.remote.as_mut() {
+            if remote.terminations.len() < MAX_TERMINATIONS {
+                remote.terminations.push(user.to_owned());
+            }
+        }
+    }
+
+    /// The users other nodes asked to terminate since the last call.
+    pub fn take_terminations(&mut self) -> Vec<String> {
+        self.remote
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.terminations))
+            .unwrap_or_default()
     }
 
     /// A frame from another node for local client `to`: whether it is here.

@@ -8,9 +8,9 @@ use crate::router::{
     ChannelEvent, ChannelMember, ClusterOut, Dialect, Foreign, Member, MemberNotice, Subscription,
 };
 
-const ROOM: &str = "presence-room";
+pub(super) const ROOM: &str = "presence-room";
 
-fn frame(json: &str) -> Frame {
+pub(super) fn frame(json: &str) -> Frame {
     let mut f = Vec::new();
     rakit_protocol::encode_frame(&mut f, rakit_protocol::OpCode::Text, json.as_bytes());
     Frame::from(f)
@@ -33,7 +33,7 @@ fn encode_channel(event: &ChannelEvent<'_>) -> Option<Frame> {
     Some(frame(&json!({"event": event.event}).to_string()))
 }
 
-fn cluster() -> Harness {
+pub(super) fn cluster() -> Harness {
     let mut h = Harness::new();
     h.router.enable_cluster("nodeA");
     h.router.set_foreign(Foreign {
@@ -45,21 +45,21 @@ fn cluster() -> Harness {
 }
 
 /// Connects `conn` as a client of the other dialect (no welcome).
-fn foreign(h: &mut Harness, conn: ConnId) -> String {
+pub(super) fn foreign(h: &mut Harness, conn: ConnId) -> String {
     let (now, at) = (h.now, connected_at(conn));
     h.router
         .connect_as(conn, None, Dialect::Pusher, at, now, &mut h.out)
         .to_owned()
 }
 
-fn member(user: &str) -> ChannelMember {
+pub(super) fn member(user: &str) -> ChannelMember {
     ChannelMember {
         user: user.into(),
         info: format!(r#"{{"name":"{user}"}}"#),
     }
 }
 
-fn remote_client(h: &mut Harness, node: &str, id: &str) {
+pub(super) fn remote_client(h: &mut Harness, node: &str, id: &str) {
     let m = Member {
         id: id.into(),
         seq: 0,
@@ -69,7 +69,7 @@ fn remote_client(h: &mut Harness, node: &str, id: &str) {
     h.router.remote_join(node, m, h.now, &mut h.out);
 }
 
-fn sub(id: &str, channel: &str, user: Option<&str>) -> Subscription {
+pub(super) fn sub(id: &str, channel: &str, user: Option<&str>) -> Subscription {
     Subscription {
         id: id.into(),
         channel: channel.into(),
@@ -77,12 +77,12 @@ fn sub(id: &str, channel: &str, user: Option<&str>) -> Subscription {
     }
 }
 
-fn added(conn: ConnId, user: &str) -> (ConnId, Value) {
+pub(super) fn added(conn: ConnId, user: &str) -> (ConnId, Value) {
     let info = format!(r#"{{"name":"{user}"}}"#);
     (conn, json!({"added": user, "channel": ROOM, "info": info}))
 }
 
-fn removed(conn: ConnId, user: &str) -> (ConnId, Value) {
+pub(super) fn removed(conn: ConnId, user: &str) -> (ConnId, Value) {
     (conn, json!({"removed": user, "channel": ROOM}))
 }
 
