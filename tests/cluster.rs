@@ -8,13 +8,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::msg::{recv_close, until_pong};
 use common::redis::Redis;
-use common::{read, recv_json, scratch_dir, send_json, Client, Daemon, SLACK, WAIT};
+use common::{read, recv_json, send_json, Client, Daemon, SLACK, WAIT};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
@@ -582,22 +582,11 @@ fn two_daemons_share_a_port_with_reuse_port_and_see_each_other() {
     // Logging connects (info) tells which daemon took which client.
     let logged = |c: String| c.replace("logging_level = \"warn\"", "logging_level = \"info\"");
     let first = Daemon::start(&logged(config(&redis, "reuse_port = true\n")), &[]);
-    let port = first.addr.port().to_string();
-    // Daemon::start asks for port 0; this one wants the first one's port.
-    let dir = scratch_dir();
-    let cfg = dir.join("websocket.toml");
-    std::fs::write(&cfg, logged(config(&redis, "reuse_port = true\n"))).unwrap();
-    let child = common::rakit()
-        .current_dir(&dir)
-        .arg("websocket:run")
-        .arg(format!("--port={port}"))
-        .arg(format!("--config={}", cfg.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let second = common::daemon_from(child, dir);
+    let second = Daemon::start_on(
+        first.addr.port(),
+        &logged(config(&redis, "reuse_port = true\n")),
+        &[],
+    );
     assert_eq!(first.addr, second.addr);
     // Connections spread over both; each sees all in presence.
     let mut clients = Vec::new();

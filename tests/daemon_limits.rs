@@ -208,28 +208,9 @@ fn peer_that_answers_pings_stays_connected() {
         &["--echo"],
     );
     let mut ws = daemon.ws_at("/");
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-    }
     // Long enough for the ping and pong timers to have dropped a silent peer.
-    let until = Instant::now() + Duration::from_millis(3500);
-    let mut pings = 0;
-    while Instant::now() < until {
-        match common::read(&mut ws).map_err(|e| *e) {
-            // tungstenite queues the pong: send it now, not on the next read.
-            Ok(Message::Ping(_)) => {
-                pings += 1;
-                ws.flush().expect("flushing the pong");
-            }
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("dropped after {pings} pings: {e}"),
-        }
-    }
+    let pings = common::answer_pings_for(&mut ws, Duration::from_millis(3500));
     assert!(pings >= 2, "{pings} pings in 3.5 s");
-    common::set_timeout(&ws);
     ws.send(Message::Text("alive".into())).unwrap();
     assert_eq!(
         common::read(&mut ws).unwrap(),

@@ -12,10 +12,9 @@ use std::time::Instant;
 use common::api::{api_table, Http, API_KEY};
 use common::msg::cli_token;
 use common::node::{available, run};
-use common::{recv_json, recv_type, send_json, send_text, Client, Daemon};
-use hmac::{Hmac, Mac};
+use common::pusher::{connect, recv_event, sign_text as sign};
+use common::{recv_type, send_json, send_text, Client, Daemon};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const APP_ID: &str = "4242";
 const KEY: &str = "app-key";
@@ -33,22 +32,6 @@ fn daemon(extra: &str, pusher_extra: &str) -> Daemon {
     Daemon::start(&config, &[])
 }
 
-/// A Pusher frame: event, channel, and `data` decoded a second time when it is a string (as
-/// pusher-js does).
-#[track_caller]
-fn recv_event(ws: &mut Client) -> (String, Value, Value) {
-    let v = recv_json(ws);
-    let data = match &v["data"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-        other => other.clone(),
-    };
-    (
-        v["event"].as_str().unwrap().to_owned(),
-        v["channel"].clone(),
-        data,
-    )
-}
-
 /// Everything queued for a Pusher client before its `pusher:ping` was answered.
 #[track_caller]
 fn until_pong(ws: &mut Client) -> Vec<(String, Value, Value)> {
@@ -61,28 +44,6 @@ fn until_pong(ws: &mut Client) -> Vec<(String, Value, Value)> {
         }
         before.push(e);
     }
-}
-
-/// A connected Pusher client and its socket id.
-#[track_caller]
-fn connect(daemon: &Daemon) -> (Client, String) {
-    let mut ws = daemon.ws_at(&format!("/app/{KEY}?protocol=7&client=js&version=8.6.0"));
-    let (event, _, data) = recv_event(&mut ws);
-    assert_eq!(event, "pusher:connection_established");
-    (ws, data["socket_id"].as_str().unwrap().to_owned())
-}
-
-/// `KEY:HMAC-SHA256-HEX(secret, text)`, as the application's auth endpoint signs.
-fn sign(text: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(text.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{KEY}:{hex}")
 }
 
 /// Sends a signed subscribe: presence when `channel_data` is given, else private (or public

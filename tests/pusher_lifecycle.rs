@@ -7,18 +7,15 @@
 
 mod common;
 
-use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::node::{self, Script};
 use common::{
-    daemon_from, expect_eof, raw_handshake, read_frame, recv_json, scratch_dir, send_json,
-    status_of, upgrade_request, wait_exit, Daemon, RawFrame, WAIT,
+    expect_eof, raw_handshake, read_frame, recv_json, send_json, status_of, upgrade_request,
+    wait_exit, Daemon, RawFrame, WAIT,
 };
 use serde_json::{json, Value};
-use tungstenite::Message;
 
 const APP_ID: &str = "4242";
 const KEY: &str = "app-key";
@@ -31,25 +28,6 @@ fn config(extra: &str) -> String {
 
 fn script_args(port: u16) -> Vec<String> {
     vec![port.to_string(), KEY.into(), SECRET.into(), APP_ID.into()]
-}
-
-/// A daemon on `port` (not 0: a restart must come back where its clients were).
-#[track_caller]
-fn daemon_on(port: u16, toml: &str) -> Daemon {
-    let dir = scratch_dir();
-    let cfg = dir.join("websocket.toml");
-    std::fs::write(&cfg, toml).unwrap();
-    let child = common::rakit()
-        .current_dir(&dir)
-        .arg("websocket:run")
-        .arg(format!("--port={port}"))
-        .arg(format!("--config={}", cfg.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rakit");
-    daemon_from(child, dir)
 }
 
 /// A port nobody listens on now.
@@ -73,17 +51,17 @@ fn restart(rolling: bool) -> Value {
     } else {
         ""
     });
-    let mut old = daemon_on(port, &toml);
+    let mut old = Daemon::start_on(port, &toml, &[]);
     let mut script = Script::start("reconnect.mjs", &script_args(port));
     let ready = script.json(WAIT);
     let first_socket = ready["ready"].as_str().expect("ready").to_owned();
 
-    let mut new = rolling.then(|| daemon_on(port, &toml));
+    let mut new = rolling.then(|| Daemon::start_on(port, &toml, &[]));
     common::api::sigterm(old.child.id());
     if !rolling {
         let status = wait_exit(&mut old.child, WAIT).expect("old daemon exits after SIGTERM");
         assert_eq!(status.code(), Some(0));
-        new = Some(daemon_on(port, &toml));
+        new = Some(Daemon::start_on(port, &toml, &[]));
     }
     assert_eq!(new.as_ref().unwrap().addr.port(), port);
     script.send("go");
@@ -241,28 +219,9 @@ fn a_pusher_client_that_answers_pings_stays() {
     let daemon = Daemon::start(&config("ping_interval = 1\nping_timeout = 1"), &[]);
     let mut ws = daemon.ws_at(PUSHER_PATH);
     assert_eq!(recv_json(&mut ws)["event"], "pusher:connection_established");
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-    }
     // Long enough for the ping and pong timers to have closed a silent client (see above).
-    let until = Instant::now() + Duration::from_millis(3500);
-    let mut pings = 0;
-    while Instant::now() < until {
-        match common::read(&mut ws).map_err(|e| *e) {
-            // tungstenite queues the pong: send it now, not on the next read.
-            Ok(Message::Ping(_)) => {
-                pings += 1;
-                ws.flush().expect("flushing the pong");
-            }
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("closed after {pings} pings: {e}"),
-        }
-    }
+    let pings = common::answer_pings_for(&mut ws, Duration::from_millis(3500));
     assert!(pings >= 2, "{pings} pings in 3.5 s");
-    common::set_timeout(&ws);
     send_json(&mut ws, &json!({"event": "pusher:ping", "data": {}}));
     assert_eq!(recv_json(&mut ws)["event"], "pusher:pong");
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::msg::recv_close;
+use common::pusher::sign_text as sign;
 use common::{recv_json, send_json, Client, Daemon};
 use serde_json::{json, Value};
 
@@ -200,20 +201,6 @@ fn python_pusher_library_triggers_and_queries() {
         rakit_events[3],
         json!({"type": "channel", "channel": "news", "event": "py-batch", "data": "plain text"})
     );
-}
-
-/// `KEY:HEX(HMAC-SHA256(SECRET, text))`, computed here, apart from the daemon's code.
-fn sign(text: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(text.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{KEY}:{hex}")
 }
 
 #[test]

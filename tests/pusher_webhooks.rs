@@ -16,14 +16,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::api::sigterm;
+use common::pusher::sign as auth;
 use common::receiver::{webhook_counts, Endpoint, Mode, Post};
 use common::{
     expect_gone, rakit, recv_json, run_to_exit, scratch_dir, send_json, wait_exit, Client, Daemon,
     GONE_WITHIN, SLACK, WAIT,
 };
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const APP_ID: &str = "4242";
 const KEY: &str = "app-key";
@@ -77,19 +76,6 @@ fn pusher_client(daemon: &Daemon) -> (Client, String) {
     let mut ws = daemon.ws_at(&format!("/app/{KEY}?protocol=7&client=js&version=8.6.0"));
     let v = recv_until(&mut ws, "pusher:connection_established", None);
     (ws, v["data"]["socket_id"].as_str().unwrap().to_owned())
-}
-
-/// `KEY:HEX(HMAC-SHA256(secret, parts joined by ':'))`, as the app's auth endpoint signs.
-fn auth(parts: &[&str]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(parts.join(":").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{KEY}:{hex}")
 }
 
 /// Subscribes to `channel` (signing private and presence channels; `user` for presence) and

@@ -133,13 +133,20 @@ impl Daemon {
     /// `extra` flags, in a scratch directory, and waits for its listen line.
     #[track_caller]
     pub fn start(toml: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_on(0, toml, extra)
+    }
+
+    /// [`Daemon::start`] on `port` (a restart that must come back where its clients were, or a
+    /// second daemon sharing a port).
+    #[track_caller]
+    pub fn start_on(port: u16, toml: &str, extra: &[&str]) -> Daemon {
         let dir = scratch_dir();
         let cfg = dir.join("websocket.toml");
         std::fs::write(&cfg, toml).unwrap();
         let child = rakit()
             .current_dir(&dir)
             .arg("websocket:run")
-            .arg("--port=0")
+            .arg(format!("--port={port}"))
             .arg(format!("--config={}", cfg.display()))
             .args(extra)
             .stdin(Stdio::null())
@@ -738,3 +745,34 @@ pub mod api;
 pub mod pusher;
 pub mod receiver;
 pub mod redis;
+
+/// Answers every ping for `span` (the daemon's ping and pong timers would have closed a silent
+/// peer by then) and returns how many came; panics on anything else, or if the daemon closes.
+/// Leaves the socket with the usual read timeout.
+#[track_caller]
+pub fn answer_pings_for(ws: &mut Client, span: Duration) -> usize {
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    let until = Instant::now() + span;
+    let mut pings = 0;
+    while Instant::now() < until {
+        match read(ws).map_err(|e| *e) {
+            // tungstenite queues the pong: send it now, not on the next read.
+            Ok(tungstenite::Message::Ping(_)) => {
+                pings += 1;
+                ws.flush().expect("flushing the pong");
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("closed after {pings} pings: {e}"),
+        }
+    }
+    set_timeout(ws);
+    pings
+}

@@ -59,8 +59,13 @@ pub fn connect(daemon: &Daemon) -> (Client, String) {
 
 /// `KEY:HMAC-SHA256-HEX(secret, parts joined by ':')`, as the application's auth endpoint signs.
 pub fn sign(parts: &[&str]) -> String {
+    sign_text(&parts.join(":"))
+}
+
+/// `KEY:HMAC-SHA256-HEX(secret, text)`.
+pub fn sign_text(text: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(parts.join(":").as_bytes());
+    mac.update(text.as_bytes());
     let hex: String = mac
         .finalize()
         .into_bytes()
