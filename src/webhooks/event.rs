@@ -68,12 +68,20 @@ pub fn encode(
     serde_json::to_string(&event).unwrap_or_default()
 }
 
-/// `{"time_ms":MS,"node":NODE_ID,"events":[...]}` around already encoded events.
-pub fn batch_body<'a>(time_ms: u64, node: &str, events: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    let mut body = format!(
-        "{{\"time_ms\":{time_ms},\"node\":{},\"events\":[",
-        serde_json::to_string(node).unwrap_or_else(|_| "\"\"".to_owned())
-    );
+/// `{"time_ms":MS,"node":NODE_ID,"events":[...]}` around already encoded events (without
+/// `node` when `None`, as Pusher's batches are).
+pub fn batch_body<'a>(
+    time_ms: u64,
+    node: Option<&str>,
+    events: impl Iterator<Item = &'a str>,
+) -> Vec<u8> {
+    let mut body = format!("{{\"time_ms\":{time_ms},");
+    if let Some(node) = node {
+        body.push_str("\"node\":");
+        body.push_str(&serde_json::to_string(node).unwrap_or_else(|_| "\"\"".to_owned()));
+        body.push(',');
+    }
+    body.push_str("\"events\":[");
     for (i, event) in events.enumerate() {
         if i > 0 {
             body.push(',');
@@ -172,7 +180,7 @@ mod tests {
 
     #[test]
     fn batch_body_and_signature() {
-        let body = batch_body(99, "node\"1", ["{\"a\":1}", "{\"b\":2}"].into_iter());
+        let body = batch_body(99, Some("node\"1"), ["{\"a\":1}", "{\"b\":2}"].into_iter());
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             r#"{"time_ms":99,"node":"node\"1","events":[{"a":1},{"b":2}]}"#

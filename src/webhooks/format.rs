@@ -53,18 +53,9 @@ impl Format {
         events: impl Iterator<Item = &'a str>,
     ) -> Vec<u8> {
         match self {
-            Format::Rakit { .. } => batch_body(time_ms, node, events),
-            Format::Pusher { .. } => {
-                let mut body = format!("{{\"time_ms\":{time_ms},\"events\":[");
-                for (i, event) in events.enumerate() {
-                    if i > 0 {
-                        body.push(',');
-                    }
-                    body.push_str(event);
-                }
-                body.push_str("]}");
-                body.into_bytes()
-            }
+            Format::Rakit { .. } => batch_body(time_ms, Some(node), events),
+            // Pusher's batches name no node.
+            Format::Pusher { .. } => batch_body(time_ms, None, events),
         }
     }
 
