@@ -15,15 +15,14 @@ use crate::session::User;
 /// it.
 #[derive(Debug, Clone, Copy)]
 pub enum ChannelActivity<'a> {
-    /// `channel` got its first subscriber in the cluster (a connection of this node joined it).
+    /// `channel` got its first subscriber in the cluster. In a cluster, the four transitions
+    /// are reported by one node per channel, whatever caused them (`src/router/reporter.rs`).
     Occupied { channel: &'a str },
-    /// The last subscriber of `channel` in the cluster left it (a connection of this node).
+    /// The last subscriber of `channel` in the cluster left it.
     Vacated { channel: &'a str },
-    /// The first connection of `user_id` in the cluster joined the presence channel `channel`
-    /// (reported by the node of that connection).
+    /// The first connection of `user_id` in the cluster joined the presence channel `channel`.
     MemberAdded { channel: &'a str, user_id: &'a str },
-    /// The last connection of `user_id` in the cluster left the presence channel `channel`
-    /// (reported by the node of that connection).
+    /// The last connection of `user_id` in the cluster left the presence channel `channel`.
     MemberRemoved { channel: &'a str, user_id: &'a str },
     /// A Pusher client event was relayed on `channel` (private or presence).
     ClientEvent {

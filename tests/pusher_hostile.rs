@@ -443,3 +443,73 @@ fn pusher_js_sees_the_presence_cap_and_the_api_refuses_reserved_event_names() {
     assert_eq!(seen["members_a"], json!(["user 1", "user 2"]), "{seen}");
     assert_eq!(seen["joining"], json!([["a", "user 2"]]), "{seen}");
 }
+
+/// `pusher:signin` as `user_data`, signed (`valid`) or not; returns the answer's event.
+#[track_caller]
+fn signin_as(ws: &mut Client, socket: &str, user_data: &str, valid: bool) -> String {
+    let auth = if valid {
+        sign(&format!("{socket}::user::{user_data}"))
+    } else {
+        format!("{KEY}:{}", "0".repeat(64))
+    };
+    send_json(
+        ws,
+        &json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
+    );
+    recv_event(ws).0
+}
+
+#[test]
+fn a_connection_signed_in_as_someone_else_or_no_one_leaves_the_old_users_channel() {
+    let daemon = daemon("", "");
+    let to_user = |user: &str, n: u64| {
+        let answer = api_command(
+            &daemon,
+            &json!({"command": "broadcast_to_channel", "channel": format!("#server-to-user-{user}"), "message": n}),
+        );
+        assert_eq!(answer, json!({"ok": true}));
+    };
+    let (mut p, socket) = connect(&daemon);
+    let user_channel = |p: &mut Client, user: &str| {
+        send_json(
+            p,
+            &json!({"event": "pusher:subscribe", "data": {"channel": format!("#server-to-user-{user}")}}),
+        );
+        assert_eq!(recv_event(p).0, "pusher_internal:subscription_succeeded");
+    };
+    // Each way of ceasing to be user 5: another user, a failed signin, a signin with no id.
+    let ways: [(&str, bool, &str); 3] = [
+        (r#"{"id":"6"}"#, true, "pusher:signin_success"),
+        (r#"{"id":"6"}"#, false, "pusher:error"),
+        (r#"{"name":"no id"}"#, true, "pusher:signin_success"),
+    ];
+    for (n, (user_data, valid, answer)) in (1..).zip(ways) {
+        assert_eq!(
+            signin_as(&mut p, &socket, r#"{"id":"5"}"#, true),
+            "pusher:signin_success"
+        );
+        user_channel(&mut p, "5");
+        to_user("5", n * 10);
+        let got = until_pong(&mut p);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].2, json!(n * 10));
+        assert_eq!(signin_as(&mut p, &socket, user_data, valid), answer);
+        to_user("5", n * 10 + 1);
+        assert!(
+            until_pong(&mut p).is_empty(),
+            "user 5's messages stop ({user_data})"
+        );
+    }
+    // Signing in again as the same user keeps its channel.
+    assert_eq!(
+        signin_as(&mut p, &socket, r#"{"id":"5"}"#, true),
+        "pusher:signin_success"
+    );
+    user_channel(&mut p, "5");
+    assert_eq!(
+        signin_as(&mut p, &socket, r#"{"id":"5","name":"again"}"#, true),
+        "pusher:signin_success"
+    );
+    to_user("5", 99);
+    assert_eq!(until_pong(&mut p).len(), 1);
+}

@@ -157,6 +157,11 @@ impl Directory {
         Some((apply, false))
     }
 
+    /// Whether no snapshot is awaited.
+    pub fn all_synced(&self) -> bool {
+        self.nodes.values().all(|s| s.syncing.is_none())
+    }
+
     /// Forgets `node`; true if it was known.
     pub fn remove(&mut self, node: &str) -> bool {
         self.nodes.remove(node).is_some()

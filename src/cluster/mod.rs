@@ -25,6 +25,7 @@ pub mod envelope;
 mod hash;
 pub mod link;
 pub mod resp;
+mod trust;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -40,6 +41,7 @@ use self::envelope::{Body, Envelope};
 use self::hash::{decode_member, parse_hash};
 use self::link::{Inbound, Link, Side};
 use self::resp::Value;
+use self::trust::Trust;
 use crate::router::{
     ChannelExtras, ClusterOut, Member, Outbox, Router, Subscription, MAX_USER_LEN,
 };
@@ -100,6 +102,8 @@ pub struct Cluster {
     /// The subscription is being rebuilt on purpose: its drop is no outage.
     rebuilding: bool,
     directory: Directory,
+    /// Whether our view of the others may be reported from (webhooks).
+    trust: Trust,
     queries: HashMap<u64, Query>,
     next_tag: u64,
     /// Requests awaiting a reply, by deadline (all share one timeout).
@@ -131,6 +135,7 @@ impl Cluster {
             unheard: 0,
             rebuilding: false,
             directory: Directory::default(),
+            trust: Trust::default(),
             queries: HashMap::new(),
             next_tag: 1,
             requests: VecDeque::new(),
@@ -179,7 +184,7 @@ impl Cluster {
         while let Ok(msg) = self.link.inbound.try_recv() {
             match msg {
                 Inbound::Up(side) => self.link_up(side, router, now),
-                Inbound::Down(side) => self.link_down(side),
+                Inbound::Down(side) => self.link_down(side, router),
                 Inbound::Message(bytes) => self.on_message(&bytes, router, out, now),
                 Inbound::Reply(tag, value) => self.on_reply(tag, &value, router, out, now),
             }
@@ -191,10 +196,16 @@ impl Cluster {
         if self.left {
             return;
         }
-        for node in self.directory.expire(now, self.timeout) {
+        let gone = self.directory.expire(now, self.timeout);
+        if !gone.is_empty() {
+            // The survivors share the gone nodes' channels before judging what they leave.
+            router.set_live_nodes(self.directory.nodes());
+        }
+        for node in gone {
             log::info!("cluster: node {node} fell silent; forgetting its clients");
             router.remote_node_gone(&node, now, out);
         }
+        self.check_trust(router, now);
         while let Some(&(at, req)) = self.requests.front() {
             if at > now {
                 break;
@@ -387,10 +398,13 @@ impl Cluster {
         }
     }
 
-    fn link_down(&mut self, side: Side) {
+    fn link_down(&mut self, side: Side, router: &mut Router) {
         match side {
             Side::Cmd => self.cmd_up = false,
             Side::Sub => self.sub_up = false,
+        }
+        if self.trust.down() {
+            router.set_reporting(false);
         }
         self.announce_needed = true;
         // Replies that were in flight will not come.
@@ -407,6 +421,10 @@ impl Cluster {
     /// After (re)connecting: write our hash whole, find the live nodes, and
     /// fetch every node's clients again.
     fn resync_all(&mut self, router: &mut Router, now: Instant) {
+        if self.trust.down() {
+            router.set_reporting(false);
+        }
+        self.trust.connected(now);
         self.announce(router);
         self.next_heartbeat = now;
         let nodes = self.nodes_key();
@@ -520,10 +538,12 @@ impl Cluster {
         let origin = env.origin;
         if let Body::Bye = env.body {
             self.directory.remove(origin);
+            router.set_live_nodes(self.directory.nodes());
             router.remote_node_gone(origin, now, out);
             return;
         }
         if self.directory.heard(origin, now) {
+            router.set_live_nodes(self.directory.nodes());
             self.sync(origin, now);
         }
         match env.body {
@@ -637,6 +657,18 @@ impl Cluster {
         }
     }
 
+    /// Turns webhook reporting on once our view of the others is complete (`trust.rs`).
+    fn check_trust(&mut self, router: &mut Router, now: Instant) {
+        if self.is_up()
+            && self
+                .trust
+                .check(self.directory.all_synced(), now, self.timeout)
+        {
+            log::debug!("cluster: view of the other nodes complete; reporting channel changes");
+            router.set_reporting(true);
+        }
+    }
+
     fn reply(&mut self, node: &str, req: u64, found: bool) {
         if req != 0 {
             let bytes = self.envelope(Body::Reply { req, found });
@@ -672,6 +704,9 @@ impl Cluster {
                         self.sync(&node, now);
                     }
                 }
+                router.set_live_nodes(self.directory.nodes());
+                self.trust.listed();
+                self.check_trust(router, now);
             }
             Query::Sync(node) => {
                 let snapshot = parse_hash(value);
@@ -688,6 +723,7 @@ impl Cluster {
                 if again {
                     self.sync(&node, now);
                 }
+                self.check_trust(router, now);
             }
         }
     }

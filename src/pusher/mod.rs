@@ -237,13 +237,18 @@ impl Pusher {
             "pusher:pong" => {}
             "pusher:subscribe" => self.subscribe(router, conn, msg.data, now, out),
             "pusher:unsubscribe" => self.unsubscribe(router, conn, msg.data, out),
-            "pusher:signin" if self.spend(conn, 1, now) => self.signin(conn, msg.data, out),
+            "pusher:signin" if self.spend(conn, 1, now) => self.signin(router, conn, msg.data, out),
             "pusher:signin" => out.send(
                 conn,
                 &wire::error(Some(4301), "Signin rejected due to rate limit"),
             ),
             event if event.starts_with("client-") => {
-                self.client_event(router, conn, &msg, now, out)
+                // A refusal costs from the budget like any other error; beyond it, no answer.
+                if let Err(text) = self.client_event(router, conn, &msg, now, out) {
+                    if self.spend(conn, 1, now) {
+                        out.send(conn, &wire::error(Some(4301), text));
+                    }
+                }
             }
             _ => {
                 if self.spend(conn, 1, now) {
@@ -254,17 +259,37 @@ impl Pusher {
     }
 
     /// `pusher:signin`: user authentication, signed over `SOCKET_ID::user::USER_DATA`.
-    fn signin(&mut self, conn: ConnId, data: Option<&RawValue>, out: &mut impl Outbox) {
+    ///
+    /// A signin replaces the connection's user, and a failed one (or one whose `user_data`
+    /// has no usable `id`) leaves it signed in as nobody: the connection stays, but whoever it
+    /// was no longer owns it. Either way, a `#server-to-user-` channel of a user it no longer
+    /// is signed in as is left at once (docs/pusher.md, "Signin").
+    fn signin(
+        &mut self,
+        router: &mut Router,
+        conn: ConnId,
+        data: Option<&RawValue>,
+        out: &mut impl Outbox,
+    ) {
         let data = SubscribeData::parse(data);
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };
         let user_data = data.user_data.as_deref().unwrap_or_default();
         let auth = data.auth.as_deref().unwrap_or_default();
-        if auth::verify_signin(&self.key, &self.secret, auth, &session.socket_id, user_data) {
-            session.user = serde_json::from_str::<UserData<'_>>(user_data)
+        let ok = auth::verify_signin(&self.key, &self.secret, auth, &session.socket_id, user_data);
+        let user = if ok {
+            serde_json::from_str::<UserData<'_>>(user_data)
                 .ok()
-                .and_then(|d| wire::user_id(d.id));
+                .and_then(|d| wire::user_id(d.id))
+        } else {
+            None
+        };
+        let old = std::mem::replace(&mut session.user, user);
+        if let Some(old) = old.filter(|old| session.user.as_ref() != Some(old)) {
+            router.leave(conn, &format!("{}{old}", wire::USER_CHANNEL), out);
+        }
+        if ok {
             let data = serde_json::json!({ "user_data": user_data }).to_string();
             out.send(
                 conn,
@@ -279,7 +304,7 @@ impl Pusher {
     }
 
     /// `client-*`: relayed to the channel's other subscribers (both dialects), on a private or
-    /// presence channel the sender is in, within the rate and size limits.
+    /// presence channel the sender is in, within the rate and size limits; else why not.
     fn client_event(
         &mut self,
         router: &mut Router,
@@ -287,45 +312,36 @@ impl Pusher {
         msg: &Incoming<'_>,
         now: Instant,
         out: &mut impl Outbox,
-    ) {
-        let reject = |out: &mut dyn Outbox, text: &str| {
-            out.send(conn, &wire::error(Some(4301), text));
-        };
+    ) -> Result<(), &'static str> {
         // Checked first: a long name costs as much to relay as long data.
         if msg.event.chars().count() > MAX_EVENT_NAME {
-            return reject(out, "Client event rejected: event name over 200 characters");
+            return Err("Client event rejected: event name over 200 characters");
         }
         let Some(channel) = msg.channel.as_deref() else {
-            return reject(out, "Client event without a channel");
+            return Err("Client event without a channel");
         };
         let private = channel.starts_with("private-") || channel.starts_with("presence-");
         if !private || channel.starts_with("private-encrypted-") {
-            return reject(
-                out,
-                "Client events are allowed on private and presence channels only (not encrypted ones)",
-            );
+            return Err("Client events are allowed on private and presence channels only (not encrypted ones)");
         }
         if !router.subscribers(channel).any(|(c, _)| c == conn) {
-            return reject(out, "Client event on a channel the connection is not in");
+            return Err("Client event on a channel the connection is not in");
         }
         let Some(data) = msg.data else {
-            return reject(out, "Client event without data");
+            return Err("Client event without data");
         };
         if data.get().len() > MAX_EVENT_SIZE {
-            return reject(out, "Client event rejected: data over 10 KB");
+            return Err("Client event rejected: data over 10 KB");
         }
         let Some(session) = self.sessions.get_mut(&conn) else {
-            return;
+            return Ok(());
         };
         if now.saturating_duration_since(session.window) >= Duration::from_secs(1) {
             session.window = now;
             session.events = 0;
         }
         if session.events >= CLIENT_EVENTS_PER_SECOND {
-            return reject(
-                out,
-                "Client event rejected due to rate limit (10 per second)",
-            );
+            return Err("Client event rejected due to rate limit (10 per second)");
         }
         session.events += 1;
         let user_id = session
@@ -348,6 +364,7 @@ impl Pusher {
             user_id,
         };
         router.fan_out(&event, Some(conn), out);
+        Ok(())
     }
 
     /// The configured app id.

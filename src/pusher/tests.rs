@@ -226,3 +226,35 @@ fn signins_and_bad_frames_share_the_budget() {
     let unsubscribe = json!({"event": "pusher:unsubscribe", "data": {"channel": "x"}});
     assert!(h.text(1, &unsubscribe).is_empty());
 }
+
+#[test]
+fn refused_client_events_spend_the_budget_then_go_unanswered() {
+    let mut h = Harness::new(100);
+    h.open(1);
+    let refused = [
+        json!({"event": "client-x", "channel": "private-not-in", "data": {}}),
+        json!({"event": "client-x", "channel": "public", "data": {}}),
+        json!({"event": format!("client-{}", "n".repeat(200)), "channel": "private-a", "data": {}}),
+        json!({"event": "client-x", "data": {}}),
+    ];
+    // A budget of 10: ten refusals are answered, then nothing (not even for another reason).
+    for i in 0..10 {
+        let answer = h.text(1, &refused[i % refused.len()]);
+        assert_eq!(answer[0]["data"]["code"], 4301, "{i}: {answer:?}");
+    }
+    for frame in &refused {
+        assert!(h.text(1, frame).is_empty(), "dropped: {frame}");
+    }
+    // The same budget as signins: spent.
+    let signin = json!({"event": "pusher:signin", "data": {"auth": "k:00", "user_data": "{}"}});
+    assert_eq!(h.text(1, &signin)[0]["data"]["code"], 4301);
+    // Pings stay free (one small pong per ping, no amplification).
+    let ping = json!({"event": "pusher:ping", "data": {}});
+    for _ in 0..50 {
+        assert_eq!(h.text(1, &ping)[0]["event"], "pusher:pong");
+    }
+    // The refill answers again: 10 per second.
+    h.now += Duration::from_millis(100);
+    assert_eq!(h.text(1, &refused[0])[0]["data"]["code"], 4301);
+    assert!(h.text(1, &refused[0]).is_empty());
+}

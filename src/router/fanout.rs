@@ -76,7 +76,7 @@ impl Router {
             None => Vec::new(),
         };
         if was_vacant {
-            self.handler.channel(&ChannelActivity::Occupied { channel });
+            self.report(&ChannelActivity::Occupied { channel });
         }
         self.report_members(&changes);
         if let Some(client) = self.clients.get(&conn) {
@@ -108,7 +108,7 @@ impl Router {
             self.notify_members(&changes, None, out);
             self.report_members(&changes);
             if !self.occupied(channel) {
-                self.handler.channel(&ChannelActivity::Vacated { channel });
+                self.report(&ChannelActivity::Vacated { channel });
             }
         }
         left
@@ -123,9 +123,9 @@ impl Router {
                 .is_some_and(|r| r.replica.subscriber_count(channel) > 0)
     }
 
-    /// Tells the handler of presence members that came or went through this node's own
-    /// connections (their first or last connection in the cluster). Changes heard from other
-    /// nodes are theirs to report, so each is reported once in the cluster.
+    /// Tells the handler of presence members that came or went (their first or last connection
+    /// in the cluster), whatever caused it, if this node reports their channel (`reporter.rs`),
+    /// so that each is reported once in the cluster.
     pub(super) fn report_members(&mut self, changes: &[Change]) {
         for change in changes {
             let activity = match change {
@@ -138,7 +138,7 @@ impl Router {
                     user_id: user,
                 },
             };
-            self.handler.channel(&activity);
+            self.report(&activity);
         }
     }
 

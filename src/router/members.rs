@@ -225,13 +225,15 @@ impl Router {
         self.members.users(channel)
     }
 
-    /// Applies member counts from other nodes and tells the local subscribers what changed.
+    /// Applies member counts from other nodes, tells the local subscribers what changed, and
+    /// reports it if this node reports the channel (`reporter.rs`).
     pub(super) fn members_changed(&mut self, deltas: Vec<MemberDelta>, out: &mut impl Outbox) {
         if deltas.is_empty() {
             return;
         }
         let changes = self.members.apply(deltas);
         self.notify_members(&changes, None, out);
+        self.report_members(&changes);
     }
 
     /// Sends each change, encoded once by the foreign dialect, to that dialect's local

@@ -26,6 +26,7 @@ mod members;
 mod presence;
 mod remote;
 mod replica;
+mod reporter;
 mod wire;
 
 #[cfg(test)]
@@ -283,7 +284,7 @@ impl Router {
         self.report_members(&changes);
         for channel in &channels {
             if !self.occupied(channel) {
-                self.handler.channel(&ChannelActivity::Vacated { channel });
+                self.report(&ChannelActivity::Vacated { channel });
             }
         }
         self.publish(|| ClusterOut::Left {

@@ -27,6 +27,7 @@ use std::time::Instant;
 use super::entry::{self, Member, Subscription};
 use super::ids::ClientId;
 use super::replica::{NodeId, Replica};
+use super::reporter::{Before, Reporter};
 use super::wire::{ErrorCode, Out, Outgoing};
 use super::{deliver, ConnId, Frame, Outbox, Router};
 
@@ -108,6 +109,8 @@ pub(crate) struct Remote {
     next_req: u64,
     /// Users whose sign-ins other nodes asked to end, for the dialect.
     terminations: Vec<String>,
+    /// Who reports which channel's transitions.
+    pub(super) reporter: Reporter,
 }
 
 impl Remote {
@@ -119,6 +122,7 @@ impl Remote {
             pending: HashMap::new(),
             next_req: 1,
             terminations: Vec::new(),
+            reporter: Reporter::default(),
         }
     }
 
@@ -268,16 +272,19 @@ impl Router {
 
     /// A client connected on `node`.
     pub fn remote_join(&mut self, node: &str, member: Member, now: Instant, out: &mut impl Outbox) {
+        // A known id is replaced, subscriptions included.
+        let before = self.before(|r| ClientId::parse(&member.id).map(|id| r.channels_of(&id)));
         let mut deltas = Vec::new();
         if let Some(remote) = self.remote.as_mut() {
             remote.replica.insert(node, member, &mut deltas);
             self.presence_changed(now);
         }
-        self.members_changed(deltas, out);
+        self.changed(&before, deltas, out);
     }
 
     /// A client of another node left.
     pub fn remote_leave(&mut self, id: &str, now: Instant, out: &mut impl Outbox) {
+        let before = self.before(|r| ClientId::parse(id).map(|id| r.channels_of(&id)));
         let mut deltas = Vec::new();
         let gone = self
             .remote
@@ -287,16 +294,17 @@ impl Router {
         if gone {
             self.presence_changed(now);
         }
-        self.members_changed(deltas, out);
+        self.changed(&before, deltas, out);
     }
 
     /// A client of `node` subscribed to a channel.
     pub fn remote_subscribe(&mut self, node: &str, sub: Subscription, out: &mut impl Outbox) {
+        let before = self.occupancy_before(vec![sub.channel.as_str().into()]);
         let mut deltas = Vec::new();
         if let Some(remote) = self.remote.as_mut() {
             remote.replica.subscribe(node, sub, &mut deltas);
         }
-        self.members_changed(deltas, out);
+        self.changed(&before, deltas, out);
     }
 
     /// A client of `node` unsubscribed from `channel`.
@@ -307,11 +315,12 @@ impl Router {
         channel: &str,
         out: &mut impl Outbox,
     ) {
+        let before = self.occupancy_before(vec![channel.into()]);
         let mut deltas = Vec::new();
         if let Some(remote) = self.remote.as_mut() {
             remote.replica.unsubscribe(node, id, channel, &mut deltas);
         }
-        self.members_changed(deltas, out);
+        self.changed(&before, deltas, out);
     }
 
     /// Replaces everything known of `node`'s clients and subscriptions (a
@@ -324,6 +333,9 @@ impl Router {
         now: Instant,
         out: &mut impl Outbox,
     ) {
+        let mut channels: Vec<Rc<str>> = subs.iter().map(|s| s.channel.as_str().into()).collect();
+        channels.extend(self.before_channels(|r| Some(r.channels_of_node(node))));
+        let before = self.occupancy_before(channels);
         let mut deltas = Vec::new();
         if let Some(remote) = self.remote.as_mut() {
             remote.replica.remove_node(node, &mut deltas);
@@ -335,12 +347,13 @@ impl Router {
             }
             self.presence_changed(now);
         }
-        self.members_changed(deltas, out);
+        self.changed(&before, deltas, out);
     }
 
     /// `node` is gone (it said so, or fell silent): its clients are forgotten,
     /// and its presence channel members leave.
     pub fn remote_node_gone(&mut self, node: &str, now: Instant, out: &mut impl Outbox) {
+        let before = self.before(|r| Some(r.channels_of_node(node)));
         let mut deltas = Vec::new();
         if self
             .remote
@@ -349,7 +362,34 @@ impl Router {
         {
             self.presence_changed(now);
         }
+        self.changed(&before, deltas, out);
+    }
+
+    /// The occupancy, before a change, of the channels `of` the replica names.
+    fn before(&self, of: impl FnOnce(&Replica) -> Option<Vec<Rc<str>>>) -> Before {
+        self.occupancy_before(self.before_channels(of))
+    }
+
+    /// The channels `of` the replica names, when this node may report transitions at all.
+    fn before_channels(&self, of: impl FnOnce(&Replica) -> Option<Vec<Rc<str>>>) -> Vec<Rc<str>> {
+        self.remote
+            .as_deref()
+            .filter(|r| r.reporter.is_on())
+            .and_then(|r| of(&r.replica))
+            .unwrap_or_default()
+    }
+
+    /// After a change from another node: channels that became occupied, member changes
+    /// (announced, and reported), then channels that became vacant.
+    fn changed(
+        &mut self,
+        before: &Before,
+        deltas: Vec<super::members::MemberDelta>,
+        out: &mut impl Outbox,
+    ) {
+        self.report_occupied(before);
         self.members_changed(deltas, out);
+        self.report_vacated(before);
     }
 
     /// The answer to request `req`: the owner had the target (`found`) or

@@ -207,6 +207,24 @@ impl Replica {
         self.unlist(&id, &channel);
     }
 
+    /// The channels client `id` of another node is subscribed to.
+    pub(crate) fn channels_of(&self, id: &ClientId) -> Vec<Rc<str>> {
+        self.clients
+            .get(id)
+            .map(|c| c.subs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The channels any client of `node` is subscribed to (with repeats).
+    pub(crate) fn channels_of_node(&self, node: &str) -> Vec<Rc<str>> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .flat_map(|id| self.channels_of(id))
+            .collect()
+    }
+
     fn drop_subs(
         &mut self,
         id: &ClientId,

@@ -34,8 +34,13 @@ fn encode_channel(event: &ChannelEvent<'_>) -> Option<Frame> {
 }
 
 pub(super) fn cluster() -> Harness {
+    cluster_named("nodeA")
+}
+
+/// A node named `node` of a cluster, speaking both dialects.
+pub(super) fn cluster_named(node: &str) -> Harness {
     let mut h = Harness::new();
-    h.router.enable_cluster("nodeA");
+    h.router.enable_cluster(node);
     h.router.set_foreign(Foreign {
         channel: encode_channel,
         member: encode_member,

@@ -7,6 +7,7 @@ mod commands;
 mod members;
 mod occupancy;
 mod presence;
+mod reporting;
 mod routing;
 
 use std::cell::RefCell;
