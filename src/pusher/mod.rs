@@ -11,7 +11,7 @@
 //!
 //! Limits against clients that follow the protocol but not good manners (docs/pusher.md,
 //! "Limits"): presence members per channel and their size (`subscribe.rs`), event names and
-//! data, client events per second, and a budget of subscribes and bad frames (`budget.rs`).
+//! data, client events per second, and a budget of subscribes and bad frames (`src/budget.rs`).
 //!
 //! A connection's states: upgraded on `/app/{key}` -> refused (`pusher:error` and close 4001,
 //! 4007 or 4008; never a router client) or established (`pusher:connection_established`, a
@@ -20,7 +20,6 @@
 
 pub mod api;
 pub mod auth;
-mod budget;
 pub mod presence;
 mod socket_id;
 mod subscribe;
@@ -34,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use self::budget::Budget;
 use self::socket_id::SocketIds;
 use self::wire::{Incoming, SubscribeData, UserData};
+use crate::budget::Budget;
 use crate::config::PusherConfig;
 use crate::events::ChannelActivity;
 use crate::router::{ChannelEvent, ConnId, Dialect, Foreign, Outbox, Router};
@@ -90,7 +89,7 @@ struct Session {
     /// Client events in the current one-second window.
     window: Instant,
     events: u32,
-    /// What it may still send of subscribes, signins and bad frames (`budget.rs`).
+    /// What it may still send of subscribes, signins and bad frames (`src/budget.rs`).
     budget: Budget,
 }
 
@@ -106,7 +105,7 @@ pub struct Pusher {
     ids: SocketIds,
     /// Users a presence channel may hold (`max_presence_members`).
     max_members: usize,
-    /// Each connection's budget: twice `max_channels_per_client` (`budget.rs`).
+    /// Each connection's budget: twice `max_channels_per_client` (`src/budget.rs`).
     burst: u64,
 }
 
