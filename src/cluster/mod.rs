@@ -22,6 +22,7 @@
 pub mod directory;
 pub mod endpoint;
 pub mod envelope;
+mod guard;
 mod hash;
 pub mod link;
 pub mod resp;
@@ -62,8 +63,12 @@ pub struct Settings {
 enum Query {
     /// `ZRANGEBYSCORE NS:nodes`: the live nodes.
     Nodes,
+    /// `HLEN NS:presence:ID`: whether a node's hash is small enough to fetch (`guard.rs`).
+    Len(String),
     /// `HGETALL NS:presence:ID`: a node's clients.
     Sync(String),
+    /// The heartbeat's `PEXPIRE` of our own hash: 0 means it is gone (`guard.rs`).
+    Expire,
 }
 
 /// Counters for `/metrics`.
@@ -443,7 +448,10 @@ impl Cluster {
         let stale = ms
             .saturating_sub(10 * self.timeout.as_millis() as u64)
             .to_string();
-        self.command(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()]);
+        let tag = self.tag(Query::Expire);
+        if !self.tagged(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()], tag) {
+            self.queries.remove(&tag);
+        }
         let node = self.node.clone();
         self.command(&[
             b"ZADD",
@@ -479,12 +487,16 @@ impl Cluster {
         tag
     }
 
-    /// Fetches `node`'s hash.
+    /// Fetches `node`'s hash, after a look at its size (`guard.rs`); not while it is
+    /// refused.
     fn sync(&mut self, node: &str, now: Instant) {
+        if !self.directory.may_sync(node, now) {
+            return;
+        }
         self.directory.start_sync(node, now);
         let hash = self.hash(node);
-        let tag = self.tag(Query::Sync(node.to_owned()));
-        if !self.tagged(&[b"HGETALL", hash.as_bytes()], tag) {
+        let tag = self.tag(Query::Len(node.to_owned()));
+        if !self.tagged(&[b"HLEN", hash.as_bytes()], tag) {
             self.queries.remove(&tag);
         }
     }
@@ -627,7 +639,10 @@ impl Cluster {
         now: Instant,
     ) {
         match outcome {
-            Outcome::Apply(delta) => apply_delta(node, delta, router, out, now),
+            Outcome::Apply(delta) => {
+                apply_delta(node, delta, router, out, now);
+                self.check_replica(router, out, now);
+            }
             Outcome::Nothing => {}
             Outcome::Resync => {
                 if !self.directory.syncing(node) {
@@ -673,6 +688,8 @@ impl Cluster {
                     }
                 }
             }
+            Query::Len(node) => self.on_len(&node, value, router, out, now),
+            Query::Expire => self.on_expire(value, router),
             Query::Sync(node) => {
                 let snapshot = parse_hash(value);
                 if !self.directory.syncing(&node) {
@@ -685,7 +702,8 @@ impl Cluster {
                 for delta in deltas {
                     apply_delta(&node, delta, router, out, now);
                 }
-                if again {
+                self.check_replica(router, out, now);
+                if again && !self.directory.refused(&node) {
                     self.sync(&node, now);
                 }
             }
@@ -702,7 +720,7 @@ impl Drop for Cluster {
 fn apply_delta(node: &str, delta: Delta, router: &mut Router, out: &mut impl Outbox, now: Instant) {
     match delta {
         Delta::Join(member) => router.remote_join(node, member, now, out),
-        Delta::Leave(id) => router.remote_leave(&id, now, out),
+        Delta::Leave(id) => router.remote_leave(node, &id, now, out),
         Delta::Subscribe(sub) => router.remote_subscribe(node, sub, out),
         Delta::Unsubscribe { id, channel } => router.remote_unsubscribe(node, &id, &channel, out),
     }

@@ -4,7 +4,10 @@ use super::*;
 use crate::router::MIN_SUBSCRIBE_BURST;
 
 fn subscribe(h: &mut Harness, conn: ConnId, channel: &str) -> Value {
-    h.text(conn, &format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#));
+    h.text(
+        conn,
+        &format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#),
+    );
     let msgs = h.take();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     msgs[0].1.clone()

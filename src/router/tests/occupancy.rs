@@ -138,7 +138,8 @@ fn in_a_cluster_each_change_is_reported_by_the_node_whose_connection_made_it() {
     assert!(h.take().is_empty());
     assert!(channel_events(&mut h).is_empty(), "r1 is still in on nodeB");
     // The remote member leaves: announced, not reported; the local one's leave is reported.
-    h.router.remote_leave("BBBBBBB1", h.now, &mut h.out);
+    h.router
+        .remote_leave("nodeB", "BBBBBBB1", h.now, &mut h.out);
     assert_eq!(h.take(), [removed(2, "r1")]);
     assert!(channel_events(&mut h).is_empty());
     h.router
