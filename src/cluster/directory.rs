@@ -78,6 +78,8 @@ struct NodeState {
     refused: Option<Instant>,
     /// The current refusal backoff; zero after a snapshot was accepted.
     backoff: Duration,
+    /// `buffer` holds deltas kept past a gap once already: at the next gap they go.
+    retained: bool,
 }
 
 impl NodeState {
@@ -119,6 +121,7 @@ impl Directory {
                         dropped: false,
                         refused: None,
                         backoff: Duration::ZERO,
+                        retained: false,
                     },
                 );
                 true
@@ -179,6 +182,7 @@ impl Directory {
         state.ver = None;
         state.buffer = Vec::new();
         state.dropped = false;
+        state.retained = false;
         news
     }
 
@@ -213,9 +217,11 @@ impl Directory {
     /// calls for another resync; `None` when the node is no longer known
     /// (do not apply). The snapshot is accepted: a refusal ends.
     ///
-    /// On a gap the deltas after it stay kept: the snapshot may be older
-    /// than some of them (replies and bus messages come on two connections,
-    /// in no fixed order), and the next snapshot may follow them.
+    /// On a gap the deltas after it stay kept, once: the snapshot may be
+    /// older than some of them (replies and bus messages come on two
+    /// connections, in no fixed order), and the next snapshot may follow
+    /// them. At a second gap in a row they are dropped, so that deltas no
+    /// snapshot follows (a hash that is gone) cannot make a loop of resyncs.
     pub fn synced(&mut self, node: &str, ver: Option<u64>) -> Option<(Vec<Delta>, bool)> {
         let state = self.nodes.get_mut(node)?;
         state.syncing = None;
@@ -238,12 +244,15 @@ impl Directory {
                     apply.push(delta);
                 }
                 _ => {
-                    state.buffer.push((v, delta));
-                    state.buffer.extend(rest);
+                    if !std::mem::replace(&mut state.retained, true) {
+                        state.buffer.push((v, delta));
+                        state.buffer.extend(rest);
+                    }
                     return Some((apply, true));
                 }
             }
         }
+        state.retained = false;
         Some((apply, false))
     }
 
@@ -368,6 +377,15 @@ mod tests {
         let (apply, again) = d.synced("b", Some(6)).unwrap();
         assert_eq!(apply, [leave("x"), leave("y")]);
         assert!(!again);
+        // Deltas that no snapshot follows (its hash is gone) are given up at the second gap:
+        // no endless resyncs.
+        d.start_sync("b", t);
+        d.delta("b", 20, leave("z"));
+        assert!(d.synced("b", None).unwrap().1);
+        d.start_sync("b", t);
+        assert!(d.synced("b", None).unwrap().1);
+        d.start_sync("b", t);
+        assert_eq!(d.synced("b", None), Some((vec![], false)));
     }
 
     #[test]
