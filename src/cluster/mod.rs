@@ -558,6 +558,10 @@ impl Cluster {
                 router.remote_channel(channel, frame, extras, out);
             }
             Body::Terminate { user } => {
+                if user.is_empty() || user.len() > MAX_USER_LEN {
+                    log::debug!("cluster: ignoring a terminate with a malformed user id");
+                    return;
+                }
                 self.counts.messages_in += 1;
                 router.remote_terminate(user);
             }

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod presence;
 mod socket_id;
 mod subscribe;
+mod users;
 pub mod wire;
 
 #[cfg(test)]
@@ -107,6 +108,8 @@ pub struct Pusher {
     max_members: usize,
     /// Each connection's budget: twice `max_channels_per_client` (`src/budget.rs`).
     burst: u64,
+    /// The connections signed in as each user (`users.rs`).
+    signed_in: users::SignedIn,
 }
 
 impl Pusher {
@@ -123,6 +126,7 @@ impl Pusher {
             burst: u64::try_from(max_channels_per_client)
                 .unwrap_or(u64::MAX)
                 .saturating_mul(2),
+            signed_in: users::SignedIn::default(),
         })
     }
 
@@ -176,7 +180,7 @@ impl Pusher {
             conn,
             &wire::frame("pusher:connection_established", None, &data, None),
         );
-        self.sessions.insert(
+        let old = self.sessions.insert(
             conn,
             Session {
                 socket_id,
@@ -187,6 +191,9 @@ impl Pusher {
                 budget: Budget::new(self.burst, now),
             },
         );
+        if let Some(old) = old {
+            self.signed_in.remove(old.user.as_deref(), conn);
+        }
     }
 
     /// Takes `cost` from `conn`'s budget; false when it has not that much left.
@@ -206,7 +213,9 @@ impl Pusher {
     /// The connection left (any reason): its session ends. Its channels and presence
     /// memberships end with `Router::disconnect`.
     pub fn closed(&mut self, conn: ConnId) {
-        self.sessions.remove(&conn);
+        if let Some(session) = self.sessions.remove(&conn) {
+            self.signed_in.remove(session.user.as_deref(), conn);
+        }
     }
 
     /// One text message from a Pusher connection.
@@ -261,9 +270,12 @@ impl Pusher {
         let user_data = data.user_data.as_deref().unwrap_or_default();
         let auth = data.auth.as_deref().unwrap_or_default();
         if auth::verify_signin(&self.key, &self.secret, auth, &session.socket_id, user_data) {
-            session.user = serde_json::from_str::<UserData<'_>>(user_data)
+            let user = serde_json::from_str::<UserData<'_>>(user_data)
                 .ok()
                 .and_then(|d| wire::user_id(d.id));
+            self.signed_in
+                .replace(session.user.as_deref(), user.as_deref(), conn);
+            session.user = user;
             let data = serde_json::json!({ "user_data": user_data }).to_string();
             out.send(
                 conn,
