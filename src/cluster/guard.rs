@@ -1,8 +1,9 @@
 //! What another node's hash may make this node fetch and store, and keeping our own hash in
 //! place (docs/limits.md, "Cluster peers").
 //!
-//! - Before fetching a node's hash whole (`HGETALL`), its size is asked (`HLEN`). A hash of
-//!   more than [`MAX_HASH_FIELDS`] fields is not fetched: its reply would exceed what the RESP
+//! - A node's hash is fetched whole (`HGETALL`) only after a look at its size (`HLEN`), in
+//!   one script ([`FETCH`]). A hash of more than [`MAX_HASH_FIELDS`] fields is not
+//!   fetched: its reply would exceed what the RESP
 //!   parser accepts (`resp::MAX_ELEMENTS`) and take the command connection down with it, for
 //!   every node, at every retry. Such a node, like one whose replica went over the router's
 //!   limits (`replica.rs`), is refused (`directory.rs`): it counts as no member of the cluster
@@ -14,7 +15,7 @@
 use std::time::Instant;
 
 use super::resp::{Value, MAX_ELEMENTS};
-use super::{Cluster, Query};
+use super::Cluster;
 use crate::router::{Outbox, Router};
 
 /// The most fields a node's hash may have to be fetched: as many as one `HGETALL` reply may
@@ -23,34 +24,32 @@ use crate::router::{Outbox, Router};
 /// million connections and no subscriptions, or fewer with more.
 pub(super) const MAX_HASH_FIELDS: i64 = (MAX_ELEMENTS / 2) as i64;
 
+/// The script that fetches a hash (`EVAL FETCH 1 KEY MAX_HASH_FIELDS`): `HGETALL` when it has
+/// at most `ARGV[1]` fields, else its size (an integer, where `HGETALL` answers an array). One
+/// round trip, and atomic: the hash cannot grow between the look and the fetch.
+pub(super) const FETCH: &str = "local n = redis.call('HLEN', KEYS[1]) \
+    if n > tonumber(ARGV[1]) then return n end \
+    return redis.call('HGETALL', KEYS[1])";
+
 impl Cluster {
-    /// The size of `node`'s hash: fetch it, or refuse the node.
-    pub(super) fn on_len(
+    /// Whether the reply to [`FETCH`] says `node`'s hash is too big (then the node is
+    /// refused).
+    pub(super) fn oversized(
         &mut self,
         node: &str,
         value: &Value,
         router: &mut Router,
         out: &mut impl Outbox,
         now: Instant,
-    ) {
-        if !self.directory.syncing(node) {
-            return;
-        }
+    ) -> bool {
         let Value::Integer(fields) = *value else {
-            // An error reply: the snapshot stays awaited, and is asked again at a
-            // heartbeat once the wait is over (`Directory::heartbeat`).
-            return;
+            return false;
         };
-        if fields > MAX_HASH_FIELDS {
+        if self.directory.syncing(node) {
             let why = format!("its hash has {fields} fields, more than {MAX_HASH_FIELDS}");
             self.refuse_node(node, &why, router, out, now);
-            return;
         }
-        let hash = self.hash(node);
-        let tag = self.tag(Query::Sync(node.to_owned()));
-        if !self.tagged(&[b"HGETALL", hash.as_bytes()], tag) {
-            self.queries.remove(&tag);
-        }
+        true
     }
 
     /// The heartbeat's `PEXPIRE` of our hash: 0 when the key is gone.

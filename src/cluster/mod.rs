@@ -63,9 +63,7 @@ pub struct Settings {
 enum Query {
     /// `ZRANGEBYSCORE NS:nodes`: the live nodes.
     Nodes,
-    /// `HLEN NS:presence:ID`: whether a node's hash is small enough to fetch (`guard.rs`).
-    Len(String),
-    /// `HGETALL NS:presence:ID`: a node's clients.
+    /// `HGETALL NS:presence:ID`: a node's clients, if its hash is not too big (`guard.rs`).
     Sync(String),
     /// The heartbeat's `PEXPIRE` of our own hash: 0 means it is gone (`guard.rs`).
     Expire,
@@ -487,16 +485,23 @@ impl Cluster {
         tag
     }
 
-    /// Fetches `node`'s hash, after a look at its size (`guard.rs`); not while it is
-    /// refused.
+    /// Fetches `node`'s hash if it is not too big (`guard.rs`); not while it is refused.
     fn sync(&mut self, node: &str, now: Instant) {
         if !self.directory.may_sync(node, now) {
             return;
         }
         self.directory.start_sync(node, now);
         let hash = self.hash(node);
-        let tag = self.tag(Query::Len(node.to_owned()));
-        if !self.tagged(&[b"HLEN", hash.as_bytes()], tag) {
+        let tag = self.tag(Query::Sync(node.to_owned()));
+        let cap = guard::MAX_HASH_FIELDS.to_string();
+        let fetch = [
+            b"EVAL",
+            guard::FETCH.as_bytes(),
+            b"1",
+            hash.as_bytes(),
+            cap.as_bytes(),
+        ];
+        if !self.tagged(&fetch, tag) {
             self.queries.remove(&tag);
         }
     }
@@ -692,9 +697,11 @@ impl Cluster {
                     }
                 }
             }
-            Query::Len(node) => self.on_len(&node, value, router, out, now),
             Query::Expire => self.on_expire(value, router),
             Query::Sync(node) => {
+                if self.oversized(&node, value, router, out, now) {
+                    return;
+                }
                 let snapshot = parse_hash(value);
                 if !self.directory.syncing(&node) {
                     return;
