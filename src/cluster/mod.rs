@@ -699,7 +699,11 @@ impl Cluster {
             }
             Query::Expire => self.on_expire(value, router),
             Query::Sync(node) => {
-                if self.oversized(&node, value, router, out, now) {
+                // An error (logged by the link) is no empty hash: the snapshot stays
+                // awaited, and is asked again at a heartbeat after `node_timeout`.
+                if matches!(value, Value::Error(_))
+                    || self.oversized(&node, value, router, out, now)
+                {
                     return;
                 }
                 let snapshot = parse_hash(value);
