@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod budget;
 pub mod buffer;
 pub mod cli;
 pub mod cluster;

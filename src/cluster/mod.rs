@@ -22,6 +22,7 @@
 pub mod directory;
 pub mod endpoint;
 pub mod envelope;
+mod guard;
 mod hash;
 pub mod link;
 pub mod resp;
@@ -64,8 +65,10 @@ pub struct Settings {
 enum Query {
     /// `ZRANGEBYSCORE NS:nodes`: the live nodes.
     Nodes,
-    /// `HGETALL NS:presence:ID`: a node's clients.
+    /// `HGETALL NS:presence:ID`: a node's clients, if its hash is not too big (`guard.rs`).
     Sync(String),
+    /// The heartbeat's `PEXPIRE` of our own hash: 0 means it is gone (`guard.rs`).
+    Expire,
 }
 
 /// Counters for `/metrics`.
@@ -461,7 +464,10 @@ impl Cluster {
         let stale = ms
             .saturating_sub(10 * self.timeout.as_millis() as u64)
             .to_string();
-        self.command(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()]);
+        let tag = self.tag(Query::Expire);
+        if !self.tagged(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()], tag) {
+            self.queries.remove(&tag);
+        }
         let node = self.node.clone();
         self.command(&[
             b"ZADD",
@@ -497,12 +503,23 @@ impl Cluster {
         tag
     }
 
-    /// Fetches `node`'s hash.
+    /// Fetches `node`'s hash if it is not too big (`guard.rs`); not while it is refused.
     fn sync(&mut self, node: &str, now: Instant) {
+        if !self.directory.may_sync(node, now) {
+            return;
+        }
         self.directory.start_sync(node, now);
         let hash = self.hash(node);
         let tag = self.tag(Query::Sync(node.to_owned()));
-        if !self.tagged(&[b"HGETALL", hash.as_bytes()], tag) {
+        let cap = guard::MAX_HASH_FIELDS.to_string();
+        let fetch = [
+            b"EVAL",
+            guard::FETCH.as_bytes(),
+            b"1",
+            hash.as_bytes(),
+            cap.as_bytes(),
+        ];
+        if !self.tagged(&fetch, tag) {
             self.queries.remove(&tag);
         }
     }
@@ -566,6 +583,10 @@ impl Cluster {
                 router.remote_channel(channel, frame, extras, out);
             }
             Body::Terminate { user } => {
+                if user.is_empty() || user.len() > MAX_USER_LEN {
+                    log::debug!("cluster: ignoring a terminate with a malformed user id");
+                    return;
+                }
                 self.counts.messages_in += 1;
                 router.remote_terminate(user);
             }
@@ -647,7 +668,10 @@ impl Cluster {
         now: Instant,
     ) {
         match outcome {
-            Outcome::Apply(delta) => apply_delta(node, delta, router, out, now),
+            Outcome::Apply(delta) => {
+                apply_delta(node, delta, router, out, now);
+                self.check_replica(router, out, now);
+            }
             Outcome::Nothing => {}
             Outcome::Resync => {
                 if !self.directory.syncing(node) {
@@ -708,7 +732,15 @@ impl Cluster {
                 self.trust.listed();
                 self.check_trust(router, now);
             }
+            Query::Expire => self.on_expire(value, router),
             Query::Sync(node) => {
+                // An error (logged by the link) is no empty hash: the snapshot stays
+                // awaited, and is asked again at a heartbeat after `node_timeout`.
+                if matches!(value, Value::Error(_))
+                    || self.oversized(&node, value, router, out, now)
+                {
+                    return;
+                }
                 let snapshot = parse_hash(value);
                 if !self.directory.syncing(&node) {
                     return;
@@ -720,7 +752,8 @@ impl Cluster {
                 for delta in deltas {
                     apply_delta(&node, delta, router, out, now);
                 }
-                if again {
+                self.check_replica(router, out, now);
+                if again && !self.directory.refused(&node) {
                     self.sync(&node, now);
                 }
                 self.check_trust(router, now);
@@ -738,7 +771,7 @@ impl Drop for Cluster {
 fn apply_delta(node: &str, delta: Delta, router: &mut Router, out: &mut impl Outbox, now: Instant) {
     match delta {
         Delta::Join(member) => router.remote_join(node, member, now, out),
-        Delta::Leave(id) => router.remote_leave(&id, now, out),
+        Delta::Leave(id) => router.remote_leave(node, &id, now, out),
         Delta::Subscribe(sub) => router.remote_subscribe(node, sub, out),
         Delta::Unsubscribe { id, channel } => router.remote_unsubscribe(node, &id, &channel, out),
     }

@@ -215,10 +215,8 @@ impl Pusher {
     /// Closes this node's connections signed in as `user` with 4009 (for `terminate_connections`
     /// given here or on another node).
     pub fn terminate_local(&self, user: &str, out: &mut dyn Outbox) {
-        for (conn, session) in &self.sessions {
-            if session.user.as_deref() == Some(user) {
-                out.close(*conn, super::close::KICK, "terminated by the server");
-            }
+        for conn in self.signed_in.conns(user) {
+            out.close(conn, super::close::KICK, "terminated by the server");
         }
     }
 }

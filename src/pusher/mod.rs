@@ -11,7 +11,7 @@
 //!
 //! Limits against clients that follow the protocol but not good manners (docs/pusher.md,
 //! "Limits"): presence members per channel and their size (`subscribe.rs`), event names and
-//! data, client events per second, and a budget of subscribes and bad frames (`budget.rs`).
+//! data, client events per second, and a budget of subscribes and bad frames (`src/budget.rs`).
 //!
 //! A connection's states: upgraded on `/app/{key}` -> refused (`pusher:error` and close 4001,
 //! 4007 or 4008; never a router client) or established (`pusher:connection_established`, a
@@ -20,10 +20,10 @@
 
 pub mod api;
 pub mod auth;
-mod budget;
 pub mod presence;
 mod socket_id;
 mod subscribe;
+mod users;
 pub mod wire;
 
 #[cfg(test)]
@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use self::budget::Budget;
 use self::socket_id::SocketIds;
 use self::wire::{Incoming, SubscribeData, UserData};
+use crate::budget::Budget;
 use crate::config::PusherConfig;
 use crate::events::ChannelActivity;
 use crate::router::{ChannelEvent, ConnId, Dialect, Foreign, Outbox, Router};
@@ -90,7 +90,7 @@ struct Session {
     /// Client events in the current one-second window.
     window: Instant,
     events: u32,
-    /// What it may still send of subscribes, signins and bad frames (`budget.rs`).
+    /// What it may still send of subscribes, signins and bad frames (`src/budget.rs`).
     budget: Budget,
 }
 
@@ -106,8 +106,10 @@ pub struct Pusher {
     ids: SocketIds,
     /// Users a presence channel may hold (`max_presence_members`).
     max_members: usize,
-    /// Each connection's budget: twice `max_channels_per_client` (`budget.rs`).
+    /// Each connection's budget: twice `max_channels_per_client` (`src/budget.rs`).
     burst: u64,
+    /// The connections signed in as each user (`users.rs`).
+    signed_in: users::SignedIn,
 }
 
 impl Pusher {
@@ -124,6 +126,7 @@ impl Pusher {
             burst: u64::try_from(max_channels_per_client)
                 .unwrap_or(u64::MAX)
                 .saturating_mul(2),
+            signed_in: users::SignedIn::default(),
         })
     }
 
@@ -177,7 +180,7 @@ impl Pusher {
             conn,
             &wire::frame("pusher:connection_established", None, &data, None),
         );
-        self.sessions.insert(
+        let old = self.sessions.insert(
             conn,
             Session {
                 socket_id,
@@ -188,6 +191,9 @@ impl Pusher {
                 budget: Budget::new(self.burst, now),
             },
         );
+        if let Some(old) = old {
+            self.signed_in.remove(old.user.as_deref(), conn);
+        }
     }
 
     /// Takes `cost` from `conn`'s budget; false when it has not that much left.
@@ -207,7 +213,9 @@ impl Pusher {
     /// The connection left (any reason): its session ends. Its channels and presence
     /// memberships end with `Router::disconnect`.
     pub fn closed(&mut self, conn: ConnId) {
-        self.sessions.remove(&conn);
+        if let Some(session) = self.sessions.remove(&conn) {
+            self.signed_in.remove(session.user.as_deref(), conn);
+        }
     }
 
     /// One text message from a Pusher connection.
@@ -285,6 +293,8 @@ impl Pusher {
         } else {
             None
         };
+        self.signed_in
+            .replace(session.user.as_deref(), user.as_deref(), conn);
         let old = std::mem::replace(&mut session.user, user);
         if let Some(old) = old.filter(|old| session.user.as_ref() != Some(old)) {
             router.leave(conn, &format!("{}{old}", wire::USER_CHANNEL), out);

@@ -258,3 +258,23 @@ fn refused_client_events_spend_the_budget_then_go_unanswered() {
     assert_eq!(h.text(1, &refused[0])[0]["data"]["code"], 4301);
     assert!(h.text(1, &refused[0]).is_empty());
 }
+
+#[test]
+fn a_presence_channel_bigger_than_the_budget_stays_joinable() {
+    let mut h = Harness::new(1000);
+    // 120 members: 13 tokens, more than the whole budget of 10.
+    for conn in 0..120 {
+        let socket = h.open(conn);
+        let (event, _) = h.join(conn, &socket, "presence-big", &cd(&format!("u{conn}")));
+        assert_eq!(event, "pusher_internal:subscription_succeeded");
+    }
+    let socket = h.open(500);
+    let (event, data) = h.join(500, &socket, "presence-big", &cd("me"));
+    assert_eq!(event, "pusher_internal:subscription_succeeded", "{data}");
+    // It took the whole bucket: the next one waits for the refill.
+    let (event, _) = h.join(500, &socket, "presence-big", &cd("me"));
+    assert_eq!(event, "pusher:subscription_error");
+    h.now += Duration::from_secs(1);
+    let (event, _) = h.join(500, &socket, "presence-big", &cd("me"));
+    assert_eq!(event, "pusher_internal:subscription_succeeded");
+}

@@ -19,6 +19,10 @@ impl Clients {
         self.slots.get(*conn).and_then(Option::as_ref)
     }
 
+    pub(crate) fn get_mut(&mut self, conn: &ConnId) -> Option<&mut Client> {
+        self.slots.get_mut(*conn).and_then(Option::as_mut)
+    }
+
     pub(crate) fn contains_key(&self, conn: &ConnId) -> bool {
         self.get(conn).is_some()
     }
@@ -60,6 +64,7 @@ mod tests {
             connected_at: 0,
             seq,
             dialect: super::super::Dialect::Rakit,
+            budget: crate::budget::Budget::new(1, std::time::Instant::now()),
         }
     }
 

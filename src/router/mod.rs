@@ -55,6 +55,7 @@ use self::members::Members;
 use self::presence::{PresenceUsers, Throttle};
 use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
+use crate::budget::Budget;
 use crate::events::{ChannelActivity, Handler};
 use crate::session::User;
 
@@ -113,6 +114,10 @@ impl Default for RouterConfig {
     }
 }
 
+/// The smallest burst of Rakit subscribes a connection gets, whatever
+/// `max_channels_per_client` (docs/limits.md).
+pub const MIN_SUBSCRIBE_BURST: u64 = 32;
+
 /// The close code of the `disconnect` command (SPEC section 6).
 pub const DISCONNECT_CODE: u16 = 4000;
 /// The close reason of the `disconnect` command.
@@ -131,6 +136,8 @@ pub(crate) struct Client {
     seq: u64,
     /// What it speaks; only Rakit clients get section 5's own messages.
     dialect: Dialect,
+    /// What it may still send of Rakit `subscribe`s (`src/budget.rs`, docs/limits.md).
+    budget: Budget,
 }
 
 /// Routes client messages (see the module docs).
@@ -241,6 +248,7 @@ impl Router {
                 connected_at: connected_at_unix,
                 seq,
                 dialect,
+                budget: Budget::new(self.subscribe_burst(), now),
             },
         );
         if let Some(client) = self.clients.get(&conn) {
@@ -373,7 +381,7 @@ impl Router {
         if let Some(name) = msg.command {
             self.command(conn, name, &msg, now, out)
         } else if let Some(event) = msg.event {
-            self.channel_event(conn, event, &msg, out)
+            self.channel_event(conn, event, &msg, now, out)
         } else if let Some(to) = msg.to {
             let to = wire::required_str(Some(to), "to")?;
             let message = wire::required(msg.message, "message")?;
@@ -460,12 +468,14 @@ impl Router {
         conn: ConnId,
         event: &RawValue,
         msg: &wire::Incoming<'_>,
+        now: Instant,
         out: &mut impl Outbox,
     ) -> Result<(), Reject> {
         let event = wire::as_str(event)
             .ok_or_else(|| Reject::bad_request("field `event` must be a string"))?;
         match &*event {
             "subscribe" => {
+                self.spend_subscribe(conn, now)?;
                 let channel = channel_name(msg.channel)?;
                 if self.protected(&channel) {
                     return Err(Reject::new(
@@ -513,6 +523,33 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// A Rakit `subscribe` costs a token of the sender's budget (docs/limits.md): every new
+    /// subscription is a write to Redis, a message to every node and maybe a webhook, so a
+    /// client may not churn them faster than [`crate::budget::REFILL_PER_SECOND`] a second
+    /// once its burst ([`Router::subscribe_burst`]) is spent. Refused as `too_many_channels`,
+    /// the closest code of SPEC section 5.
+    fn spend_subscribe(&mut self, conn: ConnId, now: Instant) -> Result<(), Reject> {
+        let burst = self.subscribe_burst();
+        let client = self.clients.get_mut(&conn);
+        if client.is_some_and(|c| !c.budget.spend(1, burst, now)) {
+            return Err(Reject::new(
+                ErrorCode::TooManyChannels,
+                "too many subscribes in a short time: slow down",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A connection's burst of subscribes: twice `max_channels_per_client` (a reconnecting
+    /// client rejoins all its channels at once, and may leave and rejoin them all), and no
+    /// fewer than [`MIN_SUBSCRIBE_BURST`].
+    fn subscribe_burst(&self) -> u64 {
+        let twice = self.config.max_channels_per_client.saturating_mul(2);
+        u64::try_from(twice)
+            .unwrap_or(u64::MAX)
+            .max(MIN_SUBSCRIBE_BURST)
     }
 
     /// Whether `channel` is one only the other dialect's authorized clients may join (its

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use super::entry::{self, Member, Subscription};
 use super::ids::ClientId;
-use super::replica::{NodeId, Replica};
+use super::replica::{Limits, NodeId, Replica};
 use super::reporter::{Before, Reporter};
 use super::wire::{ErrorCode, Out, Outgoing};
 use super::{deliver, ConnId, Frame, Outbox, Router};
@@ -114,10 +114,10 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(node: &str) -> Remote {
+    pub(crate) fn new(node: &str, max_channels_per_client: usize) -> Remote {
         Remote {
             node: node.into(),
-            replica: Replica::default(),
+            replica: Replica::new(Limits::new(max_channels_per_client)),
             outgoing: Vec::new(),
             pending: HashMap::new(),
             next_req: 1,
@@ -141,7 +141,8 @@ impl Router {
     /// lookups and presence include other nodes' clients, and what other
     /// nodes must see is queued for [`Router::take_cluster_out`].
     pub fn enable_cluster(&mut self, node: &str) {
-        self.remote = Some(Box::new(Remote::new(node)));
+        let max = self.config.max_channels_per_client;
+        self.remote = Some(Box::new(Remote::new(node, max)));
     }
 
     /// What other nodes must be told since the last call, in order.
@@ -282,15 +283,15 @@ impl Router {
         self.changed(&before, deltas, out);
     }
 
-    /// A client of another node left.
-    pub fn remote_leave(&mut self, id: &str, now: Instant, out: &mut impl Outbox) {
+    /// A client of `node` left (ignored if it is not `node`'s).
+    pub fn remote_leave(&mut self, node: &str, id: &str, now: Instant, out: &mut impl Outbox) {
         let before = self.before(|r| ClientId::parse(id).map(|id| r.channels_of(&id)));
         let mut deltas = Vec::new();
         let gone = self
             .remote
             .as_mut()
             .zip(ClientId::parse(id))
-            .is_some_and(|(remote, id)| remote.replica.remove(&id, &mut deltas));
+            .is_some_and(|(remote, id)| remote.replica.remove(node, &id, &mut deltas));
         if gone {
             self.presence_changed(now);
         }
@@ -390,6 +391,15 @@ impl Router {
         self.report_occupied(before);
         self.members_changed(deltas, out);
         self.report_vacated(before);
+    }
+
+    /// Nodes whose replica went over the limits (`replica.rs`) and was dropped, since the
+    /// last call: the cluster module refuses them for a while.
+    pub fn take_overflowed_nodes(&mut self) -> Vec<NodeId> {
+        self.remote
+            .as_mut()
+            .map(|r| r.replica.take_overflowed())
+            .unwrap_or_default()
     }
 
     /// The answer to request `req`: the owner had the target (`found`) or

@@ -3,9 +3,18 @@
 //! router's `remote_*` methods (`remote.rs`), which turn what changed into presence updates,
 //! and into member counts for presence channels ([`MemberDelta`]s, see `members.rs`).
 //!
-//! What another node can make us store is bounded by what it may hold itself: an entry per
-//! client it has, each with at most [`MAX_SUBSCRIPTIONS`] channels of a plausible name, and
-//! members within the limits of `entry.rs`. Anything else is dropped on arrival.
+//! What another node can make us store is bounded by what it may hold itself ([`Limits`],
+//! docs/limits.md): at most [`MAX_CLIENTS_PER_NODE`] clients, each with at most our own
+//! `max_channels_per_client` channels (the nodes of a cluster share their configuration) of a
+//! plausible name, members within the limits of `entry.rs`, and [`MAX_BYTES_PER_NODE`] of
+//! entries, names and members in all. A malformed item is dropped on arrival; a node that
+//! goes over a limit is dropped whole and reported ([`Replica::take_overflowed`]), for the
+//! cluster module to refuse it for a while. The number of nodes is bounded there
+//! (`src/cluster/directory.rs`).
+//!
+//! A client belongs to the node whose join (or snapshot) brought it first: a join, leave,
+//! subscribe or unsubscribe of that id from any other node is ignored (logged once per node),
+//! so a node cannot remove or take over another's clients.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
@@ -23,9 +32,39 @@ pub type NodeId = Rc<str>;
 /// Every node computes the same order from the same data.
 pub(crate) type OrderKey = (u64, NodeId, u64);
 
-/// The most channels one client of another node is kept in (`max_channels_per_client` can be
-/// set no higher).
-pub(crate) const MAX_SUBSCRIPTIONS: usize = crate::config::max::CHANNELS_PER_CLIENT as usize;
+/// The most clients kept for one other node: a node's clients are bounded by its open-file
+/// limit, whose usual ceiling (Linux's `fs.nr_open`) is 2^20.
+pub(crate) const MAX_CLIENTS_PER_NODE: usize = 1 << 20;
+/// The most bytes of entries, channel names and members kept for one other node (about 150
+/// bytes a client with a few subscriptions: a million clients fit).
+pub(crate) const MAX_BYTES_PER_NODE: usize = 256 << 20;
+/// The most nodes whose ownership conflicts are logged (then silently ignored).
+const MAX_WARNED: usize = 64;
+
+/// What one other node may make us store (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub clients: usize,
+    /// Channels per client: our own `max_channels_per_client`.
+    pub subscriptions: usize,
+    pub bytes: usize,
+}
+
+impl Limits {
+    pub(crate) fn new(max_channels_per_client: usize) -> Limits {
+        Limits {
+            clients: MAX_CLIENTS_PER_NODE,
+            subscriptions: max_channels_per_client,
+            bytes: MAX_BYTES_PER_NODE,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::new(crate::config::max::CHANNELS_PER_CLIENT as usize)
+    }
+}
 
 /// A member as a subscription holds it.
 #[derive(Debug, Clone)]
@@ -50,9 +89,28 @@ pub(crate) struct Replica {
     by_node: HashMap<NodeId, HashSet<ClientId>>,
     /// Channel -> its subscribers on other nodes.
     channels: HashMap<Rc<str>, BTreeSet<ClientId>>,
+    limits: Limits,
+    /// Bytes stored per node (see [`Limits`]).
+    bytes: HashMap<NodeId, usize>,
+    /// Nodes dropped for going over a limit, not yet taken.
+    overflowed: Vec<NodeId>,
+    /// Nodes whose ownership conflicts were logged.
+    warned: HashSet<NodeId>,
 }
 
 impl Replica {
+    pub(crate) fn new(limits: Limits) -> Replica {
+        Replica {
+            limits,
+            ..Replica::default()
+        }
+    }
+
+    /// Nodes dropped for going over a limit since the last call.
+    pub(crate) fn take_overflowed(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.overflowed)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.clients.len()
     }
@@ -91,20 +149,29 @@ impl Replica {
         self.channels.get(channel).map_or(0, BTreeSet::len)
     }
 
-    /// A client of `node` (a join, or part of a snapshot). An id already known is replaced,
-    /// subscriptions included; returns their member counts. A malformed member is ignored.
+    /// A client of `node` (a join, or part of a snapshot). An id already known of `node` is
+    /// replaced, subscriptions included; returns their member counts. A malformed member, or
+    /// an id another node has, is ignored; a node at its limits is dropped.
     pub(crate) fn insert(&mut self, node: &str, member: Member, deltas: &mut Vec<MemberDelta>) {
         let Some(id) = ClientId::parse(&member.id) else {
             return;
         };
+        if !self.owned_by(node, &id) {
+            return;
+        }
         let Ok(entry) = RawValue::from_string(member.entry) else {
             return;
         };
-        self.remove(&id, deltas);
+        self.remove(node, &id, deltas);
         let node: NodeId = match self.by_node.get_key_value(node) {
             Some((n, _)) => Rc::clone(n),
             None => node.into(),
         };
+        let clients = self.by_node.get(&node).map_or(0, HashSet::len);
+        if clients >= self.limits.clients || !self.charge(&node, entry.get().len()) {
+            self.overflow(&node, deltas);
+            return;
+        }
         let key = (member.connected_at, Rc::clone(&node), member.seq);
         self.order.insert(key.clone(), id);
         self.by_node.entry(node).or_default().insert(id);
@@ -112,11 +179,26 @@ impl Replica {
         self.clients.insert(id, RemoteClient { key, entry, subs });
     }
 
-    /// A client of another node left; false if it was not known.
-    pub(crate) fn remove(&mut self, id: &ClientId, deltas: &mut Vec<MemberDelta>) -> bool {
+    /// A client of `node` left; false if it was not known (or not `node`'s).
+    pub(crate) fn remove(
+        &mut self,
+        node: &str,
+        id: &ClientId,
+        deltas: &mut Vec<MemberDelta>,
+    ) -> bool {
+        if !self.owned_by(node, id) {
+            return false;
+        }
         let Some(client) = self.clients.remove(id) else {
             return false;
         };
+        let cost = client.entry.get().len()
+            + client
+                .subs
+                .iter()
+                .map(|(c, j)| sub_cost(c, j.as_ref()))
+                .sum::<usize>();
+        self.refund(&client.key.1, cost);
         self.order.remove(&client.key);
         if let Some(ids) = self.by_node.get_mut(&client.key.1) {
             ids.remove(id);
@@ -130,6 +212,7 @@ impl Replica {
 
     /// Forgets every client of `node`; false if it had none.
     pub(crate) fn remove_node(&mut self, node: &str, deltas: &mut Vec<MemberDelta>) -> bool {
+        self.bytes.remove(node);
         let Some(ids) = self.by_node.remove(node) else {
             return false;
         };
@@ -144,7 +227,8 @@ impl Replica {
 
     /// A client of `node` subscribed (again: its member is replaced). Ignored for a client
     /// that is not `node`'s, a name no channel can have, a malformed member, or a client at
-    /// [`MAX_SUBSCRIPTIONS`].
+    /// our `max_channels_per_client` (a node with a higher limit, during a configuration
+    /// change, keeps its members); a node at its bytes is dropped.
     pub(crate) fn subscribe(
         &mut self,
         node: &str,
@@ -159,13 +243,35 @@ impl Replica {
         {
             return;
         }
-        let Some(client) = self.clients.get_mut(&id).filter(|c| &*c.key.1 == node) else {
-            return;
-        };
-        if client.subs.len() >= MAX_SUBSCRIPTIONS && !client.subs.contains_key(sub.channel.as_str())
-        {
+        if !self.owned_by(node, &id) {
             return;
         }
+        let Some(client) = self.clients.get(&id) else {
+            return;
+        };
+        let node = Rc::clone(&client.key.1);
+        let old_cost = client
+            .subs
+            .get(sub.channel.as_str())
+            .map(|j| sub_cost(&sub.channel, j.as_ref()));
+        let new_cost = sub.channel.len()
+            + sub
+                .member
+                .as_ref()
+                .map_or(0, |m| m.user.len() + m.info.len());
+        if old_cost.is_none() && client.subs.len() >= self.limits.subscriptions {
+            return;
+        }
+        if let Some(cost) = old_cost {
+            self.refund(&node, cost);
+        }
+        if !self.charge(&node, new_cost) {
+            self.overflow(&node, deltas);
+            return;
+        }
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
         let channel: Rc<str> = match self.channels.get_key_value(sub.channel.as_str()) {
             Some((name, _)) => Rc::clone(name),
             None => sub.channel.as_str().into(),
@@ -201,6 +307,8 @@ impl Replica {
         let Some((channel, joined)) = client.subs.remove_entry(channel) else {
             return;
         };
+        let node = Rc::clone(&client.key.1);
+        self.refund(&node, sub_cost(&channel, joined.as_ref()));
         if let Some(j) = &joined {
             deltas.push(delta(&channel, j, false));
         }
@@ -223,6 +331,48 @@ impl Replica {
             .flatten()
             .flat_map(|id| self.channels_of(id))
             .collect()
+    }
+
+    /// Whether `id` is unknown or `node`'s; logs (once per node) when another node has it.
+    fn owned_by(&mut self, node: &str, id: &ClientId) -> bool {
+        let Some(owner) = self.clients.get(id).map(|c| &c.key.1) else {
+            return true;
+        };
+        if &**owner == node {
+            return true;
+        }
+        if self.warned.len() < MAX_WARNED && !self.warned.contains(node) {
+            log::warn!(
+                "cluster: node {node} sent a change for client {} of node {owner}; ignoring it",
+                id.as_str()
+            );
+            self.warned.insert(node.into());
+        }
+        false
+    }
+
+    /// Adds `cost` bytes to `node`'s account; false (nothing added) beyond the limit.
+    fn charge(&mut self, node: &NodeId, cost: usize) -> bool {
+        let used = self.bytes.entry(Rc::clone(node)).or_default();
+        if used.saturating_add(cost) > self.limits.bytes {
+            return false;
+        }
+        *used += cost;
+        true
+    }
+
+    fn refund(&mut self, node: &str, cost: usize) {
+        if let Some(used) = self.bytes.get_mut(node) {
+            *used = used.saturating_sub(cost);
+        }
+    }
+
+    /// `node` went over a limit: everything of it is dropped, and it is reported.
+    fn overflow(&mut self, node: &NodeId, deltas: &mut Vec<MemberDelta>) {
+        self.remove_node(node, deltas);
+        if !self.overflowed.contains(node) {
+            self.overflowed.push(Rc::clone(node));
+        }
     }
 
     fn drop_subs(
@@ -249,6 +399,11 @@ impl Replica {
     }
 }
 
+/// What a subscription costs its node's account (see [`Limits`]).
+fn sub_cost(channel: &str, joined: Option<&Joined>) -> usize {
+    channel.len() + joined.map_or(0, |j| j.user.len() + j.info.len())
+}
+
 fn delta(channel: &Rc<str>, j: &Joined, add: bool) -> MemberDelta {
     MemberDelta {
         channel: Rc::clone(channel),
@@ -259,10 +414,10 @@ fn delta(channel: &Rc<str>, j: &Joined, add: bool) -> MemberDelta {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
 
-    fn m(id: &str, seq: u64, at: u64) -> Member {
+    pub(super) fn m(id: &str, seq: u64, at: u64) -> Member {
         Member {
             id: id.into(),
             seq,
@@ -271,7 +426,7 @@ mod tests {
         }
     }
 
-    fn sub(id: &str, channel: &str, user: Option<&str>) -> Subscription {
+    pub(super) fn sub(id: &str, channel: &str, user: Option<&str>) -> Subscription {
         Subscription {
             id: id.into(),
             channel: channel.into(),
@@ -283,12 +438,18 @@ mod tests {
     }
 
     /// The deltas as `(channel, user, add)`.
-    fn brief(deltas: &mut Vec<MemberDelta>) -> Vec<(String, String, bool)> {
+    pub(super) fn brief_deltas(deltas: &mut Vec<MemberDelta>) -> Vec<(String, String, bool)> {
         deltas
             .drain(..)
             .map(|d| (d.channel.to_string(), d.user.to_string(), d.add))
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::{brief_deltas as brief, m, sub};
+    use super::*;
 
     #[test]
     fn orders_by_time_node_seq() {
@@ -311,14 +472,11 @@ mod tests {
         assert!(r.remove_node("a", &mut d));
         assert_eq!(r.len(), 2);
         assert!(!r.remove_node("a", &mut d));
-        // Re-inserting an id moves it (no duplicate).
-        r.insert("c", m("BBBBBBB1", 9, 1), &mut d);
+        // Re-inserting an id replaces it (no duplicate).
+        r.insert("b", m("BBBBBBB1", 9, 1), &mut d);
         assert_eq!(r.len(), 2);
-        assert_eq!(
-            r.node_of(&ClientId::parse("BBBBBBB1").unwrap()).as_deref(),
-            Some("c")
-        );
-        assert!(!r.remove_node("b", &mut d));
+        assert_eq!(r.entries().next().unwrap().0 .0, 1, "moved to its new time");
+        assert!(r.remove_node("b", &mut d));
         assert!(d.is_empty());
         // Garbage is not stored.
         r.insert("c", m("short", 1, 1), &mut d);
@@ -330,7 +488,7 @@ mod tests {
             },
             &mut d,
         );
-        assert_eq!(r.len(), 2);
+        assert_eq!(r.len(), 1);
     }
 
     #[test]
@@ -363,7 +521,7 @@ mod tests {
         assert_eq!(r.subscriber_count("news"), 1);
         // The client leaves: its member goes with it, and its channels.
         let id = ClientId::parse("BBBBBBB1").unwrap();
-        assert!(r.remove(&id, &mut d));
+        assert!(r.remove("b", &id, &mut d));
         assert_eq!(brief(&mut d), [("presence-x".into(), "u2".into(), false)]);
         assert_eq!(r.channels().count(), 0);
         // A node's departure takes its members along.
@@ -391,6 +549,103 @@ mod tests {
         r.subscribe("b", big, &mut d);
         r.unsubscribe("c", "BBBBBBB1", "news", &mut d);
         assert!(d.is_empty());
+        assert_eq!(r.channels().count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_node_cannot_touch_another_nodes_clients() {
+        let mut r = Replica::default();
+        let mut d = Vec::new();
+        r.insert("b", m("BBBBBBB1", 1, 10), &mut d);
+        r.subscribe("b", sub("BBBBBBB1", "presence-x", Some("u1")), &mut d);
+        d.clear();
+        let id = ClientId::parse("BBBBBBB1").unwrap();
+        // A forged leave, join (take-over) or unsubscribe from node c changes nothing.
+        assert!(!r.remove("c", &id, &mut d));
+        r.insert("c", m("BBBBBBB1", 5, 1), &mut d);
+        r.unsubscribe("c", "BBBBBBB1", "presence-x", &mut d);
+        r.insert("evil", m("BBBBBBB1", 5, 1), &mut d);
+        assert!(d.is_empty());
+        assert_eq!(r.node_of(&id).as_deref(), Some("b"));
+        assert_eq!(r.subscriber_count("presence-x"), 1);
+        assert_eq!(r.entries().next().unwrap().0 .0, 10);
+        // The owner's own leave still works.
+        assert!(r.remove("b", &id, &mut d));
+        assert_eq!(r.len(), 0);
+        assert!(r.take_overflowed().is_empty());
+    }
+
+    #[test]
+    fn a_node_over_its_clients_is_dropped_and_reported() {
+        let limits = Limits {
+            clients: 3,
+            ..Limits::new(10)
+        };
+        let mut r = Replica::new(limits);
+        let mut d = Vec::new();
+        r.insert("c", m("CCCCCCC1", 1, 1), &mut d);
+        for i in 0..3 {
+            r.insert("b", m(&format!("BBBBBBB{i}"), i, 10), &mut d);
+        }
+        r.subscribe("b", sub("BBBBBBB0", "presence-x", Some("u")), &mut d);
+        d.clear();
+        assert_eq!(r.len(), 4);
+        assert!(r.take_overflowed().is_empty());
+        r.insert("b", m("BBBBBBB3", 3, 10), &mut d);
+        assert_eq!(r.len(), 1, "only node c is left");
+        assert_eq!(
+            brief_deltas(&mut d),
+            [("presence-x".into(), "u".into(), false)]
+        );
+        assert_eq!(
+            r.take_overflowed().iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert!(r.take_overflowed().is_empty());
+    }
+
+    #[test]
+    fn subscriptions_per_client_and_bytes_per_node_are_capped() {
+        let mut r = Replica::new(Limits::new(2));
+        let mut d = Vec::new();
+        r.insert("b", m("BBBBBBB1", 1, 10), &mut d);
+        for c in ["a", "b", "c"] {
+            r.subscribe("b", sub("BBBBBBB1", c, None), &mut d);
+        }
+        assert_eq!(r.channels().count(), 2, "our max_channels_per_client");
+        // Re-subscribing to a channel it has is no new one.
+        r.subscribe("b", sub("BBBBBBB1", "a", Some("u")), &mut d);
+        assert_eq!(r.subscriber_count("a"), 1);
+        assert!(r.take_overflowed().is_empty());
+
+        // Bytes: entries, names and members are counted, and given back.
+        let entry = m("BBBBBBB1", 1, 10).entry.len();
+        let limits = Limits {
+            bytes: 2 * entry + 10,
+            ..Limits::new(100)
+        };
+        let mut r = Replica::new(limits);
+        r.insert("b", m("BBBBBBB1", 1, 10), &mut d);
+        r.insert("b", m("BBBBBBB2", 2, 10), &mut d);
+        r.subscribe("b", sub("BBBBBBB1", "0123456789", None), &mut d);
+        r.unsubscribe("b", "BBBBBBB1", "0123456789", &mut d);
+        r.subscribe("b", sub("BBBBBBB2", "0123456789", None), &mut d);
+        let id = ClientId::parse("BBBBBBB1").unwrap();
+        assert!(r.remove("b", &id, &mut d));
+        r.insert("b", m("BBBBBBB1", 1, 10), &mut d);
+        assert!(r.take_overflowed().is_empty(), "all within the limit");
+        r.subscribe("b", sub("BBBBBBB1", "x", None), &mut d);
+        assert_eq!(
+            r.take_overflowed().iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert_eq!(r.len(), 0);
         assert_eq!(r.channels().count(), 0);
     }
 }

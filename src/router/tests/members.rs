@@ -133,7 +133,8 @@ fn one_member_per_user_across_nodes_announced_to_local_subscribers_once() {
     assert_eq!(h.router.user_count(ROOM), 2);
     assert_eq!(h.router.subscriber_count(ROOM), 4);
     // u2 stays while any connection of it stays, here or there.
-    h.router.remote_leave("BBBBBBB1", h.now, &mut h.out);
+    h.router
+        .remote_leave("nodeB", "BBBBBBB1", h.now, &mut h.out);
     h.router.remote_node_gone("nodeB", h.now, &mut h.out);
     assert!(h.take().is_empty());
     assert_eq!(h.router.subscriber_count(ROOM), 2);

@@ -2,6 +2,7 @@
 //! a recording [`Handler`] and made-up instants.
 
 mod api;
+mod budget;
 mod cluster;
 mod commands;
 mod members;

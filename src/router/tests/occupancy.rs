@@ -118,7 +118,8 @@ fn in_a_cluster_its_reporter_reports_every_change_whatever_caused_it() {
     // A remote client's leave and its node's snapshot vacate and occupy too.
     h.router
         .remote_subscribe("nodeB", sub("BBBBBBB2", "news", None), &mut h.out);
-    h.router.remote_leave("BBBBBBB2", h.now, &mut h.out);
+    h.router
+        .remote_leave("nodeB", "BBBBBBB2", h.now, &mut h.out);
     assert_eq!(channel_events(&mut h), ["occupied:news", "vacated:news"]);
     // A local member: occupied, then added.
     assert_eq!(
@@ -148,7 +149,8 @@ fn in_a_cluster_its_reporter_reports_every_change_whatever_caused_it() {
     assert!(h.take().is_empty());
     assert!(channel_events(&mut h).is_empty(), "r1 is still in on nodeB");
     // The remote member leaves: announced and reported.
-    h.router.remote_leave("BBBBBBB1", h.now, &mut h.out);
+    h.router
+        .remote_leave("nodeB", "BBBBBBB1", h.now, &mut h.out);
     assert_eq!(h.take(), [removed(2, "r1")]);
     assert_eq!(member_events(&channel_events(&mut h)), ["removed:r1"]);
     // nodeB's snapshot brings a member; nodeB gone takes it, and nothing else leaves.

@@ -21,7 +21,7 @@ fn relay(from: &mut Harness, name: &str, to: &mut Harness) {
     for item in from.router.take_cluster_out() {
         match item {
             ClusterOut::Joined(m) => to.router.remote_join(name, m, now, out),
-            ClusterOut::Left { id, .. } => to.router.remote_leave(&id, now, out),
+            ClusterOut::Left { id, .. } => to.router.remote_leave(name, &id, now, out),
             ClusterOut::Subscribed(sub) => to.router.remote_subscribe(name, sub, out),
             ClusterOut::Unsubscribed { id, channel } => {
                 to.router.remote_unsubscribe(name, &id, &channel, out)

@@ -1,12 +1,13 @@
-//! The per-connection budget of control frames: `pusher:subscribe`, `pusher:signin`, and frames
-//! that are malformed or of an unsupported event (docs/pusher.md, "Limits").
+//! A per-connection budget of control frames, shared by both dialects: Pusher's
+//! `pusher:subscribe`, `pusher:signin` and malformed or unsupported frames (docs/pusher.md,
+//! "Limits"), and Rakit's `subscribe` (docs/limits.md).
 //!
-//! Pusher documents no such limit, but without one a client can churn a presence channel
-//! (each join and leave is a frame to every member) or make the server verify signatures and
-//! answer errors as fast as it can write. A token bucket: it starts full, holds `capacity`
-//! tokens (twice `max_channels_per_client`, so a reconnecting client that leaves and rejoins
-//! all its channels at once is never refused), and refills at [`REFILL_PER_SECOND`]. Time is
-//! passed in, so tests need no clock.
+//! Without one a client can churn a channel (each join and leave is a frame to every
+//! member, a write to Redis and a message to every node, a webhook) or make the server verify
+//! signatures and answer errors as fast as it can write. A token bucket: it starts full, holds
+//! `capacity` tokens (at least twice `max_channels_per_client`, so a reconnecting client that
+//! leaves and rejoins all its channels at once is never refused), and refills at
+//! [`REFILL_PER_SECOND`]. Time is passed in, so tests need no clock.
 
 use std::time::Instant;
 
@@ -35,7 +36,9 @@ impl Budget {
     }
 
     /// Takes `cost` tokens if there are that many at `now` (after the refill since the last
-    /// call); false, taking nothing, if not.
+    /// call); false, taking nothing, if not. A cost above `capacity` is charged as `capacity`
+    /// (a full bucket): a frame the bucket could never pay for would be refused for ever (a
+    /// presence channel with more members than ten times the capacity stays joinable).
     pub fn spend(&mut self, cost: u64, capacity: u64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at);
         // REFILL_PER_SECOND tokens per second are as many thousandths per millisecond.
@@ -46,7 +49,7 @@ impl Budget {
             .saturating_add(refill)
             .min(capacity.saturating_mul(MILLI));
         self.at = self.at.max(now);
-        let cost = cost.saturating_mul(MILLI);
+        let cost = cost.min(capacity).saturating_mul(MILLI);
         if self.milli < cost {
             return false;
         }
@@ -101,6 +104,9 @@ mod tests {
         assert!(b.spend(3, 10, t1));
         // An earlier instant (the loop's clock does not go back, but) refills nothing.
         assert!(!b.spend(1, 10, t0));
-        assert!(!b.spend(u64::MAX, 10, t1 + Duration::from_secs(1)));
+        // More than the capacity costs a full bucket: affordable once it is full, not before.
+        assert!(!b.spend(u64::MAX, 10, t1 + Duration::from_millis(900)));
+        assert!(b.spend(u64::MAX, 10, t1 + Duration::from_secs(1)));
+        assert!(!b.spend(1, 10, t1 + Duration::from_secs(1)));
     }
 }
