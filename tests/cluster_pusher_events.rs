@@ -146,6 +146,9 @@ fn a_client_event_reaches_the_other_node_as_it_reaches_local_subscribers() {
     let (mut c, sc) = connect(&n1);
     join(&mut c, &sc, ROOM, "3", "Cid");
     added(&mut a, "3");
+    // Node 2 knows node 1's members before its client joins (else they would arrive later as
+    // member_added frames, in the way of the client events below).
+    subscribers_are(&n2, ROOM, 2);
     let (mut b, sb) = connect(&n2);
     join(&mut b, &sb, ROOM, "2", "Bob");
     added(&mut a, "2");
