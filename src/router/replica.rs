@@ -61,8 +61,9 @@ impl Limits {
 }
 
 impl Default for Limits {
+    /// The most `max_channels_per_client` can be (the configuration's maximum, 100,000).
     fn default() -> Limits {
-        Limits::new(crate::config::max::CHANNELS_PER_CLIENT as usize)
+        Limits::new(100_000)
     }
 }
 
