@@ -19,7 +19,7 @@ max_send_buffer = 67108864
 logging_level = "warn"
 compression = true
 TOML
-./target/release/rakit websocket:run --port 0 --echo --config "$cfg" > "$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/rakit" websocket:run --port 0 --echo --config "$cfg" > "$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$cfg"' EXIT
 port=""
