@@ -30,6 +30,7 @@ pub mod wire;
 mod tests;
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -82,7 +83,8 @@ pub const FOREIGN: Foreign = Foreign {
 /// One Pusher connection.
 #[derive(Debug)]
 struct Session {
-    socket_id: String,
+    /// Shared with the router's alias for it.
+    socket_id: Rc<str>,
     /// The user it signed in as (`pusher:signin`).
     user: Option<String>,
     /// The presence channels it joined, with the user it joined as.
@@ -169,10 +171,13 @@ impl Pusher {
             return;
         }
         router.connect_as(conn, user, Dialect::Pusher, connected_at_unix, now, out);
-        let socket_id = self.ids.generate(|id| router.conn_of_alias(id).is_some());
-        router.set_alias(conn, &socket_id);
+        let socket_id: Rc<str> = self
+            .ids
+            .generate(|id| router.conn_of_alias(id).is_some())
+            .into();
+        router.set_alias(conn, Rc::clone(&socket_id));
         let data = serde_json::json!({
-            "socket_id": socket_id,
+            "socket_id": &*socket_id,
             "activity_timeout": ACTIVITY_TIMEOUT,
         })
         .to_string();

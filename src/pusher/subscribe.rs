@@ -61,7 +61,7 @@ impl Pusher {
         let Some(session) = self.sessions.get(&conn) else {
             return;
         };
-        let socket_id = session.socket_id.as_str();
+        let socket_id: &str = &session.socket_id;
         let auth = data.auth.as_deref().unwrap_or_default();
         let mut member = None;
         if let Some(owner) = wire::channel_user(channel) {

@@ -9,6 +9,7 @@
 //! excludes one of them.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::{ConnId, Router};
 
@@ -18,8 +19,9 @@ pub const MAX_ALIAS_LEN: usize = 64;
 /// Names <-> connections (see the module docs).
 #[derive(Debug, Default)]
 pub(super) struct Aliases {
-    by_name: HashMap<Box<str>, ConnId>,
-    of_conn: HashMap<ConnId, Box<str>>,
+    /// One allocation per name, shared by both maps (and by the dialect, which keeps it too).
+    by_name: HashMap<Rc<str>, ConnId>,
+    of_conn: HashMap<ConnId, Rc<str>>,
 }
 
 impl Aliases {
@@ -45,16 +47,17 @@ impl Router {
     /// Names connected client `conn` `name` in its dialect (replacing an earlier name). False,
     /// and nothing changes, when `conn` is not connected, the name is invalid
     /// ([`is_valid_alias`]) or another connection has it.
-    pub fn set_alias(&mut self, conn: ConnId, name: &str) -> bool {
-        if !self.clients.contains_key(&conn) || !is_valid_alias(name) {
+    pub fn set_alias(&mut self, conn: ConnId, name: impl Into<Rc<str>>) -> bool {
+        let name: Rc<str> = name.into();
+        if !self.clients.contains_key(&conn) || !is_valid_alias(&name) {
             return false;
         }
-        match self.aliases.get(name) {
+        match self.aliases.get(&name) {
             Some(owner) => owner == conn,
             None => {
                 self.aliases.remove_conn(conn);
-                self.aliases.by_name.insert(name.into(), conn);
-                self.aliases.of_conn.insert(conn, name.into());
+                self.aliases.by_name.insert(Rc::clone(&name), conn);
+                self.aliases.of_conn.insert(conn, name);
                 true
             }
         }

@@ -221,7 +221,7 @@ fn an_excluded_connection_is_skipped_on_whichever_node_it_is() {
     assert!(h.router.set_alias(1, "11.11"), "its own");
     assert!(!h.router.set_alias(9, "99.99"), "not connected");
     assert!(!h.router.set_alias(2, ""));
-    assert!(!h.router.set_alias(2, &"9".repeat(65)));
+    assert!(!h.router.set_alias(2, "9".repeat(65)));
     assert_eq!(h.router.conn_of_alias("22.22"), Some(2));
     h.disconnect(1);
     assert_eq!(h.router.conn_of_alias("11.11"), None);
