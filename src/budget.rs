@@ -9,29 +9,37 @@
 //! leaves and rejoins all its channels at once is never refused), and refills at
 //! [`REFILL_PER_SECOND`]. Time is passed in, so tests need no clock.
 
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Tokens the bucket regains per second: a sustained rate no real page needs.
 pub const REFILL_PER_SECOND: u64 = 10;
 
-/// Tokens are counted in thousandths, so that a refill between two frames a few
-/// milliseconds apart is not lost to rounding.
-const MILLI: u64 = 1000;
+/// Milliseconds per token regained.
+const MS_PER_TOKEN: u64 = 1000 / REFILL_PER_SECOND;
 
-/// A connection's budget (see the module docs).
+/// A connection's budget (see the module docs), in 8 bytes: kept as the instant at which the
+/// bucket will be full again ("theoretical arrival time", as in GCRA), in milliseconds since a
+/// process-wide epoch. Spending `n` tokens pushes it `n` token times into the future; a spend
+/// is refused when that would put it more than a full bucket ahead of now.
 #[derive(Debug, Clone)]
 pub struct Budget {
-    /// Thousandths of a token.
-    milli: u64,
-    at: Instant,
+    full_at_ms: u64,
+}
+
+/// `now` in milliseconds since the epoch: an hour before the first instant this process asked
+/// about, so that every instant the loop or a test uses comes after it.
+fn ms(now: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
+    u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Budget {
-    /// A full bucket of `capacity` tokens.
-    pub fn new(capacity: u64, now: Instant) -> Budget {
+    /// A full bucket (of whatever capacity [`Budget::spend`] is given).
+    pub fn full(now: Instant) -> Budget {
         Budget {
-            milli: capacity.saturating_mul(MILLI),
-            at: now,
+            full_at_ms: ms(now),
         }
     }
 
@@ -40,20 +48,13 @@ impl Budget {
     /// (a full bucket): a frame the bucket could never pay for would be refused for ever (a
     /// presence channel with more members than ten times the capacity stays joinable).
     pub fn spend(&mut self, cost: u64, capacity: u64, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at);
-        // REFILL_PER_SECOND tokens per second are as many thousandths per millisecond.
-        let refill = u64::try_from(elapsed.as_micros() * u128::from(REFILL_PER_SECOND) / 1000)
-            .unwrap_or(u64::MAX);
-        self.milli = self
-            .milli
-            .saturating_add(refill)
-            .min(capacity.saturating_mul(MILLI));
-        self.at = self.at.max(now);
-        let cost = cost.min(capacity).saturating_mul(MILLI);
-        if self.milli < cost {
+        let now = ms(now);
+        let cost = cost.min(capacity).saturating_mul(MS_PER_TOKEN);
+        let full_at = self.full_at_ms.max(now).saturating_add(cost);
+        if full_at - now > capacity.saturating_mul(MS_PER_TOKEN) {
             return false;
         }
-        self.milli -= cost;
+        self.full_at_ms = full_at;
         true
     }
 }
@@ -68,7 +69,7 @@ mod tests {
     #[test]
     fn a_full_bucket_then_the_refill_rate() {
         let t0 = Instant::now();
-        let mut b = Budget::new(5, t0);
+        let mut b = Budget::full(t0);
         assert!((0..5).all(|_| b.spend(1, 5, t0)));
         assert!(!b.spend(1, 5, t0));
         // 10 per second: one token per 100 ms, not before.
@@ -88,7 +89,7 @@ mod tests {
     #[test]
     fn it_never_holds_more_than_its_capacity() {
         let t0 = Instant::now();
-        let mut b = Budget::new(3, t0);
+        let mut b = Budget::full(t0);
         let later = t0 + Duration::from_secs(3600);
         assert!((0..3).all(|_| b.spend(1, 3, later)));
         assert!(!b.spend(1, 3, later));
@@ -98,7 +99,7 @@ mod tests {
     fn a_costly_frame_takes_several_tokens_or_none() {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_secs(1);
-        let mut b = Budget::new(10, t1);
+        let mut b = Budget::full(t1);
         assert!(b.spend(7, 10, t1));
         assert!(!b.spend(4, 10, t1), "3 left");
         assert!(b.spend(3, 10, t1));

@@ -193,7 +193,7 @@ impl Pusher {
                 presence: Vec::new(),
                 window: now,
                 events: 0,
-                budget: Budget::new(self.burst, now),
+                budget: Budget::full(now),
             },
         );
         if let Some(old) = old {

@@ -64,7 +64,7 @@ mod tests {
             connected_at: 0,
             seq,
             dialect: super::super::Dialect::Rakit,
-            budget: crate::budget::Budget::new(1, std::time::Instant::now()),
+            budget: crate::budget::Budget::full(std::time::Instant::now()),
         }
     }
 

@@ -248,7 +248,7 @@ impl Router {
                 connected_at: connected_at_unix,
                 seq,
                 dialect,
-                budget: Budget::new(self.subscribe_burst(), now),
+                budget: Budget::full(now),
             },
         );
         if let Some(client) = self.clients.get(&conn) {
