@@ -76,7 +76,7 @@ mod tests {
         assert!(!b.spend(1, 5, t0 + 99 * MS));
         assert!(b.spend(1, 5, t0 + 100 * MS));
         assert!(!b.spend(1, 5, t0 + 100 * MS));
-        // Small steps add up (thousandths are kept).
+        // Small steps add up (absolute instants are compared, nothing is rounded away).
         let mut t = t0 + 100 * MS;
         let mut granted = 0;
         for _ in 0..100 {
