@@ -31,7 +31,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::value::RawValue;
 
@@ -61,8 +61,9 @@ pub mod close {
     pub const MISSED_PONG: u16 = 4201;
 }
 
-/// Client events allowed per connection per second (Pusher's documented limit).
-const CLIENT_EVENTS_PER_SECOND: u32 = 10;
+/// Client events allowed per connection per second (Pusher's documented limit), as a bucket of
+/// that many that refills at the budget's rate, which is the same 10 per second.
+const CLIENT_EVENTS_PER_SECOND: u64 = crate::budget::REFILL_PER_SECOND;
 /// Largest event `data`, in bytes (Pusher's limit for client and API events).
 pub const MAX_EVENT_SIZE: usize = 10 * 1024;
 /// Longest event name, in characters (Pusher's limit for client and API events).
@@ -89,9 +90,8 @@ struct Session {
     user: Option<String>,
     /// The presence channels it joined, with the user it joined as.
     presence: Vec<(String, String)>,
-    /// Client events in the current one-second window.
-    window: Instant,
-    events: u32,
+    /// Relayed client events (Pusher's 10 per second).
+    client_events: Budget,
     /// What it may still send of subscribes, signins and bad frames (`src/budget.rs`).
     budget: Budget,
 }
@@ -191,8 +191,7 @@ impl Pusher {
                 socket_id,
                 user: None,
                 presence: Vec::new(),
-                window: now,
-                events: 0,
+                client_events: Budget::full(now),
                 budget: Budget::full(now),
             },
         );
@@ -351,14 +350,12 @@ impl Pusher {
         let Some(session) = self.sessions.get_mut(&conn) else {
             return Ok(());
         };
-        if now.saturating_duration_since(session.window) >= Duration::from_secs(1) {
-            session.window = now;
-            session.events = 0;
-        }
-        if session.events >= CLIENT_EVENTS_PER_SECOND {
+        if !session
+            .client_events
+            .spend(1, CLIENT_EVENTS_PER_SECOND, now)
+        {
             return Err("Client event rejected due to rate limit (10 per second)");
         }
-        session.events += 1;
         let user_id = session
             .presence
             .iter()

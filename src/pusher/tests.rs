@@ -228,6 +228,38 @@ fn signins_and_bad_frames_share_the_budget() {
 }
 
 #[test]
+fn client_events_are_relayed_ten_a_second() {
+    let mut h = Harness::new(100);
+    let mut sockets = Vec::new();
+    for conn in [1, 2] {
+        let socket = h.open(conn);
+        let signed = auth::sign_hex(SECRET.as_bytes(), format!("{socket}:private-a").as_bytes());
+        let subscribe = json!({"event": "pusher:subscribe",
+            "data": {"channel": "private-a", "auth": format!("{KEY}:{signed}")}});
+        assert_eq!(
+            h.text(conn, &subscribe)[0]["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        sockets.push(socket);
+    }
+    let event = json!({"event": "client-x", "channel": "private-a", "data": {"n": 1}});
+    // Ten at once are relayed to the other member, the eleventh is refused.
+    for i in 0..10 {
+        assert!(h.text(1, &event).is_empty(), "{i}: no answer to the sender");
+        assert_eq!(h.out.take(2).len(), 1, "{i}: relayed");
+    }
+    let refused = h.text(1, &event);
+    assert_eq!(refused[0]["data"]["code"], 4301, "{refused:?}");
+    assert!(h.out.take(2).is_empty(), "not relayed");
+    // Then one per 100 ms, not before.
+    h.now += Duration::from_millis(99);
+    assert_eq!(h.text(1, &event)[0]["data"]["code"], 4301);
+    h.now += Duration::from_millis(1);
+    assert!(h.text(1, &event).is_empty());
+    assert_eq!(h.out.take(2).len(), 1);
+}
+
+#[test]
 fn refused_client_events_spend_the_budget_then_go_unanswered() {
     let mut h = Harness::new(100);
     h.open(1);
