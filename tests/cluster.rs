@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::msg::{recv_close, until_pong};
 use common::redis::Redis;
-use common::{read, recv_json, send_json, Client, Daemon, SLACK, WAIT};
+use common::{recv_json, send_json, Client, Daemon, SLACK};
 use serde_json::{json, Value};
-use tungstenite::Message;
 
 const NODE_TIMEOUT_MS: u64 = 1000;
 const PRESENCE_MS: u64 = 100;
@@ -55,32 +54,7 @@ fn ids(presence: &Value) -> Vec<String> {
 
 /// The next message, or `None` after `wait` of silence.
 fn try_recv(ws: &mut Client, wait: Duration) -> Option<Value> {
-    let set = |ws: &Client, d| {
-        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(d)).unwrap();
-        }
-    };
-    set(ws, wait);
-    let got = loop {
-        match read(ws) {
-            Ok(Message::Text(t)) => break Some(serde_json::from_str(&t).unwrap()),
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(e) => match *e {
-                tungstenite::Error::Io(io)
-                    if matches!(
-                        io.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break None
-                }
-                other => panic!("read: {other}"),
-            },
-        }
-    };
-    set(ws, WAIT);
-    got
+    common::try_recv_json(ws, wait, |_| false)
 }
 
 /// Reads presence messages until one lists exactly `expected` (as a set);

@@ -13,10 +13,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::redis::Redis;
-use common::{read, recv_json, send_json, Client, Daemon, SLACK, WAIT};
+use common::{recv_json, send_json, Client, Daemon, SLACK, WAIT};
 use rakit::cluster::envelope::{Body, Envelope};
 use serde_json::{json, Value};
-use tungstenite::Message;
 
 const NODE_TIMEOUT_MS: u64 = 1000;
 
@@ -65,41 +64,7 @@ fn id_of(welcome: &Value) -> String {
 
 /// The next message that is not presence, or `None` after `wait` of silence.
 fn try_recv(ws: &mut Client, wait: Duration) -> Option<Value> {
-    let set = |ws: &Client, d| {
-        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(d)).unwrap();
-        }
-    };
-    let deadline = Instant::now() + wait;
-    let got = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break None;
-        }
-        set(ws, left);
-        match read(ws) {
-            Ok(Message::Text(t)) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] != "presence" {
-                    break Some(v);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => match *e {
-                tungstenite::Error::Io(io)
-                    if matches!(
-                        io.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break None
-                }
-                other => panic!("read: {other}"),
-            },
-        }
-    };
-    set(ws, WAIT);
-    got
+    common::try_recv_json(ws, wait, |v| v["type"] == "presence")
 }
 
 /// Waits until `ws`'s presence lists exactly `expected`.

@@ -776,3 +776,49 @@ pub fn answer_pings_for(ws: &mut Client, span: Duration) -> usize {
     set_timeout(ws);
     pings
 }
+
+/// The next JSON text message for which `skip` is false (pings, pongs and skipped messages are
+/// read past), or `None` after `wait` of nothing else. Leaves the usual read timeout.
+#[track_caller]
+pub fn try_recv_json(
+    ws: &mut Client,
+    wait: Duration,
+    skip: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let set = |ws: &Client, d| {
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(d)).unwrap();
+        }
+    };
+    let deadline = Instant::now() + wait;
+    let got = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break None;
+        }
+        set(ws, left);
+        match read(ws) {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if !skip(&v) {
+                    break Some(v);
+                }
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => match *e {
+                tungstenite::Error::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None
+                }
+                other => panic!("read: {other}"),
+            },
+        }
+    };
+    set_timeout(ws);
+    got
+}
