@@ -66,10 +66,7 @@ impl WsClient {
 
     /// [`WsClient::connect`] to `path` (with its query, e.g. `/?token=T`).
     pub fn connect_path(addr: SocketAddr, seed: u32, path: &str) -> io::Result<WsClient> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        // Reset on close: no TIME_WAIT pile-up between rounds.
-        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
+        let stream = connect(addr)?;
         let mut c = WsClient {
             stream,
             connected: false,
@@ -114,28 +111,12 @@ impl WsClient {
     /// Writes what the socket takes. Before the connect finished this checks
     /// whether it has.
     pub fn flush(&mut self) -> io::Result<()> {
-        if !self.connected {
-            if let Some(e) = self.stream.take_error()? {
-                return Err(e);
-            }
-            match self.stream.peer_addr() {
-                Ok(_) => self.connected = true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.wbuf.clear();
-        self.wpos = 0;
-        Ok(())
+        flush(
+            &mut self.stream,
+            &mut self.connected,
+            &mut self.wbuf,
+            &mut self.wpos,
+        )
     }
 
     /// Reads until `WouldBlock`; calls `on_open` when the 101 arrives and
@@ -149,15 +130,9 @@ impl WsClient {
         on_msg: &mut dyn FnMut(&[u8]),
     ) -> io::Result<ReadState> {
         loop {
-            let n = match self.stream.read(scratch) {
-                Ok(0) => return Ok(ReadState::Closed),
+            let n = match read_some(&mut self.stream, scratch)? {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Blocked),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Ok(ReadState::Closed)
-                }
-                Err(e) => return Err(e),
+                Err(state) => return Ok(state),
             };
             self.connected = true;
             WIRE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
@@ -266,9 +241,7 @@ pub struct HttpClient {
 impl HttpClient {
     /// Starts a non-blocking connect.
     pub fn connect(addr: SocketAddr) -> io::Result<HttpClient> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
+        let stream = connect(addr)?;
         Ok(HttpClient {
             stream,
             connected: false,
@@ -289,28 +262,12 @@ impl HttpClient {
 
     /// Writes what the socket takes (once the connect has finished).
     pub fn flush(&mut self) -> io::Result<()> {
-        if !self.connected {
-            if let Some(e) = self.stream.take_error()? {
-                return Err(e);
-            }
-            match self.stream.peer_addr() {
-                Ok(_) => self.connected = true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.wbuf.clear();
-        self.wpos = 0;
-        Ok(())
+        flush(
+            &mut self.stream,
+            &mut self.connected,
+            &mut self.wbuf,
+            &mut self.wpos,
+        )
     }
 
     /// Reads until `WouldBlock`; calls `on_response(status, body)` for every
@@ -321,15 +278,9 @@ impl HttpClient {
         on_response: &mut dyn FnMut(u16, &[u8]),
     ) -> io::Result<ReadState> {
         loop {
-            let n = match self.stream.read(scratch) {
-                Ok(0) => return Ok(ReadState::Closed),
+            let n = match read_some(&mut self.stream, scratch)? {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Blocked),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Ok(ReadState::Closed)
-                }
-                Err(e) => return Err(e),
+                Err(state) => return Ok(state),
             };
             self.rbuf.extend_from_slice(&scratch[..n]);
             let mut pos = 0;
@@ -357,6 +308,60 @@ impl HttpClient {
             }
             self.rbuf.drain(..pos);
         }
+    }
+}
+
+/// A non-blocking connect with Nagle off, reset on close (no TIME_WAIT pile-up between rounds).
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
+    Ok(stream)
+}
+
+/// Writes what the socket takes of `wbuf[*wpos..]`. Before the connect finished (`connected`
+/// false) this checks whether it has.
+fn flush(
+    stream: &mut TcpStream,
+    connected: &mut bool,
+    wbuf: &mut Vec<u8>,
+    wpos: &mut usize,
+) -> io::Result<()> {
+    if !*connected {
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        match stream.peer_addr() {
+            Ok(_) => *connected = true,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    while *wpos < wbuf.len() {
+        match stream.write(&wbuf[*wpos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    wbuf.clear();
+    *wpos = 0;
+    Ok(())
+}
+
+/// One read: `Ok(n)` bytes, or the state that ends a read pass (`Blocked`, `Closed`).
+fn read_some(stream: &mut TcpStream, scratch: &mut [u8]) -> io::Result<Result<usize, ReadState>> {
+    loop {
+        return match stream.read(scratch) {
+            Ok(0) => Ok(Err(ReadState::Closed)),
+            Ok(n) => Ok(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Err(ReadState::Blocked)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Err(ReadState::Closed)),
+            Err(e) => Err(e),
+        };
     }
 }
 
