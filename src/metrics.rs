@@ -50,6 +50,48 @@ impl LabelCounts {
     }
 }
 
+/// The close codes the server chooses (SPEC sections 6, 13 and 17): the only ones that become a
+/// `code` label of `rakit_closes_total`. The echo of a peer's close frame carries the code the
+/// peer chose (any of about 2,000), so it counts as `code="other"`: a client must not be able to
+/// create series.
+pub const SERVER_CLOSE_CODES: [u16; 16] = [
+    1000, 1001, 1002, 1007, 1009, 1011, 4000, 4001, 4007, 4008, 4009, 4029, 4100, 4200, 4201, 4301,
+];
+
+/// `rakit_closes_total`: close frames sent, by the code the server chose, and the rest (echoes of
+/// the peer's code, or a code outside [`SERVER_CLOSE_CODES`]) as `other`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CloseCounts {
+    codes: LabelCounts,
+    other: u64,
+}
+
+impl CloseCounts {
+    /// A close frame the server chose to send with `code`.
+    pub fn incr(&mut self, code: u16) {
+        if SERVER_CLOSE_CODES.contains(&code) {
+            self.codes.incr(code);
+        } else {
+            self.other = self.other.wrapping_add(1);
+        }
+    }
+
+    /// The echo of a peer's close frame (its code is the peer's choice).
+    pub fn echo(&mut self) {
+        self.other = self.other.wrapping_add(1);
+    }
+
+    /// The count for a code the server chooses (0 if never seen).
+    pub fn get(&self, code: u16) -> u64 {
+        self.codes.get(code)
+    }
+
+    /// Echoes and codes outside [`SERVER_CLOSE_CODES`].
+    pub fn other(&self) -> u64 {
+        self.other
+    }
+}
+
 /// The loop's counters. Increment the fields directly (`metrics.frames_sent += 1`).
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
@@ -65,8 +107,8 @@ pub struct Metrics {
     pub bytes_received: u64,
     /// Bytes written to client sockets.
     pub bytes_sent: u64,
-    /// Close frames the server sent, by close code.
-    pub closes: LabelCounts,
+    /// Close frames the server sent, by the close code it chose.
+    pub closes: CloseCounts,
     /// Clients dropped for exceeding `max_send_buffer` (4008).
     pub slow_client_drops: u64,
     /// Requests to `/api/` paths, by HTTP status.
@@ -274,10 +316,17 @@ fn render_with(metrics: &Metrics, gauges: &Gauges, process: &ProcessSample, out:
     );
     w.labelled(
         "rakit_closes_total",
-        "Close frames the server sent, by close code.",
+        "Close frames the server sent, by the close code it chose (other: echoes of the peer's code).",
         "code",
-        &metrics.closes,
+        &metrics.closes.codes,
     );
+    if metrics.closes.other > 0 {
+        w.sample(
+            "rakit_closes_total",
+            Some(("code", "other")),
+            metrics.closes.other,
+        );
+    }
     w.counter(
         "rakit_slow_client_drops_total",
         "Clients dropped for exceeding max_send_buffer.",

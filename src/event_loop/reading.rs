@@ -295,9 +295,9 @@ impl EventLoop {
                     match event {
                         None | Some(Event::Ping(_) | Event::Pong(_)) => {}
                         Some(Event::Close(code)) => {
-                            if let (Some((code, _)), false) = (code, self.scratch.is_empty()) {
-                                // Our echo of the peer's close code.
-                                self.metrics.closes.incr(code);
+                            if code.is_some() && !self.scratch.is_empty() {
+                                // Our echo of the peer's close code: the peer chose it.
+                                self.metrics.closes.echo();
                             }
                             stop = Some(Stop::Done)
                         }

@@ -250,3 +250,29 @@ fn the_reference_python_parser_accepts_it() {
     assert_eq!(by_name["process_cpu_seconds"]["type"], "counter");
     assert_eq!(sample("process_start_time_seconds", 0).2, 1_700_000_000.5);
 }
+
+#[test]
+fn only_the_servers_close_codes_are_labels() {
+    let mut m = Metrics::default();
+    m.closes.incr(4008);
+    m.closes.incr(4029);
+    m.closes.incr(3001);
+    m.closes.echo();
+    m.closes.echo();
+    assert_eq!((m.closes.get(4008), m.closes.get(3001)), (1, 0));
+    assert_eq!(m.closes.other(), 3);
+    let mut out = String::new();
+    render_with(&m, &Gauges::default(), &ProcessSample::default(), &mut out);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("rakit_closes_total{"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rakit_closes_total{code=\"4008\"} 1",
+            "rakit_closes_total{code=\"4029\"} 1",
+            "rakit_closes_total{code=\"other\"} 3"
+        ]
+    );
+}
