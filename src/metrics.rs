@@ -157,6 +157,8 @@ pub struct Gauges {
     pub webhooks: WebhookCounts,
     /// Log lines dropped because the output could not keep up, when logging counts them.
     pub log_lines_dropped: Option<u64>,
+    /// Messages run through the permessage-deflate compressor.
+    pub compressions: u64,
 }
 
 /// Facts about the process that do not change while it runs.
@@ -391,6 +393,11 @@ fn render_with(metrics: &Metrics, gauges: &Gauges, process: &ProcessSample, out:
             n,
         );
     }
+    w.counter(
+        "rakit_compressions_total",
+        "Messages compressed with permessage-deflate (a message sent to many clients counts once per window size among them).",
+        gauges.compressions,
+    );
     if let Some(dropped) = gauges.log_lines_dropped {
         w.counter(
             "rakit_log_lines_dropped_total",

@@ -36,6 +36,7 @@ fn sample_metrics() -> (Metrics, Gauges) {
             dropped: 1,
         },
         log_lines_dropped: Some(4),
+        compressions: 6,
     };
     (m, g)
 }
@@ -134,6 +135,7 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
         "rakit_cluster_messages_total",
         "rakit_cluster_messages_dropped_total",
         "rakit_log_lines_dropped_total",
+        "rakit_compressions_total",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
         "process_open_fds",
@@ -219,7 +221,7 @@ fn the_reference_python_parser_accepts_it() {
         .map(|f| (f["name"].as_str().unwrap(), f))
         .collect();
     assert_eq!(by_name.len(), families.len(), "no family parsed twice");
-    assert_eq!(families.len(), 20);
+    assert_eq!(families.len(), 21);
     for f in &families {
         assert!(!f["help"].as_str().unwrap().is_empty(), "{f}");
     }

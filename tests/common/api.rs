@@ -304,3 +304,12 @@ pub fn sigterm(pid: u32) {
         .expect("run kill");
     assert!(status.success(), "kill -TERM {pid}");
 }
+
+/// The value of the unlabelled sample `name` in an exposition (`None` when absent), read without
+/// the Python parser.
+pub fn value_of(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
