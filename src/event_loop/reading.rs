@@ -8,7 +8,7 @@
 //! unprocessed is not read again until they are: a publisher faster than
 //! its recipients fills its socket and meets TCP back-pressure.
 
-use std::io::{self, Read};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rakit_protocol::{Event, OpCode, State};
@@ -19,6 +19,7 @@ use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL};
 use crate::accept::{self, Decision};
 use crate::conn::{Conn, Life, Stamp};
 use crate::session;
+use crate::transport::{Got, Transport};
 
 /// Why processing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +61,20 @@ enum Then {
 }
 
 enum ReadOutcome {
-    Data(usize),
+    /// `n` bytes; `more`: more may wait without a new readiness event.
+    Data {
+        n: usize,
+        more: bool,
+    },
     Blocked,
     Closed,
 }
 
-fn read_some(socket: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
+fn read_some(transport: &mut Transport<'_>, buf: &mut [u8]) -> ReadOutcome {
     loop {
-        return match socket.read(buf) {
-            Ok(0) => ReadOutcome::Closed,
-            Ok(n) => ReadOutcome::Data(n),
+        return match transport.read_some(buf) {
+            Ok(Got { n: 0, more: false }) => ReadOutcome::Closed,
+            Ok(Got { n, more }) => ReadOutcome::Data { n, more },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Blocked,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => ReadOutcome::Closed,
@@ -163,8 +168,8 @@ impl EventLoop {
         };
         let read = read_some(&mut conn.transport(), dest);
         tls_output(conn, key, &mut self.dirty);
-        let n = match read {
-            ReadOutcome::Data(n) => n,
+        let (n, more) = match read {
+            ReadOutcome::Data { n, more } => (n, more),
             ReadOutcome::Blocked => {
                 conn.inbuf.put(tail);
                 return Step::Blocked;
@@ -174,6 +179,11 @@ impl EventLoop {
                 return Step::Eof;
             }
         };
+        if n == 0 {
+            // A TLS read whose budget went on records without plaintext.
+            conn.inbuf.put(tail);
+            return Step::Read { filled: more };
+        }
         conn.last_rx = Stamp::new(self.epoch, self.now);
         self.metrics.bytes_received += n as u64;
         if small {
@@ -181,13 +191,13 @@ impl EventLoop {
             let input = &mut readbuf[..held + n];
             let (consumed, stop) = self.process(key, input);
             self.keep(key, &input[consumed..], stop);
-            self.after_processing(n == room, stop)
+            self.after_processing(more, stop)
         } else {
             tail.extend_from_slice(&readbuf[..n]);
             let (consumed, stop) = self.process(key, &mut tail);
             tail.drain(..consumed);
             self.keep_vec(key, tail, stop);
-            self.after_processing(n == room, stop)
+            self.after_processing(more, stop)
         }
     }
 
@@ -247,7 +257,7 @@ impl EventLoop {
         conn.inbuf.clear();
         for _ in 0..MAX_READS_PER_TURN {
             match read_some(&mut conn.transport(), &mut readbuf[..READ_BUF]) {
-                ReadOutcome::Data(_) => continue,
+                ReadOutcome::Data { .. } => continue,
                 ReadOutcome::Blocked => return,
                 ReadOutcome::Closed => return self.on_eof(key),
             }
