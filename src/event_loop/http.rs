@@ -111,6 +111,7 @@ impl EventLoop {
                 .unwrap_or_default(),
             log_lines_dropped: Some(crate::logging::dropped()),
             compressions: self.compression.runs(),
+            sockets: self.conns.len() as u64,
         };
         let mut out = std::mem::take(&mut self.http_out);
         out.clear();
