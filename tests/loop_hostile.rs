@@ -174,3 +174,64 @@ fn alternating_dialects_are_compressed_once_per_frame() {
     }
     assert_eq!(compressions(&daemon) - before, 2.0, "one per dialect");
 }
+
+/// Compressed messages that inflate to `max_buffer_size` each cost the loop
+/// their inflated size, not their few bytes on the wire: a client's burst
+/// of them is inflated a bounded amount per turn, so a message another
+/// client sends meanwhile is delivered before the burst is through. Before,
+/// a read of 40 KB could ask for 40 MB of inflating in one go.
+#[test]
+fn compressed_bombs_are_inflated_a_bounded_amount_per_turn() {
+    let daemon = Daemon::start(
+        "logging_level = \"warn\"\npresence = false\ncompression = true\n\
+         max_buffer_size = 1048576\nmax_send_buffer = 16777216\n",
+        &[],
+    );
+    let mut attacker = deflate_client(&daemon, "/", 15);
+    assert_eq!(next_json(&mut attacker)["type"], "welcome");
+    send_frame(
+        &mut attacker,
+        true,
+        OpCode::Text,
+        br#"{"event":"subscribe","channel":"c"}"#,
+    );
+    assert_eq!(next_json(&mut attacker)["type"], "subscribed");
+    let (mut victim, _) = daemon.client();
+    // 40 pings of 1 MB each, about 1 KB each compressed.
+    let ping = format!(r#"{{"ping":"{}"}}"#, "a".repeat(1_048_000));
+    let mut payload = Vec::new();
+    rakit_protocol::deflate::Deflater::new(9).compress(
+        &rakit_protocol::deflate::Params {
+            server_max_window_bits: 15,
+            server_bits_requested: false,
+        },
+        ping.as_bytes(),
+        &mut payload,
+    );
+    let mut frame = Vec::new();
+    rakit_protocol::encode_masked(&mut frame, true, OpCode::Text, &payload, [1, 2, 3, 4]);
+    frame[0] |= 0x40;
+    assert!(frame.len() < 2048, "{}", frame.len());
+    const N: usize = 40;
+    {
+        use std::io::Write;
+        attacker.write_all(&frame.repeat(N)).unwrap();
+    }
+    send_json(
+        &mut victim,
+        &json!({"event":"message","channel":"c","data":"meanwhile"}),
+    );
+    let mut pongs = 0;
+    loop {
+        let v = next_json(&mut attacker);
+        match v["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("channel") => break,
+            _ => panic!("{v}"),
+        }
+    }
+    assert!(
+        pongs < N,
+        "the other client's message came after all {N} bombs were inflated"
+    );
+}

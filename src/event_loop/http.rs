@@ -8,14 +8,17 @@
 //! (at most `max_buffer_size`), under the same `handshake_timeout`. The
 //! answer is queued; with keep-alive the connection goes back to
 //! [`Life::Handshaking`] with a fresh request decoder and a fresh timer
-//! (its serial changes, so the old timer is stale), and pipelined requests
-//! are answered in order. While a connection's unsent answers exceed
-//! `max_send_buffer`, no further request of it is read.
+//! (its serial changes, so the old timer is stale). Pipelined requests are
+//! answered in order, at most a read's worth of work per call of processing
+//! (each answer counts its bytes and 4 KiB), and while a connection's
+//! unsent answers exceed 64 KiB (or `max_send_buffer` if less) no further
+//! request of it is read: a client that does not read its answers meets
+//! TCP back-pressure.
 
 use rakit_protocol::{Connection, HandshakeError, Request};
 
 use super::delivery::mark_dirty;
-use super::EventLoop;
+use super::{EventLoop, HTTP_ANSWER_WORK};
 use crate::conn::Life;
 use crate::http::{self, body, Head, HttpCtx, KeepAlive};
 use crate::metrics::{Gauges, Metrics};
@@ -147,6 +150,7 @@ impl EventLoop {
         };
         conn.outq.push_bytes(response);
         mark_dirty(conn, key, &mut self.dirty);
+        self.work += response.len() + HTTP_ANSWER_WORK;
         match keep {
             KeepAlive::Close => {
                 conn.proto.abort();

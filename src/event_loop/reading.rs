@@ -15,7 +15,7 @@ use rakit_protocol::{Event, OpCode, State};
 
 use super::delivery::mark_dirty;
 use super::http::BodyStep;
-use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL};
+use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL, WORK_PER_CALL};
 use crate::accept::{self, Decision};
 use crate::conn::{Conn, Life, Stamp};
 use crate::session;
@@ -270,7 +270,13 @@ impl EventLoop {
     /// stopped.
     fn process(&mut self, key: usize, input: &mut [u8]) -> (usize, Stop) {
         let mut pos = 0;
+        self.work = 0;
+        let http_queue = self.http_queue();
         loop {
+            if self.work >= WORK_PER_CALL && pos < input.len() {
+                // Inflating or HTTP answers took a read's worth: the others first.
+                return (pos, Stop::Budget);
+            }
             let Some(conn) = self.conns.get_mut(key) else {
                 return (pos, Stop::Done);
             };
@@ -281,10 +287,7 @@ impl EventLoop {
                 }
                 continue;
             }
-            if conn.life == Life::Handshaking
-                && conn.outq.len() > self.config.max_send_buffer
-                && pos < input.len()
-            {
+            if conn.life == Life::Handshaking && conn.outq.len() > http_queue && pos < input.len() {
                 return (pos, Stop::Full);
             }
             let Conn { proto, outq, .. } = conn;
@@ -332,7 +335,10 @@ impl EventLoop {
                         }
                         Some(Event::Compressed { text, payload }) => {
                             let max = self.limits.max_message_size;
-                            match self.compression.inflate(payload, text, max) {
+                            let inflated = self.compression.inflate(payload, text, max);
+                            // The loop's work is the inflated size, not the bytes read.
+                            self.work += inflated.as_ref().map_or(0, |m| m.len());
+                            match inflated {
                                 Ok(_) if self.echo => {
                                     self.metrics.messages_received += 1;
                                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
