@@ -22,7 +22,7 @@
 //! A fan-out compresses at most once per window size among its recipients
 //! (at most [`WINDOWS`]), in whatever order their window sizes come: the
 //! compressed form is remembered per frame and window size. The last
-//! [`REMEMBERED`] frames are remembered, because a channel with subscribers
+//! `REMEMBERED` frames are remembered, because a channel with subscribers
 //! of both dialects gets two frames in the order of its subscribers (Rakit,
 //! Pusher, Rakit, ...): remembering only the last one compressed again for
 //! every subscriber.
@@ -139,7 +139,7 @@ impl Compression {
     /// The frame a client that agreed `params` gets for the router's
     /// `frame`: compressed once per window size, and the same bytes for
     /// every client of that window size, while the frame is among the last
-    /// [`REMEMBERED`] ones.
+    /// `REMEMBERED` ones.
     pub fn shared(&mut self, frame: &Frame, params: &Params) -> Frame {
         let window = params.window_index();
         let found = self

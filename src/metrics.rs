@@ -253,7 +253,7 @@ const PROCESS_TTL: Duration = Duration::from_secs(1);
 /// it (so it takes at most 1% of the loop's time, however many descriptors there are).
 const LISTING_SHARE: u32 = 100;
 
-/// The process figures of the last scrape, reused for [`PROCESS_TTL`]; and the open descriptors
+/// The process figures of the last scrape, reused for `PROCESS_TTL`; and the open descriptors
 /// as last listed, with the loop's sockets at that time, so that the count follows the loop's
 /// sockets (most of the descriptors) exactly without listing them again.
 #[derive(Debug, Default, Clone)]
@@ -268,7 +268,7 @@ pub struct ProcessCache {
 
 impl ProcessCache {
     /// The figures at `now`, with the loop holding `sockets`: read from `/proc/self` if the last
-    /// reading is older than [`PROCESS_TTL`], the descriptors listed only when their listing is
+    /// reading is older than `PROCESS_TTL`, the descriptors listed only when their listing is
     /// due.
     fn get(&mut self, info: &ProcessInfo, sockets: u64, now: Instant) -> ProcessSample {
         let fresh = self

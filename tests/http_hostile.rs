@@ -100,6 +100,66 @@ fn pipelined_scrapes_do_not_hold_the_loop() {
     );
 }
 
+/// What came of one keep-alive `GET /health` on a new connection.
+enum Poll {
+    /// Answered; the connection stays open.
+    Kept(Http),
+    /// Refused with this status and `Connection: close`.
+    Refused(u16),
+    /// The socket was dropped without an answer.
+    Dropped(String),
+}
+
+fn poll_health(daemon: &Daemon) -> Poll {
+    let mut http = Http::connect(daemon.addr);
+    http.send(&get("/health", None));
+    match http.try_read_response() {
+        Ok(r) if r.status == 200 && !r.closes() => Poll::Kept(http),
+        Ok(r) => {
+            assert!(r.closes(), "a refusal closes: {}", r.head);
+            Poll::Refused(r.status)
+        }
+        Err(e) => Poll::Dropped(e),
+    }
+}
+
+/// Keep-alive HTTP connections have their own cap (`max_http_connections`):
+/// beyond it a request gets 503 and the connection is closed (not a socket
+/// dropped without a word), and the pollers never take the room of
+/// WebSocket handshakes, which still get up to `max_connections`. Before,
+/// pollers filled every socket the daemon would hold (max_connections plus
+/// 64 for handshakes in flight) and every later socket, handshakes
+/// included, was dropped at accept.
+#[test]
+fn keep_alive_pollers_get_their_own_cap_and_503_beyond_it() {
+    let daemon = Daemon::start(
+        "logging_level = \"warn\"\nmax_connections = 2\nmax_http_connections = 3\n",
+        &["--echo"],
+    );
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for i in 0..100 {
+        match poll_health(&daemon) {
+            Poll::Kept(http) => kept.push(http),
+            Poll::Refused(status) => {
+                assert_eq!(status, 503, "poller {i}");
+                refused += 1;
+            }
+            Poll::Dropped(e) => panic!("poller {i} was dropped: {e}"),
+        }
+    }
+    assert_eq!((kept.len(), refused), (3, 97));
+    // WebSocket handshakes: up to max_connections, then 503.
+    let _a = raw_ws(&daemon);
+    let _b = raw_ws(&daemon);
+    let (_s, head) = raw_handshake(&daemon, &upgrade_request("/", ""));
+    assert_eq!(status_of(&head), 503, "{head}");
+    // The pollers within the cap are still served.
+    for http in &mut kept {
+        assert_eq!(http.request(&get("/health", None)).status, 200);
+    }
+}
+
 /// Clients that pipeline requests and never read the answers make the
 /// daemon hold at most about 64 KiB of answers each (plus one answer and one
 /// read of requests): then it stops reading them until the answers are read
@@ -149,4 +209,51 @@ fn unread_pipelined_answers_stop_the_reading() {
     for _ in 0..1400 {
         assert_eq!(clients[0].read_response().status, 200);
     }
+}
+
+/// `n` keep-alive `GET /health` on one connection, pipelined by a writer
+/// thread while the answers (`len` bytes each) are read here.
+fn health_requests(daemon: &Daemon, n: usize, len: usize) {
+    let mut http = Http::connect(daemon.addr);
+    let mut writer = http.stream.try_clone().unwrap();
+    let request = get("/health", None);
+    let thread = std::thread::spawn(move || {
+        let chunk = request.repeat(1000);
+        for _ in 0..n / 1000 {
+            writer.write_all(&chunk).unwrap();
+        }
+    });
+    let mut left = n / 1000 * 1000 * len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        use std::io::Read;
+        let got = http.stream.read(&mut buf).expect("the answers");
+        assert!(got > 0, "closed with {left} bytes of answers to come");
+        left = left.checked_sub(got).expect("no more than the answers");
+    }
+    thread.join().unwrap();
+}
+
+/// A persistent HTTP connection has one idle timer, however many requests
+/// it makes: its next request must come within `handshake_timeout` of its
+/// last answer, and the one timer entry is re-armed from there when it
+/// comes up. Before, every answer armed one more entry, kept for
+/// `handshake_timeout`: a client pipelining requests grew the timer queue
+/// by 32 bytes a request (a minute here).
+#[test]
+fn keep_alive_requests_do_not_pile_up_timers() {
+    let daemon = Daemon::start("logging_level = \"warn\"\nhandshake_timeout = 60\n", &[]);
+    let pid = daemon.child.id();
+    let len = {
+        let mut http = Http::connect(daemon.addr);
+        let r = http.request(&get("/health", None));
+        r.head.len() + r.body.len()
+    };
+    // Warm the allocator up with the same work, then measure.
+    health_requests(&daemon, 20_000, len);
+    let before = vm_rss_kib(pid);
+    health_requests(&daemon, 300_000, len);
+    let grown = vm_rss_kib(pid).saturating_sub(before);
+    eprintln!("resident memory grew by {grown} KiB over 300,000 requests");
+    assert!(grown < 4096, "{grown} KiB more after 300,000 requests");
 }

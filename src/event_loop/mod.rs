@@ -114,6 +114,8 @@ pub(crate) struct EventLoop {
     router: Router,
     /// Open WebSocket connections (what `max_connections` limits).
     open: usize,
+    /// HTTP connections held (what `max_http_connections` limits).
+    http_open: usize,
     /// Sockets held at most, handshakes included.
     max_sockets: usize,
     serial: u32,
@@ -198,10 +200,11 @@ impl EventLoop {
             idle_timers: TimerQueue::new(secs(config.ping_interval)),
             pong_timers: TimerQueue::new(secs(config.ping_timeout)),
             close_timers: TimerQueue::new(CLOSE_TIMEOUT),
-            // Room for handshakes in flight beyond the open-connection limit,
-            // so that a full server can still answer 503.
+            // Room for HTTP connections, and for handshakes in flight beyond
+            // both limits, so that a full server can still answer 503.
             max_sockets: config
                 .max_connections
+                .saturating_add(config.max_http_connections)
                 .saturating_add((config.max_connections / 8).max(64)),
             tls: None,
             compression: crate::compression::Compression::new(
@@ -216,6 +219,7 @@ impl EventLoop {
             conns: Slab::new(),
             router,
             open: 0,
+            http_open: 0,
             serial: 0,
             now: Instant::now(),
             delivered: 0,

@@ -184,7 +184,11 @@ impl EventLoop {
             conn.inbuf.put(tail);
             return Step::Read { filled: more };
         }
-        conn.last_rx = Stamp::new(self.epoch, self.now);
+        if conn.life == Life::Open {
+            // (Before the upgrade it marks when the request may begin: see
+            // `Conn::last_rx`.)
+            conn.last_rx = Stamp::new(self.epoch, self.now);
+        }
         self.metrics.bytes_received += n as u64;
         if small {
             drop(tail);
