@@ -35,6 +35,18 @@ fn deflate_client(daemon: &Daemon, path: &str, bits: u8) -> TcpStream {
     s
 }
 
+/// A raw Rakit client that agreed permessage-deflate (15 bits), subscribed
+/// to `channel`.
+#[track_caller]
+fn subscriber(daemon: &Daemon, channel: &str) -> TcpStream {
+    let mut s = deflate_client(daemon, "/", 15);
+    assert_eq!(next_json(&mut s)["type"], "welcome");
+    let subscribe = json!({"event":"subscribe","channel":channel}).to_string();
+    send_frame(&mut s, true, OpCode::Text, subscribe.as_bytes());
+    assert_eq!(next_json(&mut s)["type"], "subscribed");
+    s
+}
+
 /// The next text message on a raw deflate connection, inflated if it was
 /// compressed, parsed as JSON.
 #[track_caller]
@@ -127,16 +139,7 @@ fn alternating_dialects_are_compressed_once_per_frame() {
     let mut rakit = Vec::new();
     let mut pusher = Vec::new();
     for _ in 0..4 {
-        let mut r = deflate_client(&daemon, "/", 15);
-        assert_eq!(next_json(&mut r)["type"], "welcome");
-        send_frame(
-            &mut r,
-            true,
-            OpCode::Text,
-            br#"{"event":"subscribe","channel":"news"}"#,
-        );
-        assert_eq!(next_json(&mut r)["type"], "subscribed");
-        rakit.push(r);
+        rakit.push(subscriber(&daemon, "news"));
         let mut p = deflate_client(
             &daemon,
             "/app/app-key?protocol=7&client=js&version=8.6.0",
@@ -187,15 +190,7 @@ fn compressed_bombs_are_inflated_a_bounded_amount_per_turn() {
          max_buffer_size = 1048576\nmax_send_buffer = 16777216\n",
         &[],
     );
-    let mut attacker = deflate_client(&daemon, "/", 15);
-    assert_eq!(next_json(&mut attacker)["type"], "welcome");
-    send_frame(
-        &mut attacker,
-        true,
-        OpCode::Text,
-        br#"{"event":"subscribe","channel":"c"}"#,
-    );
-    assert_eq!(next_json(&mut attacker)["type"], "subscribed");
+    let mut attacker = subscriber(&daemon, "c");
     let (mut victim, _) = daemon.client();
     // 40 pings of 1 MB each, about 1 KB each compressed.
     let ping = format!(r#"{{"ping":"{}"}}"#, "a".repeat(1_048_000));
