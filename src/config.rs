@@ -108,6 +108,9 @@ pub struct Config {
     pub max_buffer_size: usize,
     pub max_handshake_size: usize,
     pub max_connections: usize,
+    /// HTTP connections (API, metrics, health, demo page) held at once, apart from
+    /// `max_connections`; beyond it a request gets 503.
+    pub max_http_connections: usize,
     pub max_send_buffer: usize,
     pub max_channels_per_client: usize,
     pub origin_required: bool,
@@ -191,6 +194,7 @@ impl Default for Config {
             max_buffer_size: 65536,
             max_handshake_size: 8192,
             max_connections: 10000,
+            max_http_connections: 1024,
             max_send_buffer: 1_048_576,
             max_channels_per_client: 100,
             origin_required: false,
@@ -373,6 +377,13 @@ impl Config {
             (
                 "max_connections",
                 size(self.max_connections),
+                1,
+                max::CONNECTIONS,
+                "",
+            ),
+            (
+                "max_http_connections",
+                size(self.max_http_connections),
                 1,
                 max::CONNECTIONS,
                 "",
