@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::endpoint::{Address, Endpoint};
-use super::resp::{self, Value};
+use super::resp::{self, Parser, Value};
 
 /// Commands waiting for the command connection, at most.
 pub const OUT_QUEUE: usize = 16 * 1024;
@@ -252,10 +252,14 @@ impl Stream {
     }
 }
 
-/// A blocking RESP connection: a stream and what was read but not parsed.
+/// A blocking RESP connection: a stream, what was read, and how far it is parsed.
 struct Conn {
     stream: Stream,
+    /// Read bytes; those before `start` are parsed values already returned.
     buf: Vec<u8>,
+    start: usize,
+    /// Goes on where the last read left a reply incomplete.
+    parser: Parser,
 }
 
 fn timed_out(e: &io::Error) -> bool {
@@ -298,6 +302,8 @@ impl Conn {
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
+            start: 0,
+            parser: Parser::default(),
         };
         let mut hello: Vec<Vec<Vec<u8>>> = Vec::new();
         if let Some(password) = &endpoint.password {
@@ -332,14 +338,27 @@ impl Conn {
     }
 
     /// The next value; a timeout is an error (`WouldBlock`/`TimedOut`).
+    ///
+    /// The parser goes on where the last read left it (a big reply costs work linear in its
+    /// size), and parsed bytes are dropped once per read, not once per value (a read of many
+    /// small replies is not moved once per reply).
     fn read_value(&mut self) -> io::Result<Value> {
         loop {
-            if let Some((value, used)) =
-                resp::parse(&self.buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            {
-                self.buf.drain(..used);
+            let parsed = self
+                .parser
+                .parse(&self.buf[self.start..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some((value, used)) = parsed {
+                self.start += used;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
                 return Ok(value);
             }
+            // The value in progress keeps its offsets: they count from `start`.
+            self.buf.drain(..self.start);
+            self.start = 0;
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
