@@ -13,9 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::api::{api_table, command, scrape, Http};
 use common::redis::Redis;
-use common::{Client, Daemon};
+use common::{send_json, vm_rss_kib, Client, Daemon, WAIT};
+use mio::{Events, Poll, Token, Waker};
+use rakit::cluster::endpoint::Endpoint;
 use rakit::cluster::envelope::{Body, Envelope};
+use rakit::cluster::link::{IN_BYTES, OUT_BYTES};
+use rakit::cluster::{Cluster, Settings, WAKE_BYTES, WAKE_ITEMS};
+use rakit::events::Handler;
+use rakit::router::{ConnId, Frame, Outbox, Router, RouterConfig};
 
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -137,4 +144,358 @@ fn a_100k_client_snapshot_is_fetched_without_stalling_the_command_connection() {
     for (i, n) in nodes.iter().enumerate() {
         assert_eq!(rebuilds(n), Vec::<String>::new(), "node {i}");
     }
+}
+
+/// The loop's side of a cluster over a real redis-server, without a daemon: the test is the
+/// loop (it polls the waker and calls the cluster), so it can let the queue from Redis fill.
+struct Loop {
+    poll: Poll,
+    cluster: Cluster,
+    router: Router,
+    out: Deliveries,
+}
+
+const WAKER: Token = Token(0);
+
+#[derive(Default)]
+struct Deliveries(usize);
+
+impl Outbox for Deliveries {
+    fn send(&mut self, _conn: ConnId, _frame: &Frame) {
+        self.0 += 1;
+    }
+    fn close(&mut self, _conn: ConnId, _code: u16, _reason: &str) {}
+}
+
+struct Quiet;
+impl Handler for Quiet {}
+
+impl Loop {
+    /// A node `id` of the cluster on `redis`, connected (both links up).
+    fn start(redis: &Redis, id: &str) -> Loop {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
+        let settings = Settings {
+            endpoint: Endpoint::parse(&redis.url()).unwrap(),
+            namespace: "rakit".into(),
+            node_timeout: Duration::from_secs(3600),
+            node: id.into(),
+        };
+        let mut l = Loop {
+            poll,
+            cluster: Cluster::start(settings, waker).unwrap(),
+            router: Router::new(RouterConfig::default(), Box::new(Quiet), 1),
+            out: Deliveries::default(),
+        };
+        let deadline = Instant::now() + WAIT;
+        while !l.cluster.is_up() {
+            assert!(Instant::now() < deadline, "not connected to Redis");
+            l.wake(|_| false);
+        }
+        l
+    }
+
+    /// Waits for the waker (at most `WAIT`) and calls `on_wake` once: false if it did not fire.
+    fn wake(&mut self, spent: impl Fn(&Deliveries) -> bool) -> bool {
+        let mut events = Events::with_capacity(8);
+        self.poll.poll(&mut events, Some(WAIT)).unwrap();
+        if events.is_empty() {
+            return false;
+        }
+        self.cluster
+            .on_wake(&mut self.router, &mut self.out, Instant::now(), spent);
+        true
+    }
+
+    /// Whether the waker fired and was not handled yet (without waiting).
+    fn armed(&mut self) -> bool {
+        let mut events = Events::with_capacity(8);
+        self.poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        !events.is_empty()
+    }
+
+    fn messages_in(&self) -> u64 {
+        self.cluster.counts().messages_in
+    }
+
+    /// Waits until `bytes` of messages wait in the queue from Redis.
+    fn await_queued(&self, bytes: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.cluster.queued_bytes().0 < bytes {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {bytes} bytes queued",
+                self.cluster.queued_bytes().0
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Publishes `n` broadcasts of `size` bytes from node `origin` on the bus, pipelined on one
+/// connection; returns the bytes of one envelope.
+fn flood(redis: &Redis, origin: &str, n: usize, size: usize) -> usize {
+    let frame = vec![b'x'; size];
+    let mut envelope = Vec::new();
+    Envelope {
+        origin,
+        body: Body::Broadcast { frame: &frame },
+    }
+    .encode(&mut envelope);
+    let url = redis.url();
+    let mut s = UnixStream::connect(url.strip_prefix("unix:").unwrap()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut one = format!(
+        "*3\r\n$7\r\nPUBLISH\r\n$9\r\nrakit:bus\r\n${}\r\n",
+        envelope.len()
+    )
+    .into_bytes();
+    one.extend_from_slice(&envelope);
+    one.extend_from_slice(b"\r\n");
+    let reader = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            // One `:N\r\n` a message: read until n of them.
+            let (mut lines, mut buf) = (0, [0u8; 4096]);
+            while lines < n {
+                let got = s.read(&mut buf).unwrap();
+                assert!(got > 0, "redis closed");
+                lines += buf[..got].iter().filter(|&&b| b == b'\n').count();
+            }
+        })
+    };
+    for _ in 0..n {
+        s.write_all(&one).unwrap();
+    }
+    reader.join().unwrap();
+    envelope.len()
+}
+
+/// A flood on the bus is handled a wake-up's budget at a time (`WAKE_ITEMS` messages, or
+/// `WAKE_BYTES`, or until the turn's deliveries are spent, at least one), the waker armed again
+/// for the rest: the loop gets to its other clients between two parts of it.
+#[test]
+fn a_flood_on_the_bus_is_handled_a_budget_per_wake_up() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let mut l = Loop::start(&redis, "self");
+    // Small messages: the count bound.
+    let n = 3 * WAKE_ITEMS + 100;
+    let size = flood(&redis, "flood", n, 16);
+    l.await_queued(n * size);
+    let mut handled = Vec::new();
+    while (l.messages_in() as usize) < n {
+        let before = l.messages_in();
+        assert!(l.wake(|_| false), "the waker was not armed for the rest");
+        handled.push(l.messages_in() - before);
+    }
+    // Replies to the node's own commands share the budget; no wake-up took more than it.
+    assert!(
+        handled.iter().all(|&h| h as usize <= WAKE_ITEMS),
+        "{handled:?}"
+    );
+    assert!(handled.len() > 3, "{handled:?}");
+    // Big messages: the bytes bound (one message may cross it).
+    let n = 40;
+    let size = flood(&redis, "flood", n, 256 * 1024);
+    l.await_queued(n * size);
+    let before = l.messages_in();
+    assert!(l.wake(|_| false));
+    assert_eq!(
+        (l.messages_in() - before) as usize,
+        WAKE_BYTES.div_ceil(size),
+        "messages of {size} bytes"
+    );
+    assert!(l.armed());
+    // A turn whose deliveries are spent takes one message per wake-up.
+    let before = l.messages_in();
+    l.cluster
+        .on_wake(&mut l.router, &mut l.out, Instant::now(), |_| true);
+    assert!(l.messages_in() - before <= 1);
+    assert!(l.armed());
+}
+
+/// The queue from Redis holds at most `IN_BYTES` of messages (one may cross it) while the
+/// loop does not come for them; the rest is dropped and counted, not kept. By count alone
+/// (64Ki messages) it would hold gigabytes of 64 KiB frames.
+#[test]
+fn the_queue_from_redis_is_bounded_in_bytes() {
+    let _serial = serial();
+    let redis = Redis::start();
+    // Redis itself must not drop the subscriber for being slow while the loop stands still.
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 0 0 0",
+    ]);
+    let mut l = Loop::start(&redis, "self");
+    let n = 48;
+    let size = flood(&redis, "flood", n, 1 << 20);
+    let kept = IN_BYTES.div_ceil(size);
+    assert!(kept < n);
+    // The loop stands still: nothing is taken from the queue until everything is accounted.
+    let deadline = Instant::now() + WAIT;
+    while l.cluster.counts().dropped_in < (n - kept) as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "dropped {} of {n}, {} bytes queued",
+            l.cluster.counts().dropped_in,
+            l.cluster.queued_bytes().0
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(l.cluster.queued_bytes().0, kept * size);
+    while (l.messages_in() as usize) < kept {
+        assert!(l.wake(|_| false));
+    }
+    assert_eq!(l.cluster.queued_bytes().0, 0, "given back as handled");
+    assert_eq!(l.cluster.counts().dropped_in, (n - kept) as u64);
+    // Room again.
+    flood(&redis, "flood", 1, 1 << 20);
+    let before = l.messages_in();
+    while l.messages_in() == before {
+        assert!(l.wake(|_| false));
+    }
+}
+
+/// `[cluster]` for a node whose heartbeats are 20 minutes apart: nothing but the test's own
+/// commands goes into its queue to Redis while a test runs.
+const QUIET: &str = "node_timeout_ms = 3600000";
+
+/// The client of Redis blocked by `CLIENT PAUSE` in the middle of a `PUBLISH` (`flags=b`),
+/// if there is one.
+fn blocked_publisher(redis: &Redis) -> Option<String> {
+    redis
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .find(|l| {
+            l.split(' ')
+                .any(|f| f.strip_prefix("flags=").is_some_and(|v| v.contains('b')))
+                && l.contains(" cmd=publish ")
+        })
+        .map(str::to_owned)
+}
+
+/// Redis stops running writes (`CLIENT PAUSE ... WRITE`), and the node's command connection
+/// is blocked inside one `PUBLISH` of the API command `first`, with its queue empty.
+#[track_caller]
+fn stall_commands(redis: &Redis, api: &mut Http, first: &[u8]) {
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "120000", "WRITE"]), "OK");
+    assert_eq!(api.request(first).status, 200);
+    let deadline = Instant::now() + WAIT;
+    while blocked_publisher(redis).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            redis.cli(&["CLIENT", "LIST"])
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A node with the HTTP API on (`top` goes before the tables) and [`QUIET`] heartbeats,
+/// connected to Redis.
+fn api_node(redis: &Redis, top: &str) -> Daemon {
+    let daemon = Daemon::start(
+        &format!(
+            "logging_level = \"info\"\n{top}{}[cluster]\nredis_url = \"{}\"\n{QUIET}\n",
+            api_table(),
+            redis.url()
+        ),
+        &[],
+    );
+    daemon.wait_for_line("connected to Redis as node");
+    daemon
+}
+
+/// `rakit_cluster_messages_dropped_total{direction}` of a node.
+fn dropped(daemon: &Daemon, direction: &str) -> u64 {
+    let text = scrape(daemon.addr, None);
+    let prefix = format!("rakit_cluster_messages_dropped_total{{direction=\"{direction}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn to_channel(channel: &str, message: &str) -> Vec<u8> {
+    command(&format!(
+        r#"{{"command":"broadcast_to_channel","channel":"{channel}","message":"{message}"}}"#
+    ))
+}
+
+/// `ws` (subscribed to `channel`) gets `message` there, within `WAIT`.
+#[track_caller]
+fn arrives(ws: &mut Client, channel: &str, message: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = common::try_recv_json(ws, left, |v| v["type"] == "presence");
+        match got {
+            Some(v) if v["channel"] == channel && v["data"] == message => return,
+            Some(_) => {}
+            None => panic!("{message} never arrived"),
+        }
+    }
+}
+
+/// A client of `daemon` subscribed to `channel`.
+fn subscriber(daemon: &Daemon, channel: &str) -> Client {
+    let (mut ws, _) = daemon.client();
+    send_json(
+        &mut ws,
+        &serde_json::json!({"event": "subscribe", "channel": channel}),
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v =
+            common::try_recv_json(&mut ws, WAIT, |v| v["type"] == "presence").expect("subscribed");
+        if v["type"] == "subscribed" {
+            return ws;
+        }
+        assert!(Instant::now() < deadline);
+    }
+}
+
+/// While Redis does not answer, the queue to it holds at most `OUT_BYTES` of commands (one
+/// may cross it); the messages beyond are dropped and counted, not kept. By count alone
+/// (16Ki commands) 512 KiB messages would hold 8 GiB. Once Redis answers again, messages flow.
+#[test]
+fn the_queue_to_redis_is_bounded_in_bytes() {
+    let _serial = serial();
+    let redis = Redis::start();
+    // Once Redis answers again, 32 MiB of messages reach every subscriber at once: Redis must
+    // not drop a subscriber for that.
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 0 0 0",
+    ]);
+    let a = api_node(&redis, "max_buffer_size = 1048576\n");
+    let b = node(&redis, QUIET);
+    let mut listener = subscriber(&b, "room");
+    let mut api = Http::connect(a.addr);
+    let before = vm_rss_kib(a.child.id());
+    stall_commands(&redis, &mut api, &to_channel("void", "first"));
+    let big = "x".repeat(512 * 1024);
+    let n = 200;
+    for _ in 0..n {
+        assert_eq!(api.request(&to_channel("void", &big)).status, 200);
+    }
+    let grown = vm_rss_kib(a.child.id()).saturating_sub(before) * 1024;
+    let out = dropped(&a, "out");
+    eprintln!(
+        "{n} messages of 512 KiB while Redis pauses: {out} dropped, RSS +{} MiB",
+        grown >> 20
+    );
+    // At most OUT_BYTES queued, plus one message, plus one pipeline (1 MiB) in flight.
+    let kept_at_most = (OUT_BYTES / big.len()) as u64 + 4;
+    assert!(out >= n - kept_at_most, "only {out} of {n} dropped");
+    assert!(grown < 2 * OUT_BYTES as u64, "grew by {} MiB", grown >> 20);
+    assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]), "OK");
+    assert_eq!(api.request(&to_channel("room", "after")).status, 200);
+    arrives(&mut listener, "room", "after");
 }

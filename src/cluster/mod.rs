@@ -18,6 +18,12 @@
 //! IO happens on the threads of `link.rs`; this part is called by the loop
 //! only: when the waker fires ([`Cluster::on_wake`]), when its timer is due
 //! ([`Cluster::on_timers`]) and at the end of every turn ([`Cluster::pump`]).
+//!
+//! A wake-up handles at most [`WAKE_ITEMS`] reports of the threads, or
+//! [`WAKE_BYTES`] of messages, and stops early once the loop's delivery budget
+//! for the turn is spent (at least one report each time); the rest waits for
+//! the next turn, for which the waker is armed again. So a flood on the bus
+//! costs other clients a turn's share, never a stall (docs/limits.md).
 
 pub mod directory;
 pub mod endpoint;
@@ -49,6 +55,11 @@ use crate::router::{
 
 /// How long queued commands (the `Bye` at SIGTERM) may take to go out.
 const FINISH_GRACE: Duration = Duration::from_secs(1);
+/// Reports of the Redis threads (messages, replies, link changes) handled per wake-up, at
+/// most; the rest next turn.
+pub const WAKE_ITEMS: usize = 1024;
+/// Bytes of messages handled per wake-up, at most (one message may go past it).
+pub const WAKE_BYTES: usize = 1024 * 1024;
 
 /// What the cluster needs from the configuration.
 #[derive(Debug, Clone)]
@@ -111,20 +122,26 @@ pub struct Cluster {
     next_tag: u64,
     /// Requests awaiting a reply, by deadline (all share one timeout).
     requests: VecDeque<(Instant, u64)>,
+    /// Another node asked for presence during this wake-up.
+    presence_asked: bool,
     counts: Counts,
 }
 
 impl Cluster {
     /// Starts the Redis threads; they wake the loop through `waker`.
     pub fn start(settings: Settings, waker: Arc<Waker>) -> io::Result<Cluster> {
-        let ns = settings.namespace;
+        let ns = &settings.namespace;
         let channels = vec![format!("{ns}:bus"), format!("{ns}:node:{}", settings.node)];
-        let link = Link::start(settings.endpoint, channels, waker)?;
+        let link = Link::start(settings.endpoint.clone(), channels, waker)?;
+        Ok(Cluster::with_link(settings, link))
+    }
+
+    fn with_link(settings: Settings, link: Link) -> Cluster {
         let now = Instant::now();
         let heartbeat = (settings.node_timeout / 3).max(Duration::from_millis(20));
-        Ok(Cluster {
+        Cluster {
             node: settings.node,
-            ns,
+            ns: settings.namespace,
             timeout: settings.node_timeout,
             heartbeat,
             link,
@@ -142,8 +159,9 @@ impl Cluster {
             queries: HashMap::new(),
             next_tag: 1,
             requests: VecDeque::new(),
+            presence_asked: false,
             counts: Counts::default(),
-        })
+        }
     }
 
     /// Connected to Redis (both connections).
@@ -166,6 +184,12 @@ impl Cluster {
         }
     }
 
+    /// Bytes waiting in the queue from Redis (messages for the loop) and in the queue to it
+    /// (commands), each bounded (`link.rs`).
+    pub fn queued_bytes(&self) -> (usize, usize) {
+        self.link.queued_bytes()
+    }
+
     /// When [`Cluster::on_timers`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.left {
@@ -181,16 +205,41 @@ impl Cluster {
         .min()
     }
 
-    /// The threads have something: connection changes, messages, replies.
-    pub fn on_wake(&mut self, router: &mut Router, out: &mut impl Outbox, now: Instant) {
+    /// The threads have something: connection changes, messages, replies. At most a
+    /// wake-up's budget of it (see the module docs), and no more once `spent` says the loop's
+    /// deliveries for this turn are; then the waker is armed again for the rest.
+    pub fn on_wake<O: Outbox>(
+        &mut self,
+        router: &mut Router,
+        out: &mut O,
+        now: Instant,
+        spent: impl Fn(&O) -> bool,
+    ) {
         self.link.woken.store(false, Ordering::SeqCst);
-        while let Ok(msg) = self.link.inbound.try_recv() {
+        let (mut items, mut bytes) = (0, 0);
+        let mut stopped = false;
+        while let Some(msg) = self.link.next() {
             match msg {
                 Inbound::Up(side) => self.link_up(side, router, now),
                 Inbound::Down(side) => self.link_down(side, router),
-                Inbound::Message(bytes) => self.on_message(&bytes, router, out, now),
+                Inbound::Message(payload) => {
+                    bytes += payload.len();
+                    self.on_message(&payload, router, out, now);
+                }
                 Inbound::Reply(tag, value) => self.on_reply(tag, &value, router, out, now),
             }
+            items += 1;
+            if items >= WAKE_ITEMS || bytes >= WAKE_BYTES || spent(out) {
+                stopped = true;
+                break;
+            }
+        }
+        // Each answer goes to every client of this node: one for all the asks of a wake-up.
+        if std::mem::take(&mut self.presence_asked) {
+            router.remote_presence(now, out);
+        }
+        if stopped {
+            self.link.rearm();
         }
     }
 
@@ -654,7 +703,7 @@ impl Cluster {
                     self.sync(origin, now);
                 }
             }
-            Body::Presence => router.remote_presence(now, out),
+            Body::Presence => self.presence_asked = true,
             Body::Bye => {}
         }
     }
@@ -761,6 +810,9 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 impl Drop for Cluster {
     fn drop(&mut self) {
