@@ -19,7 +19,7 @@ use common::{send_json, vm_rss_kib, Client, Daemon, WAIT};
 use mio::{Events, Poll, Token, Waker};
 use rakit::cluster::endpoint::Endpoint;
 use rakit::cluster::envelope::{Body, Envelope};
-use rakit::cluster::link::{IN_BYTES, OUT_BYTES};
+use rakit::cluster::link::{IN_BYTES, OUT_BYTES, OUT_QUEUE};
 use rakit::cluster::{Cluster, Settings, WAKE_BYTES, WAKE_ITEMS};
 use rakit::events::Handler;
 use rakit::router::{ConnId, Frame, Outbox, Router, RouterConfig};
@@ -498,4 +498,66 @@ fn the_queue_to_redis_is_bounded_in_bytes() {
     assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]), "OK");
     assert_eq!(api.request(&to_channel("room", "after")).status, 200);
     arrives(&mut listener, "room", "after");
+}
+
+/// Issue 16 item 8, on a real Redis: the queue to Redis has `free` slots left when the node
+/// writes its hash whole (`MULTI DEL HSET PEXPIRE EXEC`, after its subscription came back).
+/// Queued command by command, `MULTI` fit and `EXEC` did not, and the `DISCARD` meant to undo
+/// it found no room either: the command connection stayed inside the transaction, and every
+/// later command was answered `+QUEUED` and never run (messages for other nodes never went out;
+/// a snapshot answered so was read as an empty node). The transaction is one item now.
+#[test]
+fn writing_our_hash_never_leaves_the_connection_inside_a_transaction() {
+    let _serial = serial();
+    for free in [1, 4] {
+        let redis = Redis::start();
+        let a = api_node(&redis, "");
+        let b = node(&redis, QUIET);
+        let mut listener = subscriber(&b, "room");
+        let mut api = Http::connect(a.addr);
+        // Settled: A's queue to Redis is idle (its heartbeats are 20 minutes apart).
+        assert_eq!(api.request(&to_channel("room", "before")).status, 200);
+        arrives(&mut listener, "room", "before");
+        stall_commands(&redis, &mut api, &to_channel("void", "first"));
+        // The queue now fills to all but `free` slots, in pipelined requests.
+        let fill = OUT_QUEUE - free;
+        let one = to_channel("void", "x");
+        for chunk in (0..fill).collect::<Vec<_>>().chunks(256) {
+            let mut batch = Vec::with_capacity(one.len() * chunk.len());
+            for _ in chunk {
+                batch.extend_from_slice(&one);
+            }
+            api.send(&batch);
+            for _ in chunk {
+                assert_eq!(api.read_response().status, 200);
+            }
+        }
+        assert_eq!(dropped(&a, "out"), 0, "{free} free: the queue is not full");
+        // The subscriptions drop and come back: A writes its hash whole.
+        let connected = |d: &Daemon| {
+            d.log_lines()
+                .iter()
+                .filter(|l| l.contains("connected to Redis as node"))
+                .count()
+        };
+        assert_eq!(connected(&a), 1);
+        redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        let deadline = Instant::now() + WAIT;
+        while connected(&a) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{free} free: A never resubscribed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]), "OK");
+        // A's messages reach B's client again, and no connection is left in a transaction.
+        assert_eq!(api.request(&to_channel("room", "after")).status, 200);
+        arrives(&mut listener, "room", "after");
+        let clients = redis.cli(&["CLIENT", "LIST"]);
+        assert!(
+            clients.lines().all(|l| l.contains(" multi=-1 ")),
+            "{free} free: {clients}"
+        );
+    }
 }

@@ -70,6 +70,10 @@ pub enum Cmd {
         args: Vec<Vec<u8>>,
         tag: u64,
     },
+    /// Commands queued together or not at all, and written together (a `MULTI` ... `EXEC`
+    /// transaction: half of one would leave the connection inside it). Their replies are not
+    /// wanted.
+    All(Vec<Vec<Vec<u8>>>),
     /// Everything before it is written; then the thread says so and ends.
     Stop(mpsc::Sender<()>),
 }
@@ -79,6 +83,7 @@ impl Cmd {
     fn weight(&self) -> usize {
         match self {
             Cmd::Run { args, .. } => weight(args),
+            Cmd::All(commands) => commands.iter().map(|args| weight(args)).sum(),
             Cmd::Stop(_) => 0,
         }
     }
@@ -225,6 +230,11 @@ impl Link {
     /// queue is full, by count or by bytes.
     pub fn try_send(&self, args: Vec<Vec<u8>>, tag: u64) -> bool {
         self.queue(Cmd::Run { args, tag })
+    }
+
+    /// Queues `commands` as one: all of them, or (false) none.
+    pub fn try_send_all(&self, commands: Vec<Vec<Vec<u8>>>) -> bool {
+        self.queue(Cmd::All(commands))
     }
 
     fn queue(&self, cmd: Cmd) -> bool {
@@ -516,7 +526,7 @@ fn discard(shared: &Shared, rx: &Receiver<Cmd>) -> bool {
     while let Ok(cmd) = rx.try_recv() {
         shared.out_bytes.release(cmd.weight());
         match cmd {
-            Cmd::Run { .. } => {
+            Cmd::Run { .. } | Cmd::All(_) => {
                 shared.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
             }
             Cmd::Stop(done) => {
@@ -589,6 +599,12 @@ fn serve_cmd(shared: &Shared, rx: &Receiver<Cmd>, conn: &mut Conn) -> io::Result
                 Cmd::Run { args, tag } => {
                     resp::encode_command(&args, &mut pipeline);
                     tags.push(tag);
+                }
+                Cmd::All(commands) => {
+                    for args in &commands {
+                        resp::encode_command(args, &mut pipeline);
+                        tags.push(0);
+                    }
                 }
                 Cmd::Stop(done) => {
                     stop = Some(done);

@@ -31,6 +31,7 @@ pub mod envelope;
 mod guard;
 mod hash;
 pub mod link;
+mod replies;
 pub mod resp;
 mod trust;
 
@@ -45,9 +46,9 @@ use mio::Waker;
 use self::directory::{Delta, Directory, Outcome};
 use self::endpoint::Endpoint;
 use self::envelope::{Body, Envelope};
-use self::hash::{decode_member, parse_hash};
+use self::hash::decode_member;
 use self::link::{Inbound, Link, Side};
-use self::resp::Value;
+use self::replies::Query;
 use self::trust::Trust;
 use crate::router::{
     ChannelExtras, ClusterOut, Member, Outbox, Router, Subscription, MAX_USER_LEN,
@@ -69,17 +70,6 @@ pub struct Settings {
     pub node_timeout: Duration,
     /// This node's id (new at every start).
     pub node: String,
-}
-
-/// A tagged command's purpose, for its reply.
-#[derive(Debug)]
-enum Query {
-    /// `ZRANGEBYSCORE NS:nodes`: the live nodes.
-    Nodes,
-    /// `HGETALL NS:presence:ID`: a node's clients, if its hash is not too big (`guard.rs`).
-    Sync(String),
-    /// The heartbeat's `PEXPIRE` of our own hash: 0 means it is gone (`guard.rs`).
-    Expire,
 }
 
 /// Counters for `/metrics`.
@@ -747,66 +737,6 @@ impl Cluster {
             let bytes = self.envelope(Body::Reply { req, found });
             let inbox = self.inbox(node);
             self.command(&[b"PUBLISH", inbox.as_bytes(), &bytes]);
-        }
-    }
-
-    fn on_reply(
-        &mut self,
-        tag: u64,
-        value: &Value,
-        router: &mut Router,
-        out: &mut impl Outbox,
-        now: Instant,
-    ) {
-        let Some(query) = self.queries.remove(&tag) else {
-            return;
-        };
-        match query {
-            Query::Nodes => {
-                let nodes: Vec<String> = value
-                    .as_array()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(Value::as_bytes)
-                    .filter_map(|b| std::str::from_utf8(b).ok())
-                    .filter(|n| *n != self.node)
-                    .map(str::to_owned)
-                    .collect();
-                for node in nodes {
-                    if self.directory.heard(&node, now) {
-                        self.sync(&node, now);
-                    }
-                }
-                router.set_live_nodes(self.directory.nodes());
-                self.trust.listed();
-                self.check_trust(router, now);
-            }
-            Query::Expire => self.on_expire(value, router),
-            Query::Sync(node) => {
-                // An error (logged by the link) is no empty hash: the snapshot stays
-                // awaited, and is asked again at a heartbeat after `node_timeout`.
-                if matches!(value, Value::Error(_))
-                    || self.oversized(&node, value, router, out, now)
-                {
-                    return;
-                }
-                let snapshot = parse_hash(value);
-                if !self.directory.syncing(&node) {
-                    return;
-                }
-                let Some((deltas, again)) = self.directory.synced(&node, snapshot.ver) else {
-                    return;
-                };
-                router.remote_node(&node, snapshot.members, snapshot.subs, now, out);
-                for delta in deltas {
-                    apply_delta(&node, delta, router, out, now);
-                }
-                self.check_replica(router, out, now);
-                if again && !self.directory.refused(&node) {
-                    self.sync(&node, now);
-                }
-                self.check_trust(router, now);
-            }
         }
     }
 }
