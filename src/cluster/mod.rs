@@ -32,10 +32,11 @@ mod guard;
 mod hash;
 pub mod link;
 mod replies;
+mod requests;
 pub mod resp;
 mod trust;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use self::envelope::{Body, Envelope};
 use self::hash::decode_member;
 use self::link::{Inbound, Link, Side};
 use self::replies::Query;
+use self::requests::Requests;
 use self::trust::Trust;
 use crate::router::{
     ChannelExtras, ClusterOut, Member, Outbox, Router, Subscription, MAX_USER_LEN,
@@ -110,8 +112,8 @@ pub struct Cluster {
     trust: Trust,
     queries: HashMap<u64, Query>,
     next_tag: u64,
-    /// Requests awaiting a reply, by deadline (all share one timeout).
-    requests: VecDeque<(Instant, u64)>,
+    /// Requests awaiting a reply from another node.
+    requests: Requests,
     /// Another node asked for presence during this wake-up.
     presence_asked: bool,
     counts: Counts,
@@ -148,7 +150,7 @@ impl Cluster {
             trust: Trust::default(),
             queries: HashMap::new(),
             next_tag: 1,
-            requests: VecDeque::new(),
+            requests: Requests::default(),
             presence_asked: false,
             counts: Counts::default(),
         }
@@ -188,7 +190,7 @@ impl Cluster {
         [
             Some(self.next_heartbeat),
             self.directory.next_expiry(self.timeout),
-            self.requests.front().map(|(at, _)| *at),
+            self.requests.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -248,11 +250,7 @@ impl Cluster {
             router.remote_node_gone(&node, now, out);
         }
         self.check_trust(router, now);
-        while let Some(&(at, req)) = self.requests.front() {
-            if at > now {
-                break;
-            }
-            self.requests.pop_front();
+        while let Some(req) = self.requests.pop_due(now) {
             // No answer: as far as this node can tell, no live node has it.
             router.remote_reply(req, false, out);
         }
@@ -414,7 +412,7 @@ impl Cluster {
             return;
         }
         if sent {
-            self.requests.push_back((now + self.timeout, req));
+            self.requests.sent(req, now + self.timeout);
         } else {
             router.remote_reply(req, false, out);
         }
@@ -639,7 +637,11 @@ impl Cluster {
                 let found = router.remote_disconnect(id, now, out);
                 self.reply(origin, req, found);
             }
-            Body::Reply { req, found } => router.remote_reply(req, found, out),
+            Body::Reply { req, found } => {
+                if self.requests.answered(req) {
+                    router.remote_reply(req, found, out);
+                }
+            }
             Body::Join {
                 id,
                 seq,

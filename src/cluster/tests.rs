@@ -1,6 +1,6 @@
 //! The loop's side of the cluster against a link without threads: the test holds the queue to
 //! Redis (so it can leave exactly as many free slots as it likes) and the queue from Redis.
-//! The same paths over a real redis-server are in tests/cluster_peer_bounds.rs.
+//! The same paths over a real redis-server are in tests/cluster_bounds.rs.
 
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -139,6 +139,43 @@ fn announce_queues_its_transaction_whole_or_not_at_all() {
         assert_eq!(h.cluster.announce_needed, sent.is_empty(), "{free} free");
         assert_eq!(sent.is_empty(), free == 0, "{free} free");
     }
+}
+
+/// A reply removes its request at once, not at `node_timeout`; a reply nobody waits for does
+/// nothing.
+#[test]
+fn a_reply_ends_its_request_at_once() {
+    let mut h = harness(64);
+    let mut out = Count::default();
+    let now = Instant::now();
+    h.cluster.await_reply(5, true, &mut h.router, &mut out, now);
+    h.cluster.await_reply(6, true, &mut h.router, &mut out, now);
+    assert_eq!(h.cluster.requests.len(), 2);
+    h.hear(
+        "other",
+        Body::Reply {
+            req: 5,
+            found: true,
+        },
+    );
+    h.hear(
+        "other",
+        Body::Reply {
+            req: 99,
+            found: true,
+        },
+    );
+    h.cluster.on_wake(&mut h.router, &mut out, now, |_| false);
+    assert_eq!(h.cluster.requests.len(), 1, "the answered one is gone");
+    h.hear(
+        "other",
+        Body::Reply {
+            req: 6,
+            found: false,
+        },
+    );
+    h.cluster.on_wake(&mut h.router, &mut out, now, |_| false);
+    assert_eq!(h.cluster.requests.len(), 0);
 }
 
 /// `presence` asked by other nodes costs one presence message per client per wake-up, however
