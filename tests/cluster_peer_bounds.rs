@@ -561,3 +561,42 @@ fn writing_our_hash_never_leaves_the_connection_inside_a_transaction() {
         );
     }
 }
+
+/// The sorted set of live nodes is whatever was written to it: with more members than one
+/// reply may carry (`resp::MAX_ELEMENTS`), fetching it whole at every connection failed to
+/// parse and dropped the command connection, every time, so no message for another node went
+/// out. A node asks for the newest `MAX_NODES` (as many as it follows) only.
+#[test]
+fn a_node_list_longer_than_a_reply_may_be_costs_nothing() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let fill =
+        "for i=1,tonumber(ARGV[2]) do redis.call('ZADD', KEYS[1], ARGV[1], 'fake' .. i) end \
+        return redis.call('ZCARD', KEYS[1])";
+    let n = "1100000";
+    assert_eq!(
+        redis.cli(&["EVAL", fill, "1", "rakit:nodes", &now_ms, n]),
+        n
+    );
+    let b = node(&redis, QUIET);
+    let mut listener = subscriber(&b, "room");
+    let a = api_node(&redis, "");
+    let mut api = Http::connect(a.addr);
+    for i in 0..3 {
+        let text = format!("hello {i}");
+        assert_eq!(api.request(&to_channel("room", &text)).status, 200);
+        arrives(&mut listener, "room", &text);
+    }
+    let outages: Vec<String> = a
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("unreachable"))
+        .collect();
+    assert_eq!(outages, Vec::<String>::new());
+    assert_eq!(dropped(&a, "out"), 0);
+}

@@ -469,13 +469,20 @@ impl Cluster {
         self.next_heartbeat = now;
         let nodes = self.nodes_key();
         let since = (unix_ms().saturating_sub(self.timeout.as_millis() as u64)).to_string();
+        // The newest first, and no more than we would follow: the set is whatever was written
+        // to it, and a reply of more elements than the parser takes would drop the connection
+        // at every reconnection.
+        let most = directory::MAX_NODES.to_string();
         let tag = self.tag(Query::Nodes);
         self.tagged(
             &[
-                b"ZRANGEBYSCORE",
+                b"ZREVRANGEBYSCORE",
                 nodes.as_bytes(),
-                since.as_bytes(),
                 b"+inf",
+                since.as_bytes(),
+                b"LIMIT",
+                b"0",
+                most.as_bytes(),
             ],
             tag,
         );
