@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::api::{api_table, command, scrape, Http};
+use common::api::{api_table, command, scrape, series, Http};
 use common::redis::Redis;
 use common::{send_json, vm_rss_kib, Client, Daemon, WAIT};
 use mio::{Events, Poll, Token, Waker};
@@ -322,13 +322,7 @@ fn a_flood_on_the_bus_is_handled_a_budget_per_wake_up() {
 fn the_queue_from_redis_is_bounded_in_bytes() {
     let _serial = serial();
     let redis = Redis::start();
-    // Redis itself must not drop the subscriber for being slow while the loop stands still.
-    redis.cli(&[
-        "CONFIG",
-        "SET",
-        "client-output-buffer-limit",
-        "pubsub 0 0 0",
-    ]);
+    keep_slow_subscribers(&redis);
     let mut l = Loop::start(&redis, "self");
     let n = 48;
     let size = flood(&redis, "flood", n, 1 << 20);
@@ -412,12 +406,21 @@ fn api_node(redis: &Redis, top: &str) -> Daemon {
 /// `rakit_cluster_messages_dropped_total{direction}` of a node.
 fn dropped(daemon: &Daemon, direction: &str) -> u64 {
     let text = scrape(daemon.addr, None);
-    let prefix = format!("rakit_cluster_messages_dropped_total{{direction=\"{direction}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
-        .parse()
-        .unwrap()
+    series(
+        &text,
+        &format!("rakit_cluster_messages_dropped_total{{direction=\"{direction}\"}}"),
+    )
+}
+
+/// Redis must not drop a subscriber for being slow (its default: beyond 32 MB queued for it):
+/// the tests hold one still, or send it tens of MiB at once.
+fn keep_slow_subscribers(redis: &Redis) {
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 0 0 0",
+    ]);
 }
 
 fn to_channel(channel: &str, message: &str) -> Vec<u8> {
@@ -466,14 +469,7 @@ fn subscriber(daemon: &Daemon, channel: &str) -> Client {
 fn the_queue_to_redis_is_bounded_in_bytes() {
     let _serial = serial();
     let redis = Redis::start();
-    // Once Redis answers again, 32 MiB of messages reach every subscriber at once: Redis must
-    // not drop a subscriber for that.
-    redis.cli(&[
-        "CONFIG",
-        "SET",
-        "client-output-buffer-limit",
-        "pubsub 0 0 0",
-    ]);
+    keep_slow_subscribers(&redis);
     let a = api_node(&redis, "max_buffer_size = 1048576\n");
     let b = node(&redis, QUIET);
     let mut listener = subscriber(&b, "room");
