@@ -4,10 +4,12 @@
 //! resync. Clients and their subscriptions share one version, so a snapshot is consistent with
 //! the deltas that follow it.
 
+use std::time::Instant;
+
 use super::envelope::{self, Body, Joined, Member as Stored};
 use super::resp::Value;
-use super::Cluster;
-use crate::router::{ChannelMember, ClusterOut, Member, Router, Subscription};
+use super::{apply_delta, Cluster};
+use crate::router::{ChannelMember, ClusterOut, Member, Outbox, Router, Subscription};
 
 /// The hash field that holds the version.
 pub(super) const VERSION_FIELD: &str = "~v";
@@ -134,6 +136,46 @@ impl Cluster {
         if !self.link.try_send_all(transaction) {
             self.announce_needed = true;
         }
+    }
+
+    /// The reply to the fetch of `node`'s hash ([`super::guard::FETCH`]). Only an array is a
+    /// hash: anything else (an error, or `+QUEUED` from a connection left inside a
+    /// transaction) is no answer, and the snapshot stays awaited (asked again at a heartbeat
+    /// after `node_timeout`). Taken for an empty hash, it made every client of the node vanish.
+    pub(super) fn on_snapshot(
+        &mut self,
+        node: &str,
+        value: &Value,
+        router: &mut Router,
+        out: &mut impl Outbox,
+        now: Instant,
+    ) {
+        if self.oversized(node, value, router, out, now) {
+            return;
+        }
+        // An error is logged by the link; anything else that is no hash, here.
+        let Some(snapshot) = parse_hash(value) else {
+            if !matches!(value, Value::Error(_)) {
+                let shape = value.shape();
+                log::warn!("cluster: the hash of node {node} came back as {shape}; ignored");
+            }
+            return;
+        };
+        if !self.directory.syncing(node) {
+            return;
+        }
+        let Some((deltas, again)) = self.directory.synced(node, snapshot.ver) else {
+            return;
+        };
+        router.remote_node(node, snapshot.members, snapshot.subs, now, out);
+        for delta in deltas {
+            apply_delta(node, delta, router, out, now);
+        }
+        self.check_replica(router, out, now);
+        if again && !self.directory.refused(node) {
+            self.sync(node, now);
+        }
+        self.check_trust(router, now);
     }
 
     /// [`Cluster::command`] with owned arguments.

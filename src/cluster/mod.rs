@@ -31,7 +31,6 @@ pub mod envelope;
 mod guard;
 mod hash;
 pub mod link;
-mod replies;
 mod requests;
 pub mod resp;
 mod trust;
@@ -49,8 +48,8 @@ use self::endpoint::Endpoint;
 use self::envelope::{Body, Envelope};
 use self::hash::decode_member;
 use self::link::{Inbound, Link, Side};
-use self::replies::Query;
 use self::requests::Requests;
+use self::resp::Value;
 use self::trust::Trust;
 use crate::router::{
     ChannelExtras, ClusterOut, Member, Outbox, Router, Subscription, MAX_USER_LEN,
@@ -72,6 +71,18 @@ pub struct Settings {
     pub node_timeout: Duration,
     /// This node's id (new at every start).
     pub node: String,
+}
+
+/// A tagged command's purpose, for its reply. A reply is used only when it has the shape its
+/// command answers with.
+#[derive(Debug)]
+enum Query {
+    /// `ZREVRANGEBYSCORE NS:nodes`: the live nodes (`guard.rs`).
+    Nodes,
+    /// `HGETALL NS:presence:ID`: a node's clients, if its hash is not too big (`guard.rs`).
+    Sync(String),
+    /// The heartbeat's `PEXPIRE` of our own hash: 0 means it is gone (`guard.rs`).
+    Expire,
 }
 
 /// Counters for `/metrics`.
@@ -467,25 +478,7 @@ impl Cluster {
         self.trust.connected(now);
         self.announce(router);
         self.next_heartbeat = now;
-        let nodes = self.nodes_key();
-        let since = (unix_ms().saturating_sub(self.timeout.as_millis() as u64)).to_string();
-        // The newest first, and no more than we would follow: the set is whatever was written
-        // to it, and a reply of more elements than the parser takes would drop the connection
-        // at every reconnection.
-        let most = directory::MAX_NODES.to_string();
-        let tag = self.tag(Query::Nodes);
-        self.tagged(
-            &[
-                b"ZREVRANGEBYSCORE",
-                nodes.as_bytes(),
-                b"+inf",
-                since.as_bytes(),
-                b"LIMIT",
-                b"0",
-                most.as_bytes(),
-            ],
-            tag,
-        );
+        self.list_nodes();
         let known: Vec<String> = self.directory.nodes().map(str::to_owned).collect();
         for node in known {
             self.sync(&node, now);
@@ -746,6 +739,24 @@ impl Cluster {
             let bytes = self.envelope(Body::Reply { req, found });
             let inbox = self.inbox(node);
             self.command(&[b"PUBLISH", inbox.as_bytes(), &bytes]);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        tag: u64,
+        value: &Value,
+        router: &mut Router,
+        out: &mut impl Outbox,
+        now: Instant,
+    ) {
+        let Some(query) = self.queries.remove(&tag) else {
+            return;
+        };
+        match query {
+            Query::Nodes => self.on_node_list(value, router, now),
+            Query::Expire => self.on_expire(value, router),
+            Query::Sync(node) => self.on_snapshot(&node, value, router, out, now),
         }
     }
 }

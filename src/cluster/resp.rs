@@ -73,6 +73,19 @@ impl Value {
         }
     }
 
+    /// What it is, for a log line: a simple string (its first 32 characters) or an integer
+    /// as it reads, any other by its type (never all of it: a bulk string may be large).
+    pub fn shape(&self) -> String {
+        match self {
+            Value::Simple(s) => format!("+{}", s.chars().take(32).collect::<String>()),
+            Value::Error(_) => "an error".to_owned(),
+            Value::Integer(n) => format!(":{n}"),
+            Value::Bulk(_) => "a bulk string".to_owned(),
+            Value::Array(None) => "a null array".to_owned(),
+            Value::Array(Some(_)) => "an array".to_owned(),
+        }
+    }
+
     /// Appends this value's encoding (what a server would send) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
