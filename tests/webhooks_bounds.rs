@@ -77,3 +77,34 @@ fn message_events_of_control_characters_cannot_grow_the_daemon_past_the_byte_bou
         "the first batch went out"
     );
 }
+
+/// `websocket:check` shows the bound (16 MiB by default) and refuses one that cannot hold a
+/// single ordinary message event, naming the key (exit 2).
+#[test]
+fn check_shows_queue_max_bytes_and_refuses_a_useless_one() {
+    let dir = scratch_dir();
+    let check = |toml: &str| {
+        let file = dir.join("check.toml");
+        std::fs::write(&file, toml).unwrap();
+        run_to_exit(rakit().args(["websocket:check", &format!("--config={}", file.display())]))
+    };
+    let run = check("[webhooks]\n");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("\nqueue_max_bytes = 16777216\n"),
+        "{}",
+        run.stdout
+    );
+    let run = check("[webhooks]\nqueue_max_bytes = 65535\n");
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("webhooks.queue_max_bytes"),
+        "{}",
+        run.stderr
+    );
+    let run = check("[webhooks]\nqueue_max_bytes = 1048576\n");
+    assert!(
+        run.stdout.contains("\nqueue_max_bytes = 1048576\n"),
+        "{run:?}"
+    );
+}
