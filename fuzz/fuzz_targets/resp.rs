@@ -35,13 +35,14 @@ fn whole(data: &[u8]) -> (Vec<(Value, usize)>, Result<usize, RespError>) {
 }
 
 /// The same through one [`Parser`], the bytes arriving in pieces whose sizes come from
-/// `cuts` (cycled; a zero is an empty read).
+/// `cuts` (cycled; a zero is an empty read, never two in a row, so the bytes keep coming).
 fn split(data: &[u8], cuts: &[u8]) -> (Vec<(Value, usize)>, Result<usize, RespError>) {
     let mut parser = Parser::default();
     let mut values = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
     let mut i = 0;
+    let mut was_empty = false;
     loop {
         loop {
             match parser.parse(&buf) {
@@ -56,7 +57,11 @@ fn split(data: &[u8], cuts: &[u8]) -> (Vec<(Value, usize)>, Result<usize, RespEr
         if fed == data.len() {
             return (values, Ok(buf.len()));
         }
-        let n = cuts.get(i % cuts.len().max(1)).map_or(1, |&c| usize::from(c));
+        let mut n = cuts.get(i % cuts.len().max(1)).map_or(1, |&c| usize::from(c));
+        if n == 0 && was_empty {
+            n = 1;
+        }
+        was_empty = n == 0;
         i += 1;
         let end = (fed + n).min(data.len());
         buf.extend_from_slice(&data[fed..end]);
