@@ -307,6 +307,17 @@ pub fn scrape(addr: SocketAddr, key: Option<&str>) -> String {
     r.text().to_owned()
 }
 
+/// The value of one series (`name{labels}` exactly as exposed) in a scrape's text.
+#[track_caller]
+pub fn series(text: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// Sends SIGTERM to a process (with kill(1): the tests use no libc).
 #[track_caller]
 pub fn sigterm(pid: u32) {
