@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 
 mod backend;
 mod cluster;
+mod limits;
 mod pusher;
 
 pub use self::backend::{
     ApiConfig, MetricsConfig, WebhookEvent, WebhookFormat, WebhooksConfig, MIN_KEY_LEN,
 };
 pub use self::cluster::ClusterConfig;
+pub use self::limits::{BroadcastPolicy, LimitsConfig};
 pub use self::pusher::PusherConfig;
 
 /// The file read when no `--config` is given; relative to the current directory.
@@ -150,6 +152,8 @@ pub struct Config {
     pub pusher: PusherConfig,
     /// `[tls]` (SPEC section 12).
     pub tls: TlsConfig,
+    /// `[limits]` (SPEC section 17).
+    pub limits: LimitsConfig,
 }
 
 /// The `[tls]` table: PEM files, both or neither. When set, the port speaks TLS only.
@@ -219,6 +223,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             pusher: PusherConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -489,6 +494,7 @@ impl Config {
             );
         }
         self.tls.validate()?;
+        self.limits.validate()?;
         Ok(())
     }
 

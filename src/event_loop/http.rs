@@ -110,6 +110,7 @@ impl EventLoop {
                 .map(|w| w.snapshot())
                 .unwrap_or_default(),
             log_lines_dropped: Some(crate::logging::dropped()),
+            rate_limited: Default::default(),
         };
         let mut out = std::mem::take(&mut self.http_out);
         out.clear();

@@ -65,6 +65,8 @@ mod tests {
             seq,
             dialect: super::super::Dialect::Rakit,
             budget: crate::budget::Budget::full(std::time::Instant::now()),
+            messages: Default::default(),
+            broadcasts: Default::default(),
         }
     }
 
