@@ -15,6 +15,7 @@
 //! passed in, as they are the same for every connection. Time is passed in too, so tests need no
 //! clock.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub struct Rate {
     /// Microseconds per token.
     us_per_token: u64,
     capacity: u64,
+    /// How long an empty bucket takes to fill again (`capacity` token times).
+    window_us: u64,
 }
 
 impl Rate {
@@ -45,9 +48,12 @@ impl Rate {
         } else {
             per_second
         };
+        let capacity = if capacity == 0 { 1 } else { capacity };
+        let us_per_token = 1_000_000 / per_second;
         Rate {
-            us_per_token: 1_000_000 / per_second,
-            capacity: if capacity == 0 { 1 } else { capacity },
+            us_per_token,
+            capacity,
+            window_us: capacity.saturating_mul(us_per_token),
         }
     }
 
@@ -59,11 +65,6 @@ impl Rate {
     /// The most tokens the bucket holds.
     pub fn capacity(self) -> u64 {
         self.capacity
-    }
-
-    /// How long an empty bucket takes to fill again.
-    fn window_us(self) -> u64 {
-        self.capacity.saturating_mul(self.us_per_token)
     }
 }
 
@@ -79,11 +80,28 @@ pub struct Budget {
 
 /// `now` in microseconds since the epoch: an hour before the first instant this process asked
 /// about, so that every instant the loop or a test uses comes after it.
+///
+/// Every message of a loop turn is handled at the turn's one instant, so the last conversion is
+/// kept (per thread) and reused: an `Instant` subtraction costs more than the bucket itself.
 fn us(now: Instant) -> u64 {
+    thread_local! {
+        static LAST: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| match last.get() {
+        Some((at, us)) if at == now => us,
+        _ => {
+            let us = convert(now);
+            last.set(Some((now, us)));
+            us
+        }
+    })
+}
+
+fn convert(now: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
     let since = now.saturating_duration_since(epoch);
-    // u64 microseconds last 584,000 years; no 128-bit arithmetic on the message path.
+    // u64 microseconds last 584,000 years; no 128-bit arithmetic.
     since
         .as_secs()
         .saturating_mul(1_000_000)
@@ -102,11 +120,12 @@ impl Budget {
     /// call); false, taking nothing, if not. A cost above the capacity is charged as the whole
     /// capacity (a full bucket): a frame the bucket could never pay for would be refused for
     /// ever (a presence channel with more members than ten times the capacity stays joinable).
+    #[inline]
     pub fn spend(&mut self, cost: u64, rate: Rate, now: Instant) -> bool {
         let now = us(now);
         let cost = cost.min(rate.capacity).saturating_mul(rate.us_per_token);
         let full_at = self.full_at_us.max(now).saturating_add(cost);
-        if full_at - now > rate.window_us() {
+        if full_at - now > rate.window_us {
             return false;
         }
         self.full_at_us = full_at;
@@ -118,7 +137,7 @@ impl Budget {
     pub fn wait(&self, rate: Rate, now: Instant) -> Duration {
         let now = us(now);
         let ahead = self.full_at_us.saturating_sub(now);
-        let excess = (ahead + rate.us_per_token).saturating_sub(rate.window_us());
+        let excess = (ahead + rate.us_per_token).saturating_sub(rate.window_us);
         Duration::from_micros(excess)
     }
 

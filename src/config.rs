@@ -686,5 +686,13 @@ fn table_header(line: &str) -> Option<String> {
     (!name.is_empty() && name.chars().all(bare)).then(|| name.to_owned())
 }
 
+/// The key a config's validation error names (`None` when it is valid), for the tables' tests.
+#[cfg(test)]
+#[track_caller]
+fn key_of(text: &str) -> Option<String> {
+    let config = Config::from_str(text).expect("parses");
+    config.validate().err().map(|e| e.key().unwrap().to_owned())
+}
+
 #[cfg(test)]
 mod tests;

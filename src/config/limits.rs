@@ -172,14 +172,8 @@ impl LimitsConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
+    use super::super::{key_of, Config};
     use super::*;
-
-    #[track_caller]
-    fn key_of(text: &str) -> Option<String> {
-        let config = Config::from_str(text).expect("parses");
-        config.validate().err().map(|e| e.key().unwrap().to_owned())
-    }
 
     #[test]
     fn on_by_default_with_the_spec_values() {

@@ -88,6 +88,7 @@ pub struct Offenders {
 impl Offenders {
     /// `bucket` pays for one message of `conn` at `now` under `rate` (`None`: unlimited), or
     /// the message is refused ([`Offenders::refuse`]).
+    #[inline]
     pub fn spend(
         &mut self,
         conn: usize,

@@ -87,3 +87,15 @@ mod tests {
         assert_eq!(clients.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// Ten thousand idle connections each hold one: SPEC 17's two buckets (8 bytes each) are
+    /// the most a limit may add to it.
+    #[test]
+    fn an_idle_client_record_stays_small() {
+        let size = std::mem::size_of::<super::Client>();
+        eprintln!("router client record: {size} bytes");
+        assert!(size <= 64, "{size} bytes");
+    }
+}

@@ -10,8 +10,35 @@
 use std::time::Instant;
 
 use super::wire::{ErrorCode, Incoming, Out, Outgoing, Reject};
+use super::CommandPolicy;
 use super::{Client, ConnId, Dialect, Outbox, Router};
-use crate::limits::{Counts, Kind, Verdict};
+use crate::limits::{Counts, FloodRules, Kind, Verdict};
+
+/// The router's part of `[limits]` (SPEC section 17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterLimits {
+    pub flood: FloodRules,
+    /// Who may send `{"message":M}` (`broadcast_policy`).
+    pub broadcast_policy: CommandPolicy,
+}
+
+impl RouterLimits {
+    /// No limit: anyone may broadcast as fast as it likes (benchmarks, tests of other things).
+    pub const OFF: RouterLimits = RouterLimits {
+        flood: FloodRules::OFF,
+        broadcast_policy: CommandPolicy::Any,
+    };
+}
+
+impl Default for RouterLimits {
+    /// SPEC section 17's defaults.
+    fn default() -> RouterLimits {
+        RouterLimits {
+            flood: FloodRules::default(),
+            broadcast_policy: CommandPolicy::Any,
+        }
+    }
+}
 
 /// The `rate_limited` error, encoded once for every refusal.
 pub(super) fn error_frame() -> Option<Outgoing> {

@@ -45,6 +45,7 @@ pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
 pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
 pub use self::entry::{ChannelMember, Member, Subscription, MAX_INFO_LEN, MAX_USER_LEN};
+pub use self::flood::RouterLimits;
 pub use self::remote::{ChannelExtras, ClusterOut};
 pub use self::replica::NodeId;
 
@@ -58,7 +59,7 @@ use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
 use crate::budget::{Budget, Rate};
 use crate::events::{ChannelActivity, Handler};
-use crate::limits::{FloodRules, Offenders};
+use crate::limits::Offenders;
 use crate::session::User;
 
 /// A connection, as the event loop knows it (its slab key).
@@ -103,32 +104,6 @@ pub struct RouterConfig {
     pub command_policy: CommandPolicy,
     /// SPEC section 17: the message and broadcast buckets, and who may broadcast.
     pub limits: RouterLimits,
-}
-
-/// The router's part of `[limits]` (SPEC section 17).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouterLimits {
-    pub flood: FloodRules,
-    /// Who may send `{"message":M}` (`broadcast_policy`).
-    pub broadcast_policy: CommandPolicy,
-}
-
-impl RouterLimits {
-    /// No limit: anyone may broadcast as fast as it likes (benchmarks, tests of other things).
-    pub const OFF: RouterLimits = RouterLimits {
-        flood: FloodRules::OFF,
-        broadcast_policy: CommandPolicy::Any,
-    };
-}
-
-impl Default for RouterLimits {
-    /// SPEC section 17's defaults.
-    fn default() -> RouterLimits {
-        RouterLimits {
-            flood: FloodRules::default(),
-            broadcast_policy: CommandPolicy::Any,
-        }
-    }
 }
 
 impl Default for RouterConfig {
