@@ -206,7 +206,11 @@ fn a_stdout_nobody_reads_does_not_stall_clients() {
 
 #[test]
 fn a_stdout_nobody_reads_does_not_hold_up_shutdown() {
-    let mut daemon = Daemon::start_undrained("logging_level = \"debug\"\npresence = false\n", &[]);
+    // 200 messages in a row from one client fill the pipe: SPEC 17's bucket off.
+    let mut daemon = Daemon::start_undrained(
+        &format!("logging_level = \"debug\"\npresence = false\n{LIMITS_OFF}"),
+        &[],
+    );
     let ((mut a, a_id), (mut b, _)) = pair(&daemon);
     // Well over a pipe's worth of log lines, so the writer is stuck.
     let filler = "x".repeat(1000);
