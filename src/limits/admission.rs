@@ -74,11 +74,6 @@ impl Refusal {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
     }
-
-    /// Whether the user limit refused (else an address limit).
-    pub fn is_user(self) -> bool {
-        self == Refusal::UserFull
-    }
 }
 
 /// One client address.
