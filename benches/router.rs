@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rakit::events::Handler;
-use rakit::router::{CommandPolicy, ConnId, Frame, Outbox, Router, RouterConfig};
+use rakit::router::{CommandPolicy, ConnId, Frame, Outbox, Router, RouterConfig, RouterLimits};
 
 /// Fires nothing: the benches measure the router, not logging.
 struct NoopHandler;
@@ -55,6 +55,8 @@ fn router(presence_max_users: usize) -> Router {
             presence_interval: Duration::from_secs(3600),
             presence_max_users,
             command_policy: CommandPolicy::Any,
+            // The benches publish as fast as they can: SPEC 17's limits off, explicitly.
+            limits: RouterLimits::OFF,
         },
         Box::new(NoopHandler),
         0x5eed,

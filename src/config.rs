@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 
 mod backend;
 mod cluster;
+mod limits;
 mod pusher;
 
 pub use self::backend::{
     ApiConfig, MetricsConfig, WebhookEvent, WebhookFormat, WebhooksConfig, MIN_KEY_LEN,
 };
 pub use self::cluster::ClusterConfig;
+pub use self::limits::{BroadcastPolicy, LimitsConfig};
 pub use self::pusher::PusherConfig;
 
 /// The file read when no `--config` is given; relative to the current directory.
@@ -153,6 +155,8 @@ pub struct Config {
     pub pusher: PusherConfig,
     /// `[tls]` (SPEC section 12).
     pub tls: TlsConfig,
+    /// `[limits]` (SPEC section 17).
+    pub limits: LimitsConfig,
 }
 
 /// The `[tls]` table: PEM files, both or neither. When set, the port speaks TLS only.
@@ -223,6 +227,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             pusher: PusherConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -500,6 +505,7 @@ impl Config {
             );
         }
         self.tls.validate()?;
+        self.limits.validate()?;
         Ok(())
     }
 
@@ -689,6 +695,14 @@ fn table_header(line: &str) -> Option<String> {
     let name = name.trim().trim_matches('"');
     let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     (!name.is_empty() && name.chars().all(bare)).then(|| name.to_owned())
+}
+
+/// The key a config's validation error names (`None` when it is valid), for the tables' tests.
+#[cfg(test)]
+#[track_caller]
+fn key_of(text: &str) -> Option<String> {
+    let config = Config::from_str(text).expect("parses");
+    config.validate().err().map(|e| e.key().unwrap().to_owned())
 }
 
 #[cfg(test)]

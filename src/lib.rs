@@ -23,6 +23,7 @@ pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod percent;

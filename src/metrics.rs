@@ -19,6 +19,8 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::limits::{Counts, Kind};
+
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -125,6 +127,9 @@ pub struct Metrics {
     pub cluster_dropped_out: u64,
     /// Messages from other nodes dropped (the loop's inbound queue full).
     pub cluster_dropped_in: u64,
+    /// Handshakes refused by the per-address and per-user limits (the router counts messages
+    /// and broadcasts: [`Gauges::rate_limited`]).
+    pub rate_limited: Counts,
     /// How `/proc` values are turned into seconds.
     pub process: ProcessInfo,
     /// The process figures last read.
@@ -167,6 +172,8 @@ pub struct Gauges {
     pub compressions: u64,
     /// The loop's connection sockets (handshakes and HTTP included): the descriptors it knows.
     pub sockets: u64,
+    /// Messages and broadcasts refused by the router's buckets.
+    pub rate_limited: Counts,
 }
 
 /// Facts about the process that do not change while it runs.
@@ -393,6 +400,20 @@ fn render_with(metrics: &Metrics, gauges: &Gauges, process: &ProcessSample, out:
         "Clients dropped for exceeding max_send_buffer.",
         metrics.slow_client_drops,
     );
+    w.family(
+        "rakit_rate_limited_total",
+        "counter",
+        "Refusals by the abuse limits ([limits]), by kind: messages and broadcasts over their \
+         sender's bucket, handshakes over a per-address or per-user limit.",
+    );
+    let refused = metrics.rate_limited.plus(gauges.rate_limited);
+    for kind in Kind::ALL {
+        w.sample(
+            "rakit_rate_limited_total",
+            Some(("kind", kind.as_str())),
+            refused.get(kind),
+        );
+    }
     w.gauge(
         "rakit_channels",
         "Channels with at least one subscriber.",

@@ -20,7 +20,7 @@ use crate::webhooks::{random_node_id, Settings, Webhooks};
 
 /// How long queued webhook events may take to go out at shutdown.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
-use crate::router::{Router, RouterConfig};
+use crate::router::{Router, RouterConfig, RouterLimits};
 
 /// Builds a server: configuration, mode and event handler.
 ///
@@ -151,6 +151,10 @@ impl Server {
                 presence_interval: Duration::from_millis(self.config.presence_interval_ms),
                 presence_max_users: self.config.presence_max_users,
                 command_policy: self.config.command_policy,
+                limits: RouterLimits {
+                    flood: self.config.limits.flood(),
+                    broadcast_policy: self.config.limits.broadcast_policy,
+                },
             },
             handler,
             random_seed(),

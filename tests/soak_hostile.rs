@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::abuse::LIMITS_OFF;
 use common::{send_frame, upgrade_request, Daemon};
 use rakit_protocol::OpCode;
 
@@ -218,9 +219,13 @@ fn hostile_clients_cannot_break_the_bounds() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
+    // The bounds must hold without SPEC 17's limits too (an operator may turn them off), so
+    // they are off: the publishers here really publish.
     let daemon = Daemon::start(
-        "logging_enabled = false\nhandshake_timeout = 2\nping_interval = 2\nping_timeout = 2\n\
-         presence_interval_ms = 100\nmax_send_buffer = 16777216\n",
+        &format!(
+            "logging_enabled = false\nhandshake_timeout = 2\nping_interval = 2\nping_timeout = 2\n\
+             presence_interval_ms = 100\nmax_send_buffer = 16777216\n{LIMITS_OFF}"
+        ),
         &[],
     );
     let pid = daemon.child.id();

@@ -152,6 +152,7 @@ impl EventLoop {
             log_lines_dropped: Some(crate::logging::dropped()),
             compressions: self.compression.runs(),
             sockets: self.conns.len() as u64,
+            rate_limited: Default::default(),
         };
         let mut out = std::mem::take(&mut self.http_out);
         out.clear();

@@ -145,6 +145,7 @@ impl EventLoop {
     /// counts against `max_connections`, and the router forgets it.
     fn left(&mut self, key: usize) {
         self.open -= 1;
+        self.admission.closed(key, self.now);
         if !self.echo {
             self.pusher_left(key);
             let now = self.now;

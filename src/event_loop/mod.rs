@@ -171,6 +171,10 @@ pub(crate) struct EventLoop {
     cluster: Option<crate::cluster::Cluster>,
     /// The Pusher dialect, when `[pusher]` is set.
     pusher: Option<crate::pusher::Pusher>,
+    /// Open connections per address and per user, handshakes per address (SPEC section 17).
+    admission: crate::limits::Admission,
+    /// Whose `X-Forwarded-For` is believed.
+    proxies: crate::limits::TrustedProxies,
 }
 
 impl EventLoop {
@@ -191,6 +195,8 @@ impl EventLoop {
         let secs = Duration::from_secs;
         let http = HttpSettings::new(&config);
         let pusher = crate::pusher::Pusher::new(&config.pusher, config.max_channels_per_client);
+        let admission = crate::limits::Admission::new(config.limits.admission());
+        let proxies = config.limits.proxies();
         let mut router = router;
         if pusher.is_some() {
             router.set_foreign(crate::pusher::FOREIGN);
@@ -244,6 +250,8 @@ impl EventLoop {
             shutdown_deadline: None,
             cluster: None,
             pusher,
+            admission,
+            proxies,
         }
     }
 

@@ -11,13 +11,16 @@
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use rakit_protocol::{Event, OpCode, State};
+use std::net::{IpAddr, Ipv4Addr};
+
+use rakit_protocol::{Event, HandshakeError, OpCode, State};
 
 use super::delivery::mark_dirty;
 use super::http::BodyStep;
 use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL, WORK_PER_CALL};
 use crate::accept::{self, Decision};
 use crate::conn::{Conn, Life, Stamp};
+use crate::limits::{AddrKey, Kind, Refusal};
 use crate::session;
 use crate::transport::{Got, Transport};
 
@@ -416,14 +419,20 @@ impl EventLoop {
         if self.http_request(key, &req) {
             return;
         }
-        let decision = accept::decide(&req, &self.config, self.open, session::now_unix());
+        let client = self.client_address(key, &req);
+        let address = AddrKey::of(client);
+        let decision = self.judge(address, &req);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         self.scratch.clear();
         match decision {
             Decision::Refuse(e) => {
-                log::debug!("handshake refused: {e} ({} {})", req.method, req.path);
+                log::debug!(
+                    "handshake from {client} refused: {e} ({} {})",
+                    req.method,
+                    req.path
+                );
                 self.metrics.handshake_refusals.incr(e.http_status());
                 conn.proto.reject(&e, &mut self.scratch);
             }
@@ -445,7 +454,10 @@ impl EventLoop {
                 conn.outq.push_bytes(&self.scratch);
                 mark_dirty(conn, key, &mut self.dirty);
                 self.enter_open(key);
+                let user_id = user.as_ref().map(|u| u.id.as_str());
+                self.admission.opened(key, address, user_id);
                 if !self.echo && self.pusher_open(key, &req, &mut user) {
+                    self.log_address(key, client);
                     return;
                 }
                 if !self.echo {
@@ -458,12 +470,58 @@ impl EventLoop {
                         self.fail_client(key);
                     }
                     self.after_router();
+                    self.log_address(key, client);
                 }
                 return;
             }
         }
         conn.outq.push_bytes(&self.scratch);
         mark_dirty(conn, key, &mut self.dirty);
+    }
+
+    /// The address limits (before anything else is decided, so a refused flood costs no
+    /// session check), the handshake's own rules, then the user limit (SPEC section 17).
+    fn judge(&mut self, address: AddrKey, req: &rakit_protocol::Request) -> Decision {
+        let refused = |refusal: Refusal| {
+            Decision::Refuse(HandshakeError::TooManyRequests {
+                reason: refusal.reason(),
+                retry_after: refusal.retry_after_secs(),
+            })
+        };
+        if let Err(refusal) = self.admission.check_address(address, self.now) {
+            self.metrics.rate_limited.incr(Kind::Ip);
+            return refused(refusal);
+        }
+        let decision = accept::decide(req, &self.config, self.open, session::now_unix());
+        if let Decision::Upgrade {
+            user: Some(user), ..
+        } = &decision
+        {
+            if let Err(refusal) = self.admission.check_user(&user.id) {
+                self.metrics.rate_limited.incr(Kind::User);
+                return refused(refusal);
+            }
+        }
+        decision
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy forwarded (SPEC section
+    /// 17). A peer already gone counts as `0.0.0.0` (its handshake is answered to nobody).
+    fn client_address(&self, key: usize, req: &rakit_protocol::Request) -> IpAddr {
+        let peer = self
+            .conns
+            .get(key)
+            .and_then(|c| c.socket.peer_addr().ok())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        self.proxies
+            .client_address(peer, req.forwarded_for.as_deref())
+    }
+
+    /// Logs where a new client connects from (its id is in the `connect` event's line).
+    fn log_address(&self, key: usize, client: IpAddr) {
+        if let Some(id) = self.router.client_id(key) {
+            log::info!("connect: {id} from {client}");
+        }
     }
 
     /// Hands the message to the router. A panic in it (or in an event

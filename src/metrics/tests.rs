@@ -27,6 +27,13 @@ fn sample_metrics() -> (Metrics, Gauges) {
     m.closes.incr(1000);
     m.api_requests.incr(200);
     m.api_requests.incr(401);
+    m.rate_limited.incr(Kind::Ip);
+    m.rate_limited.incr(Kind::Ip);
+    let mut rate_limited = Counts::default();
+    rate_limited.incr(Kind::Message);
+    rate_limited.incr(Kind::Broadcast);
+    rate_limited.incr(Kind::Broadcast);
+    rate_limited.incr(Kind::Broadcast);
     let g = Gauges {
         connections: 3,
         channels: 2,
@@ -39,6 +46,7 @@ fn sample_metrics() -> (Metrics, Gauges) {
         log_lines_dropped: Some(4),
         compressions: 6,
         sockets: 0,
+        rate_limited,
     };
     (m, g)
 }
@@ -130,6 +138,7 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
         "rakit_bytes_sent_total",
         "rakit_closes_total",
         "rakit_slow_client_drops_total",
+        "rakit_rate_limited_total",
         "rakit_channels",
         "rakit_api_requests_total",
         "rakit_webhook_events_total",
@@ -159,6 +168,10 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
         "rakit_webhook_events_total{result=\"dropped\"} 1",
         "rakit_cluster_up 0",
         "rakit_cluster_messages_total{direction=\"in\"} 0",
+        "rakit_rate_limited_total{kind=\"message\"} 1",
+        "rakit_rate_limited_total{kind=\"broadcast\"} 3",
+        "rakit_rate_limited_total{kind=\"ip\"} 2",
+        "rakit_rate_limited_total{kind=\"user\"} 0",
         "process_cpu_seconds_total 1.25",
         "process_start_time_seconds 1700000000.5",
     ] {

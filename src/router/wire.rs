@@ -29,6 +29,8 @@ pub(crate) enum ErrorCode {
     TooManyChannels,
     Forbidden,
     BinaryUnsupported,
+    /// SPEC section 17: a message over its sender's bucket (sent at most once a second).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -43,6 +45,7 @@ impl ErrorCode {
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -447,6 +450,7 @@ mod tests {
             (ErrorCode::TooManyChannels, "too_many_channels"),
             (ErrorCode::Forbidden, "forbidden"),
             (ErrorCode::BinaryUnsupported, "binary_unsupported"),
+            (ErrorCode::RateLimited, "rate_limited"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

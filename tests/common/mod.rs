@@ -740,6 +740,7 @@ pub mod msg {
     }
 }
 
+pub mod abuse;
 /// A raw HTTP/1.1 client and metrics helpers for the HTTP side (tests/api_*.rs).
 pub mod api;
 pub mod pusher;
