@@ -55,6 +55,7 @@ fn router(presence_max_users: usize) -> Router {
             presence_interval: Duration::from_secs(3600),
             presence_max_users,
             command_policy: CommandPolicy::Any,
+            ..RouterConfig::default()
         },
         Box::new(NoopHandler),
         0x5eed,

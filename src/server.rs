@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,6 +152,7 @@ impl Server {
                 presence_interval: Duration::from_millis(self.config.presence_interval_ms),
                 presence_max_users: self.config.presence_max_users,
                 command_policy: self.config.command_policy,
+                namespaces: Rc::new(self.config.namespaces()),
             },
             handler,
             random_seed(),

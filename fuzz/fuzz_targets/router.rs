@@ -427,6 +427,7 @@ fuzz_target!(|data: &[u8]| {
         // Above the client count: presence always lists everyone.
         presence_max_users: CLIENTS + 4,
         command_policy: CommandPolicy::Any,
+        ..RouterConfig::default()
     };
     let mut router = Router::new(config, Box::new(Quiet), 7);
     let mut out = Out::default();

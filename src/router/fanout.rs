@@ -66,7 +66,7 @@ impl Router {
         let was_vacant = !self.occupied(channel);
         let new = self
             .channels
-            .subscribe(conn, channel, max)
+            .subscribe(conn, channel, max, &self.config.namespaces)
             .map_err(|TooManyChannels| max)?;
         if !new {
             return Ok((false, Vec::new()));

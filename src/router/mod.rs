@@ -23,6 +23,7 @@ mod entry;
 mod fanout;
 mod ids;
 mod members;
+mod namespaces;
 mod presence;
 mod remote;
 mod replica;
@@ -43,7 +44,12 @@ use serde_json::value::RawValue;
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::command::CommandPolicy;
 pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
-pub use self::entry::{ChannelMember, Member, Subscription, MAX_INFO_LEN, MAX_USER_LEN};
+pub use self::entry::{
+    ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN, MAX_USER_LEN,
+};
+pub use self::namespaces::{
+    Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
+};
 pub use self::remote::{ChannelExtras, ClusterOut};
 pub use self::replica::NodeId;
 
@@ -99,6 +105,9 @@ pub struct RouterConfig {
     pub presence_max_users: usize,
     /// Who may send commands.
     pub command_policy: CommandPolicy,
+    /// The channels' rules (SPEC section 15), shared and immutable: new rules replace them
+    /// whole ([`Router::set_namespaces`]).
+    pub namespaces: Rc<Namespaces>,
 }
 
 impl Default for RouterConfig {
@@ -110,6 +119,7 @@ impl Default for RouterConfig {
             presence_interval: Duration::from_millis(200),
             presence_max_users: 100,
             command_policy: CommandPolicy::Admin,
+            namespaces: Rc::default(),
         }
     }
 }
