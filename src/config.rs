@@ -504,6 +504,11 @@ impl Config {
         namespaces::build(&self.namespaces)
     }
 
+    /// What start-up warns about the namespaces, if anything.
+    pub fn namespaces_warning(&self) -> Option<String> {
+        namespaces::warning(&self.namespaces, &self.session.secret)
+    }
+
     /// The effective values as TOML, one `key = value` per line, for `websocket:check`. The session
     /// secret, the API and metrics keys, the webhook secret and a password in the webhook url are
     /// shown as `<set>` (empty ones stay empty), so the output can be pasted into a bug report.

@@ -78,6 +78,27 @@ pub fn build(entries: &[NamespaceConfig]) -> Namespaces {
     Namespaces::new(entries.iter().map(NamespaceConfig::rules))
 }
 
+/// A warning for start-up: namespaces whose rule no connection can meet without sessions
+/// (`[session] secret` empty: everyone is a guest, and no channel token verifies).
+pub fn warning(entries: &[NamespaceConfig], secret: &str) -> Option<String> {
+    if !secret.is_empty() {
+        return None;
+    }
+    let closed: Vec<String> = entries
+        .iter()
+        .filter(|n| n.subscribe != SubscribePolicy::Public)
+        .map(|n| format!("{:?}", n.prefix))
+        .take(5)
+        .collect();
+    (!closed.is_empty()).then(|| {
+        format!(
+            "namespaces {} need sessions or channel tokens, but [session] secret is empty: \
+             no client can subscribe to their channels",
+            closed.join(", ")
+        )
+    })
+}
+
 /// At most [`MAX_NAMESPACES`] entries, distinct prefixes that some channel could start with, and
 /// history settings within SPEC section 16's bounds.
 pub(super) fn validate(entries: &[NamespaceConfig]) -> Result<(), ConfigError> {

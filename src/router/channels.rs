@@ -121,6 +121,13 @@ impl Channels {
         names
     }
 
+    /// Whether `conn` is subscribed to `name`.
+    pub(crate) fn is_member(&self, conn: ConnId, name: &str) -> bool {
+        self.subscriptions
+            .get(&conn)
+            .is_some_and(|subs| subs.contains_key(name))
+    }
+
     /// The channels `conn` is in (in no particular order).
     pub(crate) fn channels_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
         self.subscriptions

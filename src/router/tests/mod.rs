@@ -6,6 +6,7 @@ mod budget;
 mod cluster;
 mod commands;
 mod members;
+mod namespaces;
 mod occupancy;
 mod presence;
 mod reporting;
