@@ -26,6 +26,7 @@ use super::authorize::forbidden;
 use super::dialect::Dialect;
 use super::entry::{ChannelMember, MAX_INFO_LEN};
 use super::members::{Change, Members};
+use super::namespaces::SubscribePolicy;
 use super::wire::{self, ErrorCode, Out, Outgoing, PublicUser, Reject};
 use super::{channel_name, ConnId, Outbox, Router};
 
@@ -140,8 +141,9 @@ impl Router {
     }
 
     /// `{"event":"presence","channel":C}`: the members of C, for a subscriber of C or a
-    /// connection C's rule admits (with its `token` where it needs one; verifying one costs a
-    /// subscribe's token of the budget). `bad_request` on a channel without presence.
+    /// connection C's rule admits (with its `token` where it needs one; on a token channel the
+    /// query costs a subscribe's token of the budget, spent before the token is verified).
+    /// `bad_request` on a channel without presence.
     pub(super) fn presence_event(
         &mut self,
         conn: ConnId,
@@ -156,7 +158,7 @@ impl Router {
             ));
         }
         if !self.channels.is_member(conn, &channel) {
-            if msg.token.is_some() {
+            if self.namespace_of(&channel).subscribe == SubscribePolicy::Token {
                 self.spend_subscribes(conn, 1, now)?;
             }
             self.authorize_subscribe(conn, &channel, msg.token)?;
