@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::channel_presence::ChannelMembers;
+use super::members::ChannelMembers;
 use super::presence::PresenceUsers;
 use super::Frame;
 use crate::session::User;
