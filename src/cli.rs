@@ -17,13 +17,15 @@ Usage:
   rakit websocket:run [--host=H] [--port=P] [--config=PATH] [--echo]
   rakit websocket:check [--config=PATH]
   rakit websocket:token --secret S --sub ID --name N [--email E] [--admin] [--ttl SECS]
+  rakit websocket:token --secret S --channel C (--sub ID | --client ID) [--ttl SECS]
   rakit help | --help | -h
   rakit --version | -V
 
 Commands:
   websocket:run     Start the daemon (default 127.0.0.1:6001). Flags override the config file.
   websocket:check   Validate the config and print the effective values.
-  websocket:token   Print an HS256 session token (default --ttl 3600 seconds).
+  websocket:token   Print an HS256 session token (default --ttl 3600 seconds); with --channel,
+                    a channel token for user --sub or connection --client (its client_id).
 
 Options:
   --config=PATH     Config file; without it config/websocket.toml is read if it exists.
@@ -55,8 +57,24 @@ pub enum Command {
         /// Seconds from now until `exp`; 0 makes an already expired token (useful in tests).
         ttl: u64,
     },
+    /// A channel token (SPEC section 15) for a user (`--sub`) or one connection (`--client`).
+    ChannelToken {
+        secret: String,
+        channel: String,
+        holder: TokenHolder,
+        ttl: u64,
+    },
     Help,
     Version,
+}
+
+/// Who a channel token is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenHolder {
+    /// `--sub ID`: every connection of this session user.
+    User(String),
+    /// `--client ID`: the one connection with this client id.
+    Client(String),
 }
 
 /// A command-line mistake; `Display` is one line naming the argument.
@@ -110,6 +128,8 @@ const TOKEN_FLAGS: &[(&str, bool)] = &[
     ("--email", true),
     ("--admin", false),
     ("--ttl", true),
+    ("--channel", true),
+    ("--client", true),
 ];
 
 /// Parses the arguments after the program name.
@@ -159,17 +179,23 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             if secret.is_empty() {
                 return Err(invalid_value("--secret", "must not be empty"));
             }
-            let sub = required("--sub")?;
-            if sub.is_empty() {
-                return Err(invalid_value("--sub", "must not be empty"));
-            }
-            let name = required("--name")?;
             let ttl = match flags.get("--ttl") {
                 Some(value) => value.parse().map_err(|_| {
                     invalid_value("--ttl", &format!("`{value}` is not a number of seconds"))
                 })?,
                 None => DEFAULT_TOKEN_TTL,
             };
+            if let Some(channel) = flags.get("--channel") {
+                return channel_token(&flags, secret, channel, ttl);
+            }
+            if flags.has("--client") {
+                return Err(invalid_value("--client", "only with --channel"));
+            }
+            let sub = required("--sub")?;
+            if sub.is_empty() {
+                return Err(invalid_value("--sub", "must not be empty"));
+            }
+            let name = required("--name")?;
             Ok(Command::Token {
                 secret,
                 sub,
@@ -185,6 +211,50 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         }),
         other => Err(CliError::UnknownCommand(other.to_owned())),
     }
+}
+
+/// `websocket:token --channel C (--sub ID | --client ID)`: exactly one holder, and none of the
+/// session token's own flags.
+fn channel_token(
+    flags: &Flags,
+    secret: String,
+    channel: &str,
+    ttl: u64,
+) -> Result<Command, CliError> {
+    if !crate::router::is_plausible_channel(channel) {
+        return Err(invalid_value(
+            "--channel",
+            "channel names are 1 to 200 bytes without control characters",
+        ));
+    }
+    if let Some(flag) = ["--name", "--email", "--admin"]
+        .into_iter()
+        .find(|f| flags.has(f))
+    {
+        return Err(invalid_value(flag, "not for a channel token (--channel)"));
+    }
+    let holder = match (flags.get("--sub"), flags.get("--client")) {
+        (Some(sub), None) => TokenHolder::User(sub.to_owned()),
+        (None, Some(client)) => TokenHolder::Client(client.to_owned()),
+        (Some(_), Some(_)) => {
+            return Err(invalid_value(
+                "--client",
+                "give --sub or --client, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(CliError::MissingFlag {
+                command: "websocket:token --channel".to_owned(),
+                flag: "--sub or --client".to_owned(),
+            })
+        }
+    };
+    Ok(Command::ChannelToken {
+        secret,
+        channel: channel.to_owned(),
+        holder,
+        ttl,
+    })
 }
 
 fn expect_empty(rest: &[String]) -> Result<(), CliError> {
@@ -487,6 +557,62 @@ mod tests {
             "--ttl=soon",
         ]);
         assert!(line.starts_with("--ttl: "), "{line}");
+    }
+
+    #[test]
+    fn channel_tokens() {
+        assert_eq!(
+            ok(&[
+                "websocket:token",
+                "--secret=s",
+                "--channel",
+                "order.42",
+                "--sub=42",
+                "--ttl=60"
+            ]),
+            Command::ChannelToken {
+                secret: "s".into(),
+                channel: "order.42".into(),
+                holder: TokenHolder::User("42".into()),
+                ttl: 60,
+            }
+        );
+        assert_eq!(
+            ok(&[
+                "websocket:token",
+                "--channel=room.1",
+                "--client",
+                "Ab3dEf9h",
+                "--secret",
+                "s"
+            ]),
+            Command::ChannelToken {
+                secret: "s".into(),
+                channel: "room.1".into(),
+                holder: TokenHolder::Client("Ab3dEf9h".into()),
+                ttl: 3600,
+            }
+        );
+        let base = ["websocket:token", "--secret=s", "--channel=c"];
+        let with = |extra: &[&str]| err(&[&base[..], extra].concat());
+        assert!(with(&[]).contains("--sub or --client"));
+        assert!(with(&["--sub=1", "--client=x"]).starts_with("--client: "));
+        assert!(with(&["--sub=1", "--name=n"]).starts_with("--name: "));
+        assert!(with(&["--sub=1", "--admin"]).starts_with("--admin: "));
+        let line = err(&["websocket:token", "--secret=s", "--channel=a	b", "--sub=1"]);
+        assert!(line.starts_with("--channel: "), "{line}");
+        let line = err(&[
+            "websocket:token",
+            "--secret=s",
+            "--client=x",
+            "--sub=1",
+            "--name=n",
+        ]);
+        assert!(line.starts_with("--client: "), "{line}");
+        assert_eq!(
+            err(&["websocket:token", "--channel=c", "--sub=1"]),
+            "websocket:token: missing required flag --secret"
+        );
     }
 
     #[test]

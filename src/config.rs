@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 mod backend;
 mod cluster;
 mod limits;
+mod namespaces;
 mod pusher;
 
 pub use self::backend::{
@@ -20,6 +21,7 @@ pub use self::backend::{
 };
 pub use self::cluster::ClusterConfig;
 pub use self::limits::{BroadcastPolicy, LimitsConfig};
+pub use self::namespaces::{NamespaceConfig, MAX_HISTORY_SIZE};
 pub use self::pusher::PusherConfig;
 
 /// The file read when no `--config` is given; relative to the current directory.
@@ -157,6 +159,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[limits]` (SPEC section 17).
     pub limits: LimitsConfig,
+    /// `[[namespaces]]` (SPEC section 15), in the order of the file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<NamespaceConfig>,
 }
 
 /// The `[tls]` table: PEM files, both or neither. When set, the port speaks TLS only.
@@ -228,6 +233,7 @@ impl Default for Config {
             pusher: PusherConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            namespaces: Vec::new(),
         }
     }
 }
@@ -506,7 +512,18 @@ impl Config {
         }
         self.tls.validate()?;
         self.limits.validate()?;
+        namespaces::validate(&self.namespaces)?;
         Ok(())
+    }
+
+    /// The channels' rules for the router (SPEC section 15).
+    pub fn namespaces(&self) -> crate::router::Namespaces {
+        namespaces::build(&self.namespaces)
+    }
+
+    /// What start-up warns about the namespaces, if anything.
+    pub fn namespaces_warning(&self) -> Option<String> {
+        namespaces::warning(&self.namespaces, &self.session.secret)
     }
 
     /// The effective values as TOML, one `key = value` per line, for `websocket:check`. The session
@@ -592,7 +609,7 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
     // and the header names the key from the root.
     let table_at_span = span.as_ref().and_then(|s| {
         let from = floor_char_boundary(text, s.start);
-        table_header(text[from..].lines().next()?.trim_start())
+        table_header(text, text[from..].lines().next()?.trim_start())
     });
     if let Some(key) = table_at_span {
         return ConfigError::Parse {
@@ -656,7 +673,7 @@ fn key_before(text: &str, offset: usize) -> Option<String> {
         let line = line.trim_start();
         if line.starts_with('[') {
             // Either a table header (the value is the table itself) or an array element line.
-            if let Some(name) = table_header(line) {
+            if let Some(name) = table_header(text, line) {
                 return Some(name);
             }
             continue;
@@ -678,16 +695,36 @@ fn enclosing_table(text: &str, offset: usize) -> Option<String> {
     // The line holding the offset can be the header itself (a wrong type for the whole table);
     // then the key found by `key_before` is already the table name.
     lines.next();
-    lines.find_map(|line| table_header(line.trim_start()))
+    lines.find_map(|line| table_header(text, line.trim_start()))
 }
 
-/// `session` for a `[session]` line (comments allowed after it); None for anything else.
-fn table_header(line: &str) -> Option<String> {
-    let inner = line.strip_prefix('[')?;
-    if inner.starts_with('[') {
-        return None; // arrays of tables are not part of this config
+/// `session` for a `[session]` line, `namespaces[2]` for the third `[[namespaces]]` line
+/// (comments allowed after either); None for anything else. `line` is a slice of `text`, which
+/// the index of an array of tables is counted in.
+fn table_header(text: &str, line: &str) -> Option<String> {
+    if let Some(name) = array_header(line) {
+        let start = (line.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        let index = text[..floor_char_boundary(text, start)]
+            .lines()
+            .filter(|l| array_header(l.trim_start()).as_deref() == Some(name.as_str()))
+            .count();
+        return Some(format!("{name}[{index}]"));
     }
-    let (name, rest) = inner.split_once(']')?;
+    let inner = line.strip_prefix('[')?;
+    header_name(inner, "]")
+}
+
+/// `namespaces` for a `[[namespaces]]` line.
+fn array_header(line: &str) -> Option<String> {
+    header_name(line.strip_prefix("[[")?, "]]")
+}
+
+/// The bare name before `close`, if only whitespace or a comment follows it.
+fn header_name(inner: &str, close: &str) -> Option<String> {
+    if inner.starts_with('[') {
+        return None;
+    }
+    let (name, rest) = inner.split_once(close)?;
     let rest = rest.trim();
     if !(rest.is_empty() || rest.starts_with('#')) {
         return None;

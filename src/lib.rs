@@ -14,6 +14,7 @@
 pub mod accept;
 pub mod budget;
 pub mod buffer;
+pub mod channel_token;
 pub mod cli;
 pub mod cluster;
 pub mod compression;

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rakit::cli::{self, Command};
+use rakit::channel_token::{self, Holder};
+use rakit::cli::{self, Command, TokenHolder};
 use rakit::session::{self, User};
 use rakit::{logging, Server};
 
@@ -55,6 +56,23 @@ fn main() -> ExitCode {
             };
             let exp = session::now_unix().saturating_add(ttl);
             println!("{}", session::issue(secret.as_bytes(), &user, exp));
+            ExitCode::SUCCESS
+        }
+        Command::ChannelToken {
+            secret,
+            channel,
+            holder,
+            ttl,
+        } => {
+            let holder = match &holder {
+                TokenHolder::User(id) => Holder::User(id),
+                TokenHolder::Client(id) => Holder::Client(id),
+            };
+            let exp = session::now_unix().saturating_add(ttl);
+            println!(
+                "{}",
+                channel_token::issue(secret.as_bytes(), &channel, holder, exp)
+            );
             ExitCode::SUCCESS
         }
         Command::Run {

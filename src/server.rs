@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::webhooks::{random_node_id, Settings, Webhooks};
 
 /// How long queued webhook events may take to go out at shutdown.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
-use crate::router::{Router, RouterConfig, RouterLimits};
+use crate::router::{Router, RouterConfig, RouterLimits, TokenKey};
 
 /// Builds a server: configuration, mode and event handler.
 ///
@@ -131,6 +132,9 @@ impl Server {
         if let Some(warning) = crate::accept::cookie_origin_warning(&self.config) {
             log::warn!("{warning}");
         }
+        if let Some(warning) = self.config.namespaces_warning() {
+            log::warn!("{warning}");
+        }
         // Webhooks (SPEC section 10): a worker thread beside the loop, fed
         // through the router's event handler.
         // One id per process start, shared by webhooks and the cluster.
@@ -155,6 +159,10 @@ impl Server {
                     flood: self.config.limits.flood(),
                     broadcast_policy: self.config.limits.broadcast_policy,
                 },
+                namespaces: Rc::new(self.config.namespaces()),
+                token_key: TokenKey::new(self.config.session.secret.as_bytes()),
+                max_token_size: self.config.max_handshake_size,
+                ..RouterConfig::default()
             },
             handler,
             random_seed(),

@@ -44,15 +44,25 @@ pub enum TokenError {
     Claims(String),
 }
 
+impl TokenError {
+    /// What is wrong, for a token of any kind (`"signature does not match"`).
+    pub fn reason(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            TokenError::Malformed => "malformed".into(),
+            TokenError::Algorithm => "algorithm is not HS256".into(),
+            TokenError::Signature => "signature does not match".into(),
+            TokenError::Expired => "expired".into(),
+            TokenError::NotYetValid => "not yet valid".into(),
+            TokenError::Claims(why) => format!("claims: {why}").into(),
+        }
+    }
+}
+
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TokenError::Malformed => f.write_str("malformed session token"),
-            TokenError::Algorithm => f.write_str("session token algorithm is not HS256"),
-            TokenError::Signature => f.write_str("session token signature does not match"),
-            TokenError::Expired => f.write_str("session token expired"),
-            TokenError::NotYetValid => f.write_str("session token not yet valid"),
-            TokenError::Claims(why) => write!(f, "session token claims: {why}"),
+            _ => write!(f, "session token {}", self.reason()),
         }
     }
 }
@@ -67,11 +77,15 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Checks a compact HS256 JWT and returns its user.
-///
-/// The signature is verified (in constant time) before anything in the payload is read, so an
-/// attacker's claims are never parsed. Only the header is read first, and only for `alg`/`typ`.
-pub fn verify(token: &str, secret: &[u8], now_unix: u64) -> Result<User, TokenError> {
+/// Checks a compact HS256 JWT: its header (`alg` HS256), its signature (in constant time, before
+/// anything in the payload is read, so an attacker's claims are never parsed), and its time
+/// claims (`exp` required, `nbf` if present). Returns the claims, for the caller to read its own.
+/// Session tokens ([`verify`]) and channel tokens (`src/channel_token.rs`) share it.
+pub fn verify_claims(
+    token: &str,
+    secret: &[u8],
+    now_unix: u64,
+) -> Result<Map<String, Value>, TokenError> {
     let mut parts = token.split('.');
     let (Some(header64), Some(payload64), Some(signature64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -116,7 +130,15 @@ pub fn verify(token: &str, secret: &[u8], now_unix: u64) -> Result<User, TokenEr
             return Err(TokenError::NotYetValid);
         }
     }
+    Ok(claims)
+}
 
+/// Checks a compact HS256 JWT and returns its user.
+///
+/// The signature is verified (in constant time) before anything in the payload is read, so an
+/// attacker's claims are never parsed. Only the header is read first, and only for `alg`/`typ`.
+pub fn verify(token: &str, secret: &[u8], now_unix: u64) -> Result<User, TokenError> {
+    let claims = verify_claims(token, secret, now_unix)?;
     let id = match claims.get("sub") {
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
         Some(Value::String(_)) => return Err(claims_error("`sub` is empty")),
@@ -194,7 +216,6 @@ struct Claims<'a> {
 /// Signs a token for `user` that expires at `exp` (Unix seconds); used by `websocket:token` and
 /// tests. Accepts any secret, even empty, so tests can build tokens a daemon must refuse.
 pub fn issue(secret: &[u8], user: &User, exp: u64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
         sub: &user.id,
         name: &user.name,
@@ -202,7 +223,13 @@ pub fn issue(secret: &[u8], user: &User, exp: u64) -> String {
         admin: user.admin,
         exp,
     };
-    let claims = serde_json::to_vec(&claims).expect("string and integer claims always serialise");
+    sign(secret, &claims)
+}
+
+/// A compact HS256 JWT of `claims` (a struct of string and integer fields), signed with `secret`.
+pub fn sign(secret: &[u8], claims: &impl Serialize) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::to_vec(claims).expect("string and integer claims always serialise");
     let mut token = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(token.as_bytes());

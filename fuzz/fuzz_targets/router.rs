@@ -429,6 +429,7 @@ fuzz_target!(|data: &[u8]| {
         command_policy: CommandPolicy::Any,
         // The reference model knows nothing of SPEC 17's buckets: off, explicitly.
         limits: RouterLimits::OFF,
+        ..RouterConfig::default()
     };
     let mut router = Router::new(config, Box::new(Quiet), 7);
     let mut out = Out::default();

@@ -284,13 +284,21 @@ fn channel(encoded: &str, ctx: &HttpCtx<'_>) -> Reply {
         name: &'a str,
         subscribers: usize,
         clients: Vec<&'a str>,
+        /// On a channel with presence (SPEC section 15.3), never truncated.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        presence: Option<Box<serde_json::value::RawValue>>,
     }
     match ctx.router.channel_clients(&name) {
         Ok(clients) => {
+            let presence = ctx
+                .router
+                .channel_presence_json(&name)
+                .and_then(|json| serde_json::value::RawValue::from_string(json).ok());
             let body = Channel {
                 name: &name,
                 subscribers: clients.len(),
                 clients,
+                presence,
             };
             Reply::json(200, serde_json::to_string(&body).unwrap_or_default())
         }

@@ -4,7 +4,8 @@
 //! A subscribe is checked in this order, each refusal a `pusher:subscription_error` on the
 //! channel (pusher-js emits it there; Echo's `.error()`), the connection staying open:
 //! 1. the budget (`budget.rs`; `LimitReached`, 4301): one token, plus one per ten members on a
-//!    presence channel, whose answer lists them all and whose arrival each of them hears of;
+//!    presence channel (or a channel with the Rakit dialect's channel presence), whose answer
+//!    lists them all and whose arrival each of them hears of;
 //! 2. the authorization: a signature for `private-` and `presence-`, the signin for
 //!    `#server-to-user-{id}` (`AuthError`, 401);
 //! 3. on a presence channel, the member: `channel_data` with a `user_id` (401); at most 128
@@ -13,6 +14,10 @@
 //!    a place on the channel for a new user (`max_presence_members`; `LimitReached`, 4100 as
 //!    Soketi);
 //! 4. the router's `max_channels_per_client` (`LimitReached`, 400).
+//!
+//! Between 1 and 2: any other channel must be in a namespace anyone may subscribe to (SPEC
+//! section 15; `AuthError`, 403), or a Pusher subscription would read what a Rakit client may
+//! not.
 //!
 //! A subscribe to a channel the connection is already in (pusher-js never sends one) is
 //! answered again, and costs again; on a presence channel as the same user it keeps the
@@ -41,7 +46,7 @@ impl Pusher {
         let data = SubscribeData::parse(data);
         let channel = data.channel.as_deref().filter(|c| wire::valid_channel(c));
         let cost = channel
-            .filter(|c| c.starts_with("presence-"))
+            .filter(|c| c.starts_with("presence-") || router.has_channel_presence(c))
             .map_or(1, |c| 1 + router.user_count(c) / MEMBERS_PER_TOKEN);
         if !self.spend(conn, cost, now) {
             // Over budget: a short answer, and no signature checked.
@@ -58,6 +63,16 @@ impl Pusher {
             out.send(conn, &wire::error(None, "Invalid channel name"));
             return;
         };
+        if !own_authorization(channel) && !router.is_public(channel) {
+            // SPEC section 15: a Pusher subscription may not read what a Rakit client may not.
+            let text = "This channel's namespace needs authorization the Pusher protocol cannot \
+                        carry (only public namespaces, private- and presence- channels)";
+            out.send(
+                conn,
+                &wire::subscription_error(channel, "AuthError", text, 403),
+            );
+            return;
+        }
         let Some(session) = self.sessions.get(&conn) else {
             return;
         };
@@ -86,7 +101,7 @@ impl Pusher {
         }
         let joined = match &member {
             Some(m) => router.join_member(conn, channel, m, out),
-            None => router.join(conn, channel),
+            None => router.join(conn, channel, out),
         };
         let new = match joined {
             Ok(new) => new,
@@ -192,6 +207,12 @@ impl Pusher {
             session.presence.retain(|(c, _)| c != channel);
         }
     }
+}
+
+/// Whether `channel` is one Pusher authorizes itself (`private-`, `presence-`, a user's
+/// `#server-to-user-`: [`super::PROTECTED`]), whatever its namespace says.
+fn own_authorization(channel: &str) -> bool {
+    super::PROTECTED.iter().any(|p| channel.starts_with(p))
 }
 
 fn auth_error(conn: ConnId, channel: &str, text: &str, out: &mut impl Outbox) {

@@ -7,10 +7,15 @@
 //!
 //! Members are kept in subscription order (keyed by a sequence number), so
 //! delivery order is deterministic and easy to reason about in tests.
+//!
+//! A channel's record also keeps its namespace (`namespaces.rs`), resolved
+//! once when the channel comes into existence, so nothing per message looks
+//! it up again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
+use super::namespaces::{NamespaceId, Namespaces};
 use super::ConnId;
 
 /// Longest channel name, in bytes (SPEC section 5).
@@ -26,11 +31,20 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooManyChannels;
 
+/// One channel with members.
+#[derive(Debug)]
+struct Channel {
+    /// Subscription sequence number -> member.
+    members: BTreeMap<u64, ConnId>,
+    /// Its namespace, resolved when the channel was created.
+    namespace: NamespaceId,
+}
+
 /// The two-way membership index.
 #[derive(Debug, Default)]
 pub(crate) struct Channels {
-    /// Channel name -> (subscription sequence number -> member).
-    members: HashMap<Rc<str>, BTreeMap<u64, ConnId>>,
+    /// Channel name -> its record.
+    members: HashMap<Rc<str>, Channel>,
     /// Member -> (channel name -> its subscription sequence number). The
     /// name is shared with `members`, so it is stored once.
     subscriptions: HashMap<ConnId, HashMap<Rc<str>, u64>>,
@@ -40,12 +54,14 @@ pub(crate) struct Channels {
 impl Channels {
     /// Subscribes `conn` to `name`; `Ok(true)` when it was not subscribed
     /// before. Subscribing again is a no-op (`Ok(false)`) that keeps the
-    /// original position and does not count twice against `max`.
+    /// original position and does not count twice against `max`. A channel
+    /// created by it takes its namespace from `namespaces`.
     pub(crate) fn subscribe(
         &mut self,
         conn: ConnId,
         name: &str,
         max: usize,
+        namespaces: &Namespaces,
     ) -> Result<bool, TooManyChannels> {
         let subs = self.subscriptions.entry(conn).or_default();
         if subs.contains_key(name) {
@@ -65,7 +81,14 @@ impl Channels {
             None => Rc::from(name),
         };
         subs.insert(Rc::clone(&key), seq);
-        self.members.entry(key).or_default().insert(seq, conn);
+        self.members
+            .entry(key)
+            .or_insert_with(|| Channel {
+                members: BTreeMap::new(),
+                namespace: namespaces.lookup(name),
+            })
+            .members
+            .insert(seq, conn);
         Ok(true)
     }
 
@@ -98,6 +121,13 @@ impl Channels {
         names
     }
 
+    /// Whether `conn` is subscribed to `name`.
+    pub(crate) fn is_member(&self, conn: ConnId, name: &str) -> bool {
+        self.subscriptions
+            .get(&conn)
+            .is_some_and(|subs| subs.contains_key(name))
+    }
+
     /// The channels `conn` is in (in no particular order).
     pub(crate) fn channels_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
         self.subscriptions
@@ -107,9 +137,9 @@ impl Channels {
     }
 
     fn remove_member(&mut self, name: &str, seq: u64) {
-        if let Some(members) = self.members.get_mut(name) {
-            members.remove(&seq);
-            if members.is_empty() {
+        if let Some(channel) = self.members.get_mut(name) {
+            channel.members.remove(&seq);
+            if channel.members.is_empty() {
                 self.members.remove(name);
             }
         }
@@ -120,7 +150,19 @@ impl Channels {
         self.members
             .get(name)
             .into_iter()
-            .flat_map(|members| members.values().copied())
+            .flat_map(|channel| channel.members.values().copied())
+    }
+
+    /// The namespace of `name`, if it has members (resolved when it was created).
+    pub(crate) fn namespace(&self, name: &str) -> Option<NamespaceId> {
+        self.members.get(name).map(|channel| channel.namespace)
+    }
+
+    /// Resolves every channel's namespace again, in `namespaces` (new rules).
+    pub(crate) fn resolve_namespaces(&mut self, namespaces: &Namespaces) {
+        for (name, channel) in &mut self.members {
+            channel.namespace = namespaces.lookup(name);
+        }
     }
 
     /// Whether `name` has any member.
@@ -143,7 +185,7 @@ impl Channels {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
         self.members
             .iter()
-            .map(|(name, members)| (&**name, members.len()))
+            .map(|(name, channel)| (&**name, channel.members.len()))
     }
 
     /// How many connections are subscribed to anything.
@@ -159,6 +201,16 @@ mod tests {
 
     fn members(c: &Channels, name: &str) -> Vec<ConnId> {
         c.members(name).collect()
+    }
+
+    /// Subscribes with the default namespaces only.
+    fn sub(
+        c: &mut Channels,
+        conn: ConnId,
+        name: &str,
+        max: usize,
+    ) -> Result<bool, TooManyChannels> {
+        c.subscribe(conn, name, max, &Namespaces::default())
     }
 
     #[test]
@@ -180,30 +232,30 @@ mod tests {
     fn members_are_in_subscription_order() {
         let mut c = Channels::default();
         for conn in [5, 1, 9, 3] {
-            c.subscribe(conn, "chat", 10).unwrap();
+            sub(&mut c, conn, "chat", 10).unwrap();
         }
         assert_eq!(members(&c, "chat"), [5, 1, 9, 3]);
         // Re-subscribing keeps the original position.
-        c.subscribe(5, "chat", 10).unwrap();
+        sub(&mut c, 5, "chat", 10).unwrap();
         assert_eq!(members(&c, "chat"), [5, 1, 9, 3]);
         c.unsubscribe(1, "chat");
-        c.subscribe(1, "chat", 10).unwrap();
+        sub(&mut c, 1, "chat", 10).unwrap();
         assert_eq!(members(&c, "chat"), [5, 9, 3, 1]);
     }
 
     #[test]
     fn limit_counts_distinct_channels() {
         let mut c = Channels::default();
-        c.subscribe(1, "a", 2).unwrap();
-        c.subscribe(1, "b", 2).unwrap();
-        assert_eq!(c.subscribe(1, "c", 2), Err(TooManyChannels));
+        sub(&mut c, 1, "a", 2).unwrap();
+        sub(&mut c, 1, "b", 2).unwrap();
+        assert_eq!(sub(&mut c, 1, "c", 2), Err(TooManyChannels));
         // Already subscribed: fine even at the limit, and not new.
-        assert_eq!(c.subscribe(1, "a", 2), Ok(false));
+        assert_eq!(sub(&mut c, 1, "a", 2), Ok(false));
         assert_eq!(c.count(1), 2);
         assert!(!c.has_members("c"));
         assert!(c.unsubscribe(1, "a"));
         assert!(!c.unsubscribe(1, "a"));
-        assert_eq!(c.subscribe(1, "c", 2), Ok(true));
+        assert_eq!(sub(&mut c, 1, "c", 2), Ok(true));
         let mut all: Vec<_> = c.iter().collect();
         all.sort_unstable();
         assert_eq!(all, [("b", 1), ("c", 1)]);
@@ -212,7 +264,7 @@ mod tests {
     #[test]
     fn zero_limit_leaves_nothing_behind() {
         let mut c = Channels::default();
-        assert_eq!(c.subscribe(1, "a", 0), Err(TooManyChannels));
+        assert_eq!(sub(&mut c, 1, "a", 0), Err(TooManyChannels));
         assert_eq!(c.member_count(), 0);
         assert_eq!(c.channel_count(), 0);
     }
@@ -220,9 +272,9 @@ mod tests {
     #[test]
     fn emptied_channels_and_members_are_removed() {
         let mut c = Channels::default();
-        c.subscribe(1, "a", 10).unwrap();
-        c.subscribe(1, "b", 10).unwrap();
-        c.subscribe(2, "b", 10).unwrap();
+        sub(&mut c, 1, "a", 10).unwrap();
+        sub(&mut c, 1, "b", 10).unwrap();
+        sub(&mut c, 2, "b", 10).unwrap();
         c.unsubscribe(1, "a");
         assert!(!c.has_members("a"));
         assert_eq!(c.channel_count(), 1);
@@ -236,11 +288,40 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_keeps_the_namespace_it_was_created_in() {
+        use super::super::namespaces::{Namespace, NamespaceId, SubscribePolicy};
+        let rules = Namespaces::new([Namespace {
+            prefix: "order.".into(),
+            subscribe: SubscribePolicy::Token,
+            ..Namespace::default_rules()
+        }]);
+        let order = rules.lookup("order.1");
+        assert_ne!(order, NamespaceId::DEFAULT);
+        let mut c = Channels::default();
+        c.subscribe(1, "order.1", 10, &rules).unwrap();
+        c.subscribe(1, "chat", 10, &rules).unwrap();
+        assert_eq!(c.namespace("order.1"), Some(order));
+        assert_eq!(c.namespace("chat"), Some(NamespaceId::DEFAULT));
+        assert_eq!(c.namespace("nobody"), None);
+        // Later subscribers do not resolve it again; new rules do.
+        c.subscribe(2, "order.1", 10, &Namespaces::default())
+            .unwrap();
+        assert_eq!(c.namespace("order.1"), Some(order));
+        c.resolve_namespaces(&Namespaces::default());
+        assert_eq!(c.namespace("order.1"), Some(NamespaceId::DEFAULT));
+        // A channel that empties and comes back is resolved afresh.
+        c.remove_conn(1);
+        c.remove_conn(2);
+        c.subscribe(3, "order.1", 10, &rules).unwrap();
+        assert_eq!(c.namespace("order.1"), Some(order));
+    }
+
+    #[test]
     fn unknown_things_are_no_ops() {
         let mut c = Channels::default();
         c.unsubscribe(1, "a");
         c.remove_conn(1);
-        c.subscribe(2, "a", 10).unwrap();
+        sub(&mut c, 2, "a", 10).unwrap();
         c.unsubscribe(1, "a");
         c.unsubscribe(2, "other");
         assert_eq!(members(&c, "a"), [2]);

@@ -36,9 +36,17 @@ impl Router {
     /// Subscribes `conn` to `channel` without checking the name (the caller's dialect has its
     /// own rules). `Ok(true)` when it was not subscribed before; `Err(max)` beyond
     /// `max_channels_per_client`. Fires `Handler::subscribe`, and `Handler::channel` when the
-    /// channel had no local subscriber (of any dialect) before.
-    pub fn join(&mut self, conn: ConnId, channel: &str) -> Result<bool, usize> {
-        self.subscribe_as(conn, channel, None).map(|(new, _)| new)
+    /// channel had no local subscriber (of any dialect) before. On a channel with channel
+    /// presence (`channel_presence.rs`) it joins as a member, and the others hear of it.
+    pub fn join(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        out: &mut impl Outbox,
+    ) -> Result<bool, usize> {
+        let (new, changes) = self.subscribe_as(conn, channel, None)?;
+        self.notify_members(&changes, Some(conn), out);
+        Ok(new)
     }
 
     /// [`Router::join`] for a presence channel, as `member`: when it is the user's first
@@ -66,12 +74,16 @@ impl Router {
         let was_vacant = !self.occupied(channel);
         let new = self
             .channels
-            .subscribe(conn, channel, max)
+            .subscribe(conn, channel, max, &self.config.namespaces)
             .map_err(|TooManyChannels| max)?;
         if !new {
             return Ok((false, Vec::new()));
         }
-        let changes = match member {
+        let own = match member {
+            None if self.has_channel_presence(channel) => self.presence_member(conn),
+            _ => None,
+        };
+        let changes = match member.or(own.as_ref()) {
             Some(m) => self.members.bind(conn, channel, &m.user, &m.info),
             None => Vec::new(),
         };
@@ -123,17 +135,22 @@ impl Router {
                 .is_some_and(|r| r.replica.subscriber_count(channel) > 0)
     }
 
-    /// Tells the handler of presence members that came or went (their first or last connection
-    /// in the cluster), whatever caused it, if this node reports their channel (`reporter.rs`),
-    /// so that each is reported once in the cluster.
+    /// Tells the handler of presence channel members that came or went (their first or last
+    /// connection in the cluster), whatever caused it, if this node reports their channel
+    /// (`reporter.rs`), so that each is reported once in the cluster.
     pub(super) fn report_members(&mut self, changes: &[Change]) {
         for change in changes {
+            // Channel presence (`channel_presence.rs`) has subscribers, not Pusher members:
+            // Pusher's webhooks are not about it.
+            if self.has_channel_presence(change.channel()) {
+                continue;
+            }
             let activity = match change {
                 Change::Added { channel, user, .. } => ChannelActivity::MemberAdded {
                     channel,
                     user_id: user,
                 },
-                Change::Removed { channel, user } => ChannelActivity::MemberRemoved {
+                Change::Removed { channel, user, .. } => ChannelActivity::MemberRemoved {
                     channel,
                     user_id: user,
                 },

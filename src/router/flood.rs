@@ -44,6 +44,7 @@ impl Default for RouterLimits {
 pub(super) fn error_frame() -> Option<Outgoing> {
     Outgoing::encode(&Out::Error {
         code: ErrorCode::RateLimited.as_str(),
+        channel: None,
         message: "too many messages: slow down (further refusals go unanswered for a second)",
     })
 }

@@ -10,9 +10,18 @@
 //! whose connections were replaced by the same number of others never left.
 //!
 //! A member's info is what its first counted connection gave, kept while it stays.
+//!
+//! The same counting serves the router's own channel presence (SPEC section 15.3,
+//! `channel_presence.rs`), where every subscription is a member of its own (the user is the
+//! client id, the info its `user`): so join, leave, a dead node's subscribers and resyncs work
+//! alike for both dialects, from one replica. Members are also kept in the order they appeared
+//! here (subscription order, as this node learned of them), which that presence lists.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde_json::value::RawValue;
 
 use super::dialect::{Dialect, MemberNotice};
 use super::{ConnId, Outbox, Router};
@@ -38,6 +47,8 @@ pub(crate) enum Change {
     Removed {
         channel: Rc<str>,
         user: Rc<str>,
+        /// The info it had.
+        info: Rc<str>,
     },
 }
 
@@ -54,6 +65,16 @@ struct Member {
     /// Its connections on the channel, in the cluster.
     conns: u64,
     info: Rc<str>,
+    /// When it appeared (a number of [`Members::next_seq`]), its key in [`Channel::order`].
+    seq: u64,
+}
+
+/// The members of one channel.
+#[derive(Debug, Default)]
+struct Channel {
+    by_user: BTreeMap<Rc<str>, Member>,
+    /// Appearance order -> user.
+    order: BTreeMap<u64, Rc<str>>,
 }
 
 /// A local connection's membership of one channel.
@@ -67,35 +88,47 @@ struct Binding {
 /// The members of every presence channel (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Members {
-    channels: HashMap<Rc<str>, BTreeMap<Rc<str>, Member>>,
+    channels: HashMap<Rc<str>, Channel>,
     /// What each local connection joined as.
     local: HashMap<ConnId, Vec<Binding>>,
+    next_seq: u64,
 }
 
 impl Members {
     /// Applies `deltas` and returns the members that appeared or disappeared, by net effect,
-    /// in the order their keys first appear in `deltas`.
+    /// in the order their keys first appear in `deltas`. Additions count before removals, so a
+    /// member whose connection was replaced by another never leaves, and keeps its place and
+    /// its first info.
     pub(crate) fn apply(&mut self, deltas: Vec<MemberDelta>) -> Vec<Change> {
-        let mut keys: Vec<(Rc<str>, Rc<str>, bool)> = Vec::new();
+        // (channel, user, its info before the batch)
+        type Key = (Rc<str>, Rc<str>, Option<Rc<str>>);
+        let mut keys: Vec<Key> = Vec::new();
         let mut seen = HashSet::new();
         for d in &deltas {
             if seen.insert((Rc::clone(&d.channel), Rc::clone(&d.user))) {
-                let before = self.contains(&d.channel, &d.user);
+                let before = self.info(&d.channel, &d.user).cloned();
                 keys.push((Rc::clone(&d.channel), Rc::clone(&d.user), before));
             }
         }
-        for d in &deltas {
+        for d in deltas.iter().filter(|d| d.add) {
+            self.count(d);
+        }
+        for d in deltas.iter().filter(|d| !d.add) {
             self.count(d);
         }
         keys.into_iter()
             .filter_map(|(channel, user, before)| {
                 match (before, self.info(&channel, &user).cloned()) {
-                    (false, Some(info)) => Some(Change::Added {
+                    (None, Some(info)) => Some(Change::Added {
                         channel,
                         user,
                         info,
                     }),
-                    (true, None) => Some(Change::Removed { channel, user }),
+                    (Some(info), None) => Some(Change::Removed {
+                        channel,
+                        user,
+                        info,
+                    }),
                     _ => None,
                 }
             })
@@ -109,25 +142,34 @@ impl Members {
                 None => Rc::clone(&d.channel),
             };
             let members = self.channels.entry(channel).or_default();
-            members
+            let member = members
+                .by_user
                 .entry(Rc::clone(&d.user))
-                .or_insert_with(|| Member {
-                    conns: 0,
-                    info: Rc::clone(&d.info),
-                })
-                .conns += 1;
+                .or_insert_with(|| {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    members.order.insert(seq, Rc::clone(&d.user));
+                    Member {
+                        conns: 0,
+                        info: Rc::clone(&d.info),
+                        seq,
+                    }
+                });
+            member.conns += 1;
             return;
         }
         let Some(members) = self.channels.get_mut(&d.channel) else {
             return;
         };
-        let Some(member) = members.get_mut(&d.user) else {
+        let Some(member) = members.by_user.get_mut(&d.user) else {
             return;
         };
         member.conns = member.conns.saturating_sub(1);
         if member.conns == 0 {
-            members.remove(&d.user);
-            if members.is_empty() {
+            let seq = member.seq;
+            members.by_user.remove(&d.user);
+            members.order.remove(&seq);
+            if members.by_user.is_empty() {
                 self.channels.remove(&d.channel);
             }
         }
@@ -136,11 +178,15 @@ impl Members {
     fn contains(&self, channel: &str, user: &str) -> bool {
         self.channels
             .get(channel)
-            .is_some_and(|m| m.contains_key(user))
+            .is_some_and(|m| m.by_user.contains_key(user))
     }
 
     fn info(&self, channel: &str, user: &str) -> Option<&Rc<str>> {
-        self.channels.get(channel)?.get(user).map(|m| &m.info)
+        self.channels
+            .get(channel)?
+            .by_user
+            .get(user)
+            .map(|m| &m.info)
     }
 
     /// Local connection `conn` joined `channel` as `user` (it was not in it before).
@@ -195,7 +241,7 @@ impl Members {
 
     /// How many users are on `channel`.
     pub(crate) fn user_count(&self, channel: &str) -> usize {
-        self.channels.get(channel).map_or(0, BTreeMap::len)
+        self.channels.get(channel).map_or(0, |m| m.by_user.len())
     }
 
     /// The users on `channel` with their info, sorted by user id.
@@ -203,8 +249,58 @@ impl Members {
         self.channels
             .get(channel)
             .into_iter()
-            .flat_map(|m| m.iter().map(|(user, m)| (&**user, &*m.info)))
+            .flat_map(|m| m.by_user.iter().map(|(user, m)| (&**user, &*m.info)))
     }
+
+    /// The users on `channel` with their info, in the order they appeared.
+    pub(crate) fn in_order(&self, channel: &str) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.channels.get(channel).into_iter().flat_map(|m| {
+            m.order
+                .values()
+                .filter_map(|user| m.by_user.get(user).map(|member| (&**user, &*member.info)))
+        })
+    }
+}
+
+/// A channel's members as `[{"client_id":ID,"user":U}...]`, in the order they appeared; empty
+/// when `truncated`.
+pub(crate) struct ChannelMembers<'a> {
+    members: &'a Members,
+    channel: &'a str,
+    truncated: bool,
+}
+
+impl<'a> ChannelMembers<'a> {
+    pub(crate) fn new(members: &'a Members, channel: &'a str, truncated: bool) -> Self {
+        ChannelMembers {
+            members,
+            channel,
+            truncated,
+        }
+    }
+}
+
+impl Serialize for ChannelMembers<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Entry<'a>(&'a str, &'a str);
+        impl Serialize for Entry<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut s = serializer.serialize_struct("Member", 2)?;
+                s.serialize_field("client_id", self.0)?;
+                s.serialize_field("user", user_value(self.1))?;
+                s.end()
+            }
+        }
+        let entries = self.members.in_order(self.channel);
+        let entries = entries.take(if self.truncated { 0 } else { usize::MAX });
+        serializer.collect_seq(entries.map(|(id, user)| Entry(id, user)))
+    }
+}
+
+/// A member's `user` as JSON: `null` if it is not JSON (member data from another node is not
+/// trusted to be). Checked in place, without building a tree.
+pub(crate) fn user_value(info: &str) -> &RawValue {
+    serde_json::from_str(info).unwrap_or(RawValue::NULL)
 }
 
 impl Router {
@@ -236,18 +332,28 @@ impl Router {
         self.report_members(&changes);
     }
 
-    /// Sends each change, encoded once by the foreign dialect, to that dialect's local
-    /// subscribers of its channel but `except`.
+    /// Sends each change to the local subscribers of its channel but `except`: on a channel
+    /// with channel presence as `join`/`leave` (`channel_presence.rs`), else encoded once by
+    /// the foreign dialect for that dialect's subscribers.
     pub(super) fn notify_members(
         &mut self,
         changes: &[Change],
         except: Option<ConnId>,
         out: &mut impl Outbox,
     ) {
-        let Some(encode) = self.foreign.map(|f| f.member) else {
-            return;
-        };
+        let encode = self.foreign.map(|f| f.member);
         for change in changes {
+            // Only a channel with subscribers here has anyone to tell.
+            if !self.channels.has_members(change.channel()) {
+                continue;
+            }
+            if self.has_channel_presence(change.channel()) {
+                self.announce_presence(change, except, out);
+                continue;
+            }
+            let Some(encode) = encode else {
+                continue;
+            };
             let mut recipients = self
                 .subscribers(change.channel())
                 .filter(|&(conn, dialect)| dialect == Dialect::Pusher && Some(conn) != except)
@@ -266,7 +372,7 @@ impl Router {
                     user,
                     info,
                 },
-                Change::Removed { channel, user } => MemberNotice::Removed { channel, user },
+                Change::Removed { channel, user, .. } => MemberNotice::Removed { channel, user },
             };
             if let Some(frame) = encode(&notice) {
                 for conn in recipients {
@@ -307,10 +413,11 @@ mod tests {
         }
     }
 
-    fn removed(channel: &str, user: &str) -> Change {
+    fn removed(channel: &str, user: &str, info: &str) -> Change {
         Change::Removed {
             channel: channel.into(),
             user: user.into(),
+            info: info.into(),
         }
     }
 
@@ -326,7 +433,7 @@ mod tests {
         assert!(m.unbind(1, "p").is_empty(), "twice is nothing");
         assert!(m.apply(vec![d("p", "u1", "B", false)]).is_empty());
         assert_eq!(m.local(2, "p"), Some(("u1", "C")));
-        assert_eq!(m.unbind_all(2), [removed("p", "u1")]);
+        assert_eq!(m.unbind_all(2), [removed("p", "u1", "A")]);
         assert_eq!(m.user_count("p"), 0);
         assert!(m.channels.is_empty() && m.local.is_empty());
     }
@@ -342,7 +449,7 @@ mod tests {
             d("p", "u1", "A2", true),
             d("p", "u3", "C", true),
         ]);
-        assert_eq!(changes, [removed("p", "u2"), added("p", "u3", "C")]);
+        assert_eq!(changes, [removed("p", "u2", "B"), added("p", "u3", "C")]);
         assert_eq!(m.user_count("p"), 2);
         // A removal of something never counted changes nothing.
         assert!(m.apply(vec![d("q", "u9", "", false)]).is_empty());

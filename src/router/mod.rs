@@ -15,6 +15,8 @@
 
 mod aliases;
 mod api;
+mod authorize;
+mod channel_presence;
 mod channels;
 mod clients;
 mod command;
@@ -24,6 +26,7 @@ mod fanout;
 mod flood;
 mod ids;
 mod members;
+mod namespaces;
 mod presence;
 mod remote;
 mod replica;
@@ -42,10 +45,17 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 pub use self::api::{ApiError, ChannelInfo};
+pub use self::authorize::TokenKey;
 pub use self::command::CommandPolicy;
 pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
-pub use self::entry::{ChannelMember, Member, Subscription, MAX_INFO_LEN, MAX_USER_LEN};
+pub use self::entry::{
+    is_plausible_channel, ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN,
+    MAX_USER_LEN,
+};
 pub use self::flood::RouterLimits;
+pub use self::namespaces::{
+    Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
+};
 pub use self::remote::{ChannelExtras, ClusterOut};
 pub use self::replica::NodeId;
 
@@ -104,6 +114,15 @@ pub struct RouterConfig {
     pub command_policy: CommandPolicy,
     /// SPEC section 17: the message and broadcast buckets, and who may broadcast.
     pub limits: RouterLimits,
+    /// The channels' rules (SPEC section 15), shared and immutable: new rules replace them
+    /// whole ([`Router::set_namespaces`]).
+    pub namespaces: Rc<Namespaces>,
+    /// What channel tokens are signed with (`[session] secret`).
+    pub token_key: TokenKey,
+    /// The longest channel token read, in bytes (`max_handshake_size`).
+    pub max_token_size: usize,
+    /// Unix seconds now, for the expiry of channel tokens.
+    pub unix_clock: fn() -> u64,
 }
 
 impl Default for RouterConfig {
@@ -116,6 +135,10 @@ impl Default for RouterConfig {
             presence_max_users: 100,
             command_policy: CommandPolicy::Admin,
             limits: RouterLimits::default(),
+            namespaces: Rc::default(),
+            token_key: TokenKey::default(),
+            max_token_size: 8192,
+            unix_clock: crate::session::now_unix,
         }
     }
 }
@@ -537,15 +560,11 @@ impl Router {
                     return Err(Reject::new(
                         ErrorCode::Forbidden,
                         "this channel needs Pusher channel authorization (connect to /app/{key})",
-                    ));
-                }
-                self.join(conn, &channel).map_err(|max| {
-                    Reject::new(
-                        ErrorCode::TooManyChannels,
-                        format!("at most {max} channels per client"),
                     )
-                })?;
-                self.send_to(conn, &Out::Subscribed { channel: &channel }, out);
+                    .on(&channel));
+                }
+                // Its namespace's rule, presence, the subscription and the reply.
+                self.subscribe_event(conn, &channel, msg.token, now, out)?;
             }
             "unsubscribe" => {
                 let channel = channel_name(msg.channel)?;
@@ -561,6 +580,7 @@ impl Router {
                 if self.protected(&channel) {
                     return Err(protected_publish());
                 }
+                self.authorize_publish(conn, &channel)?;
                 let sender = self.sender(conn)?;
                 let event = ChannelEvent {
                     channel: &channel,
@@ -571,10 +591,11 @@ impl Router {
                 };
                 self.fan_out(&event, None, out);
             }
+            "presence" => self.presence_event(conn, msg, now, out)?,
             _ => {
                 return Err(Reject::new(
                     ErrorCode::UnknownEvent,
-                    "unknown event: expected subscribe, unsubscribe or message",
+                    "unknown event: expected subscribe, unsubscribe, message or presence",
                 ))
             }
         }
@@ -587,9 +608,19 @@ impl Router {
     /// once its burst ([`Router::subscribe_burst`]) is spent. Refused as `too_many_channels`,
     /// the closest code of SPEC section 5.
     fn spend_subscribe(&mut self, conn: ConnId, now: Instant) -> Result<(), Reject> {
+        self.spend_subscribes(conn, 1, now)
+    }
+
+    /// [`Router::spend_subscribe`] for `cost` tokens (a subscribe whose answer and announcement
+    /// grow with a channel's members).
+    fn spend_subscribes(&mut self, conn: ConnId, cost: usize, now: Instant) -> Result<(), Reject> {
+        if cost == 0 {
+            return Ok(());
+        }
         let burst = self.subscribe_burst();
+        let cost = u64::try_from(cost).unwrap_or(u64::MAX);
         let client = self.clients.get_mut(&conn);
-        if client.is_some_and(|c| !c.budget.spend(1, Rate::subscribes(burst), now)) {
+        if client.is_some_and(|c| !c.budget.spend(cost, Rate::subscribes(burst), now)) {
             return Err(Reject::new(
                 ErrorCode::TooManyChannels,
                 "too many subscribes in a short time: slow down",
@@ -686,6 +717,7 @@ impl Router {
             conn,
             &Out::Error {
                 code: reject.code.as_str(),
+                channel: reject.channel.as_deref(),
                 message: &reject.text,
             },
             out,

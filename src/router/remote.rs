@@ -422,6 +422,7 @@ impl Router {
                 pending.conn,
                 &Out::Error {
                     code: ErrorCode::UnknownClient.as_str(),
+                    channel: None,
                     message: "no connected client has that id",
                 },
                 out,

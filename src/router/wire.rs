@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::members::ChannelMembers;
 use super::presence::PresenceUsers;
 use super::Frame;
 use crate::session::User;
@@ -57,6 +58,8 @@ pub(crate) struct Reject {
     pub code: ErrorCode,
     /// A short sentence for humans; clients should match on `code`.
     pub text: Cow<'static, str>,
+    /// The channel a refusal by its rules is about (SPEC section 15).
+    pub channel: Option<String>,
 }
 
 impl Reject {
@@ -64,6 +67,15 @@ impl Reject {
         Reject {
             code,
             text: text.into(),
+            channel: None,
+        }
+    }
+
+    /// The same refusal, naming `channel` in the error frame.
+    pub(crate) fn on(self, channel: &str) -> Reject {
+        Reject {
+            channel: Some(channel.to_owned()),
+            ..self
         }
     }
 
@@ -86,6 +98,8 @@ pub(crate) struct Incoming<'a> {
     pub data: Option<&'a RawValue>,
     pub ping: Option<&'a RawValue>,
     pub client_id: Option<&'a RawValue>,
+    /// A channel token (SPEC section 15).
+    pub token: Option<&'a RawValue>,
 }
 
 /// Parses one client text message.
@@ -153,6 +167,7 @@ enum Key {
     Data,
     Ping,
     ClientId,
+    Token,
     Other,
 }
 
@@ -174,6 +189,7 @@ impl<'de> Deserialize<'de> for Key {
                     "data" => Key::Data,
                     "ping" => Key::Ping,
                     "client_id" => Key::ClientId,
+                    "token" => Key::Token,
                     _ => Key::Other,
                 })
             }
@@ -204,6 +220,7 @@ impl<'de> Deserialize<'de> for Incoming<'de> {
                         Key::Data => (&mut m.data, "data"),
                         Key::Ping => (&mut m.ping, "ping"),
                         Key::ClientId => (&mut m.client_id, "client_id"),
+                        Key::Token => (&mut m.token, "token"),
                         Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                             continue;
@@ -260,6 +277,11 @@ pub(crate) enum Out<'a> {
     },
     Subscribed {
         channel: &'a str,
+        /// On a channel with presence (SPEC section 15.3): its members, itself included.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        presence: Option<ChannelMembers<'a>>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
     },
     Unsubscribed {
         channel: &'a str,
@@ -279,10 +301,33 @@ pub(crate) enum Out<'a> {
     },
     Error {
         code: &'static str,
+        /// The channel whose rules refused the message (SPEC section 15).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<&'a str>,
         message: &'a str,
     },
     Presence {
         users: PresenceUsers<'a>,
+        count: usize,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+    /// A subscriber arrived on a channel with presence (SPEC section 15.3).
+    Join {
+        channel: &'a str,
+        client_id: &'a str,
+        user: &'a RawValue,
+    },
+    /// A subscriber left a channel with presence.
+    Leave {
+        channel: &'a str,
+        client_id: &'a str,
+        user: &'a RawValue,
+    },
+    /// The answer to `{"event":"presence","channel":C}`.
+    ChannelPresence {
+        channel: &'a str,
+        clients: ChannelMembers<'a>,
         count: usize,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,

@@ -743,6 +743,7 @@ pub mod msg {
 pub mod abuse;
 /// A raw HTTP/1.1 client and metrics helpers for the HTTP side (tests/api_*.rs).
 pub mod api;
+pub mod namespaces;
 pub mod pusher;
 pub mod receiver;
 pub mod redis;

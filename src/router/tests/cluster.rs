@@ -168,7 +168,7 @@ fn an_excluded_connection_is_skipped_on_whichever_node_it_is() {
     h.router.connect_as(1, None, Dialect::Pusher, 0, now, out);
     h.join(2, None);
     assert!(h.router.set_alias(1, "11.11"));
-    assert_eq!(h.router.join(1, "news"), Ok(true));
+    assert_eq!(h.router.join(1, "news", &mut h.out), Ok(true));
     h.text(2, r#"{"event":"subscribe","channel":"news"}"#);
     h.take();
     h.router.take_cluster_out();
@@ -236,7 +236,7 @@ fn a_senders_user_id_travels_beside_the_frame_to_the_other_dialect_only() {
     let (now, out) = (h.now, &mut h.out);
     h.router.connect_as(1, None, Dialect::Pusher, 0, now, out);
     h.join(2, None);
-    assert_eq!(h.router.join(1, "presence-r"), Ok(true));
+    assert_eq!(h.router.join(1, "presence-r", &mut h.out), Ok(true));
     h.text(2, r#"{"event":"subscribe","channel":"presence-r"}"#);
     h.take();
     h.router.take_cluster_out();

@@ -226,7 +226,7 @@ fn channel_queries_and_announcements_cover_every_node() {
     let a = h.join(1, None);
     foreign(&mut h, 2);
     h.text(1, r#"{"event":"subscribe","channel":"news"}"#);
-    h.router.join(2, "news").unwrap();
+    h.router.join(2, "news", &mut h.out).unwrap();
     h.router
         .join_member(2, ROOM, &member("u1"), &mut h.out)
         .unwrap();

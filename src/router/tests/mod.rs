@@ -7,6 +7,7 @@ mod cluster;
 mod commands;
 mod flood;
 mod members;
+mod namespaces;
 mod occupancy;
 mod presence;
 mod reporting;

@@ -57,7 +57,7 @@ fn both_dialects_count_as_subscribers() {
     let (now, out) = (h.now, &mut h.out);
     h.router.connect_as(2, None, Dialect::Pusher, 0, now, out);
     h.take_events();
-    assert_eq!(h.router.join(2, "news"), Ok(true));
+    assert_eq!(h.router.join(2, "news", &mut h.out), Ok(true));
     h.text(1, r#"{"event":"subscribe","channel":"news"}"#);
     assert_eq!(channel_events(&mut h), ["occupied:news"]);
     assert!(h.router.leave(2, "news", &mut h.out));
@@ -105,11 +105,11 @@ fn in_a_cluster_its_reporter_reports_every_change_whatever_caused_it() {
     h.router
         .remote_subscribe("nodeB", sub("BBBBBBB1", "news", None), &mut h.out);
     assert_eq!(channel_events(&mut h), ["occupied:news"]);
-    assert_eq!(h.router.join(1, "news"), Ok(true));
+    assert_eq!(h.router.join(1, "news", &mut h.out), Ok(true));
     assert!(h.router.leave(1, "news", &mut h.out));
     assert!(channel_events(&mut h).is_empty());
     // The remote client goes while a local one is in: nothing; the local one leaves: vacated.
-    assert_eq!(h.router.join(1, "news"), Ok(true));
+    assert_eq!(h.router.join(1, "news", &mut h.out), Ok(true));
     h.router
         .remote_unsubscribe("nodeB", "BBBBBBB1", "news", &mut h.out);
     assert!(channel_events(&mut h).is_empty());

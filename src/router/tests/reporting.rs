@@ -69,8 +69,8 @@ fn the_last_two_subscribers_leaving_on_two_nodes_at_once_vacate_once() {
     for channel in ["news", "sports", "weather", "private-x"] {
         let (mut a, mut b) = pair();
         // Both subscribe before hearing of each other: occupied once.
-        assert_eq!(a.router.join(1, channel), Ok(true));
-        assert_eq!(b.router.join(2, channel), Ok(true));
+        assert_eq!(a.router.join(1, channel, &mut a.out), Ok(true));
+        assert_eq!(b.router.join(2, channel, &mut b.out), Ok(true));
         relay(&mut a, "nodeA", &mut b);
         relay(&mut b, "nodeB", &mut a);
         assert_eq!(reported(&mut a, &mut b), [format!("occupied:{channel}")]);
@@ -120,7 +120,7 @@ fn a_dead_nodes_channels_are_reported_by_the_survivor() {
     let news = reported_by(&a, "news-");
     let room = reported_by(&a, "presence-room-");
     assert!(!b.router.reports(&news) && !b.router.reports(&room));
-    assert_eq!(a.router.join(1, &news), Ok(true));
+    assert_eq!(a.router.join(1, &news, &mut a.out), Ok(true));
     assert_eq!(
         a.router.join_member(1, &room, &member("u1"), &mut a.out),
         Ok(true)
@@ -152,12 +152,12 @@ fn nothing_is_reported_before_the_view_is_complete_nor_while_it_is_lost() {
     foreign(&mut a, 1);
     a.take_events();
     // Not yet synced: the node cannot tell vacant from filled elsewhere.
-    assert_eq!(a.router.join(1, "news"), Ok(true));
+    assert_eq!(a.router.join(1, "news", &mut a.out), Ok(true));
     assert!(a.router.leave(1, "news", &mut a.out));
     let mut none = Harness::new();
     assert!(reported(&mut a, &mut none).is_empty());
     a.router.set_reporting(true);
-    assert_eq!(a.router.join(1, "news"), Ok(true));
+    assert_eq!(a.router.join(1, "news", &mut a.out), Ok(true));
     assert_eq!(reported(&mut a, &mut none), ["occupied:news"]);
     // Redis lost: off again.
     a.router.set_reporting(false);
