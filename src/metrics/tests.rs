@@ -236,7 +236,7 @@ fn the_reference_python_parser_accepts_it() {
         .map(|f| (f["name"].as_str().unwrap(), f))
         .collect();
     assert_eq!(by_name.len(), families.len(), "no family parsed twice");
-    assert_eq!(families.len(), 21);
+    assert_eq!(families.len(), 22);
     for f in &families {
         assert!(!f["help"].as_str().unwrap().is_empty(), "{f}");
     }
