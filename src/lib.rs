@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod percent;
 pub mod pusher;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod session;
