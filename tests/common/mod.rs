@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod node;
+pub mod ops;
 pub mod tls;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
