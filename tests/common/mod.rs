@@ -744,6 +744,7 @@ pub mod msg {
 /// A raw HTTP/1.1 client and metrics helpers for the HTTP side (tests/api_*.rs).
 pub mod api;
 pub mod pusher;
+pub mod rakit_app;
 pub mod receiver;
 pub mod redis;
 
