@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -221,25 +221,29 @@ fn webhooks_turn_on_move_and_turn_off() {
     };
     let id = |welcome: &Value| welcome["client_id"].as_str().unwrap().to_owned();
 
-    assert_reloaded(
-        &daemon.reload(&hooks(&one.url(), "secret-one")),
-        "applied webhooks.batch_ms, webhooks.events, webhooks.secret, webhooks.url",
-    );
-    let (_a, a) = daemon.client();
-    let post = one.next();
-    signed_with(&post, "secret-one");
-    assert_eq!(connects(&post), [id(&a)]);
-
-    assert_reloaded(
-        &daemon.reload(&hooks(&two.url(), "secret-two")),
-        "applied webhooks.secret, webhooks.url",
-    );
-    let (_b, b) = daemon.client();
-    let post = two.next();
-    signed_with(&post, "secret-two");
-    assert_eq!(connects(&post), [id(&b)]);
-    // The counts go on across workers.
-    assert_eq!(webhook_counts(&daemon).0, 2);
+    let steps = [
+        (
+            &one,
+            "secret-one",
+            "applied webhooks.batch_ms, webhooks.events, webhooks.secret, webhooks.url",
+        ),
+        (&two, "secret-two", "applied webhooks.secret, webhooks.url"),
+    ];
+    let mut clients = Vec::new();
+    for (sent, (endpoint, secret, applied)) in (1..).zip(steps) {
+        assert_reloaded(&daemon.reload(&hooks(&endpoint.url(), secret)), applied);
+        let (ws, welcome) = daemon.client();
+        let post = endpoint.next();
+        signed_with(&post, secret);
+        assert_eq!(connects(&post), [id(&welcome)]);
+        clients.push(ws);
+        // The counts go on across workers (counted once the endpoint answered).
+        let deadline = Instant::now() + WAIT;
+        while webhook_counts(&daemon).0 < sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(webhook_counts(&daemon).0, sent);
+    }
 
     daemon.reload(&base(""));
     let (_c, _) = daemon.client();
@@ -254,21 +258,6 @@ fn webhooks_turn_on_move_and_turn_off() {
     }
 }
 
-/// A daemon started in a scratch directory of its own with only `args` (no `--port`).
-#[track_caller]
-fn start_with_args(dir: PathBuf, args: &[&str]) -> Daemon {
-    let child = rakit()
-        .current_dir(&dir)
-        .arg("websocket:run")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rakit");
-    daemon_from(child, dir)
-}
-
 #[test]
 fn keys_that_need_a_restart_are_logged_and_keep_their_values() {
     let dir = scratch_dir();
@@ -278,7 +267,7 @@ fn keys_that_need_a_restart_are_logged_and_keep_their_values() {
         base("port = 0\nmax_buffer_size = 1000\nmax_connections = 100\n"),
     )
     .unwrap();
-    let daemon = start_with_args(dir, &[&format!("--config={}", file.display())]);
+    let daemon = Daemon::start_in(dir, &[format!("--config={}", file.display())]);
     let (mut a, _) = daemon.client();
 
     let lines = daemon.reload(&base(
@@ -362,7 +351,7 @@ fn an_invalid_file_changes_nothing() {
 #[test]
 fn without_a_config_file_sighup_reads_the_default_path() {
     let dir = scratch_dir();
-    let daemon = start_with_args(dir.clone(), &["--port=0"]);
+    let daemon = Daemon::start_in(dir.clone(), &["--port=0".to_owned()]);
     daemon.hup();
     let line = daemon.wait_for_line(RELOADED);
     assert!(

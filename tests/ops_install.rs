@@ -52,18 +52,11 @@ fn service(unit: &str, key: &str) -> String {
 
 /// False (after saying why) when systemd-analyze is missing and not required.
 fn have_systemd_analyze() -> bool {
-    let found = Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_SYSTEMD").as_deref() != Ok("1"),
-            "systemd-analyze not found and RAKIT_REQUIRE_SYSTEMD=1 (apt-get install systemd)"
-        );
-        eprintln!("skipped: systemd-analyze not found (apt-get install systemd)");
-    }
-    found
+    common::ops::tool_present(
+        "systemd-analyze",
+        "RAKIT_REQUIRE_SYSTEMD",
+        "apt-get install systemd",
+    )
 }
 
 /// The unit as installed, but starting this build's binary (verify checks that it exists).

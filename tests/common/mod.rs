@@ -144,18 +144,12 @@ impl Daemon {
         let dir = scratch_dir();
         let cfg = dir.join("websocket.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let child = rakit()
-            .current_dir(&dir)
-            .arg("websocket:run")
-            .arg(format!("--port={port}"))
-            .arg(format!("--config={}", cfg.display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rakit");
-        daemon_from(child, dir)
+        let mut args = vec![
+            format!("--port={port}"),
+            format!("--config={}", cfg.display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Daemon::start_in(dir, &args)
     }
 
     /// [`Daemon::start`], but nothing reads stdout after the listen line: the

@@ -27,11 +27,45 @@ pub fn write_atomically(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Whether `program --version` runs. When it does not: a failure if `require` is set to 1 in
+/// the environment (scripts/test.sh sets it after installing the tool), else the test says it
+/// is skipped (how to get the tool: `hint`) and the caller returns.
+pub fn tool_present(program: &str, require: &str, hint: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var(require).as_deref() != Ok("1"),
+            "{program} not found and {require}=1 ({hint})"
+        );
+        eprintln!("skipped: {program} not found ({hint}, or run scripts/test.sh)");
+    }
+    found
+}
+
 /// The log line every finished reload writes: applied or refused.
 pub const RELOADED: &str = "SIGHUP: config reloaded";
 pub const REFUSED: &str = "SIGHUP: config not reloaded";
 
 impl Daemon {
+    /// Starts `rakit websocket:run ARGS` in `dir` (its scratch directory, removed with it) and
+    /// waits for its listen line.
+    #[track_caller]
+    pub fn start_in(dir: std::path::PathBuf, args: &[String]) -> Daemon {
+        let child = super::rakit()
+            .current_dir(&dir)
+            .arg("websocket:run")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn rakit");
+        super::daemon_from(child, dir)
+    }
+
     /// The config file the daemon was started with (see [`Daemon::start`]).
     pub fn config_path(&self) -> std::path::PathBuf {
         self.dir.join("websocket.toml")
