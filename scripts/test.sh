@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (Debian's
 # chromium and playwright-core from npm for the browser tests, Debian's php-cli
-# for the PHP helper, redis-server for the cluster tests, prometheus-client and websockets
+# for the PHP helper, systemd for systemd-analyze, redis-server for the cluster tests, prometheus-client and websockets
 # from PyPI for the metrics format and compression tests), then runs every test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +28,18 @@ if [[ "${RAKIT_SKIP_PHP:-0}" != 1 ]]; then
     apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends php-cli >/dev/null
   fi
   export RAKIT_REQUIRE_PHP=1
+fi
+
+# The systemd unit (dist/rakit-websocket.service) is checked with `systemd-analyze verify`, which
+# Debian's systemd package provides also where systemd does not run (tests/ops_install.rs).
+if [[ "${RAKIT_SKIP_SYSTEMD:-0}" != 1 ]]; then
+  if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "[test] installing systemd (Debian package, for systemd-analyze)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends systemd >/dev/null
+  fi
+  export RAKIT_REQUIRE_SYSTEMD=1
 fi
 
 # The cluster tests (tests/cluster.rs) start their own redis-server.

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod percent;
 pub mod pusher;
 pub mod queue_bytes;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod session;

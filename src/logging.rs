@@ -19,12 +19,13 @@ use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::config::{Config, LogOutput};
+use crate::config::{Config, LogLevel, LogOutput};
 use queue::Sink;
 
 /// The most bytes of log lines waiting for the writer; beyond it lines are dropped.
@@ -32,6 +33,9 @@ pub const QUEUE_BYTES: usize = 1 << 20;
 
 /// The installed logger's queue, for [`release`], [`finish`] and [`dropped`].
 static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// The installed logger's level (a `LevelFilter` as `usize`), changed by [`set_level`].
+static LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Off as usize);
 
 /// Why logging could not be started.
 #[derive(Debug)]
@@ -94,6 +98,16 @@ pub fn finish(timeout: Duration) -> bool {
     SINK.get().map_or(true, |sink| sink.flush(timeout))
 }
 
+/// Changes the level of the installed logger (SIGHUP, SPEC section 18); without one (logging
+/// disabled at start) nothing is logged either way.
+pub fn set_level(level: LogLevel) {
+    if SINK.get().is_some() {
+        let filter = level.to_level_filter();
+        LEVEL.store(filter as usize, Ordering::Relaxed);
+        log::set_max_level(filter);
+    }
+}
+
 /// Log lines dropped so far because the output could not keep up.
 pub fn dropped() -> u64 {
     SINK.get().map_or(0, Sink::dropped)
@@ -112,29 +126,27 @@ fn install(config: &Config, held: bool) -> Result<(), LoggingError> {
     };
     let sink = Sink::spawn(out, QUEUE_BYTES, held).map_err(LoggingError::Thread)?;
     let level = config.logging_level.to_level_filter();
-    let logger = Logger {
-        sink: sink.clone(),
-        level,
-    };
+    let logger = Logger { sink: sink.clone() };
     // One logger per process, for the rest of it: leaking it is what the `log` crate expects.
     let logger: &'static Logger = Box::leak(Box::new(logger));
     if log::set_logger(logger).is_err() || SINK.set(sink.clone()).is_err() {
         sink.close();
         return Err(LoggingError::AlreadySet);
     }
+    LEVEL.store(level as usize, Ordering::Relaxed);
     log::set_max_level(level);
     Ok(())
 }
 
 struct Logger {
     sink: Sink,
-    level: LevelFilter,
 }
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         // mio traces every poll at `trace`; that would drown the daemon's own lines.
-        metadata.level() <= self.level && !metadata.target().starts_with("mio")
+        metadata.level() as usize <= LEVEL.load(Ordering::Relaxed)
+            && !metadata.target().starts_with("mio")
     }
 
     fn log(&self, record: &Record<'_>) {

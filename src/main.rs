@@ -90,11 +90,17 @@ fn run(
     port: Option<u16>,
     echo: bool,
 ) -> ExitCode {
-    let mut config = match cli::load_config(config.as_deref()) {
+    // SIGHUP reads the same file again, with the same flags winning (SPEC section 18).
+    let source = rakit::reload::Source {
+        file: config,
+        host,
+        port,
+    };
+    let mut config = match cli::load_config(source.file.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    cli::apply_overrides(&mut config, host, port);
+    cli::apply_overrides(&mut config, source.host.clone(), source.port);
     if let Err(e) = config.validate() {
         return fail(EXIT_CONFIG, &e);
     }
@@ -108,7 +114,12 @@ fn run(
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     raise_open_files_limit(config.max_connections);
     let tls = config.tls.files().is_some();
-    let server = match Server::new(config).echo(echo).handle_signals(true).bind() {
+    let server = match Server::new(config)
+        .echo(echo)
+        .handle_signals(true)
+        .reload_from(source)
+        .bind()
+    {
         Ok(s) => s,
         Err(e) => {
             logging::finish(LOG_FLUSH_AT_EXIT);

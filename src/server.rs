@@ -17,7 +17,8 @@ use crate::config::Config;
 pub use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
 use crate::events::{Both, Handler, LogHandler};
-use crate::webhooks::{random_node_id, Settings, Webhooks};
+use crate::reload::Source;
+use crate::webhooks::{random_node_id, Hooks};
 
 /// How long queued webhook events may take to go out at shutdown.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
@@ -53,6 +54,7 @@ pub struct Server {
     config: Config,
     echo: bool,
     signals: bool,
+    reload: Option<Source>,
     handler: Box<dyn Handler>,
 }
 
@@ -63,6 +65,7 @@ impl Server {
             config,
             echo: false,
             signals: false,
+            reload: None,
             handler: Box::new(LogHandler),
         }
     }
@@ -73,9 +76,17 @@ impl Server {
         self
     }
 
-    /// Shut down gracefully on SIGINT and SIGTERM (the daemon does).
+    /// Shut down gracefully on SIGINT and SIGTERM, and reload the configuration on SIGHUP
+    /// (the daemon does; see [`Server::reload_from`]).
     pub fn handle_signals(mut self, on: bool) -> Server {
         self.signals = on;
+        self
+    }
+
+    /// Where SIGHUP reads the configuration again (SPEC section 18). Without it, SIGHUP only
+    /// reads the TLS files again.
+    pub fn reload_from(mut self, source: Source) -> Server {
+        self.reload = Some(source);
         self
     }
 
@@ -112,15 +123,8 @@ impl Server {
             let mut signals = signal_hook_mio::v1_0::Signals::new([
                 signal_hook::consts::SIGINT,
                 signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGHUP,
             ])
-            .and_then(|s| {
-                // SIGHUP reloads the TLS certificate; without TLS it keeps
-                // its default action.
-                if self.config.tls.files().is_some() {
-                    s.add_signal(signal_hook::consts::SIGHUP)?;
-                }
-                Ok(s)
-            })
             .map_err(io_err("installing signal handlers"))?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -139,15 +143,10 @@ impl Server {
         // through the router's event handler.
         // One id per process start, shared by webhooks and the cluster.
         let node = random_node_id();
-        let webhooks =
-            Settings::from_config(&self.config.webhooks, &self.config.pusher, node.clone())
-                .map(Webhooks::start)
-                .transpose()
-                .map_err(io_err("starting the webhook worker"))?;
-        let handler: Box<dyn Handler> = match &webhooks {
-            Some(hooks) => Box::new(Both(self.handler, hooks.handler())),
-            None => self.handler,
-        };
+        // A reload may turn them on later, so the router always gets the feed.
+        let webhooks = Hooks::start(&self.config.webhooks, &self.config.pusher, node.clone())
+            .map_err(io_err("starting the webhook worker"))?;
+        let handler: Box<dyn Handler> = Box::new(Both(self.handler, webhooks.feed()));
         let mut router = Router::new(
             RouterConfig {
                 max_channels_per_client: self.config.max_channels_per_client,
@@ -185,26 +184,23 @@ impl Server {
             }
             _ => None,
         };
-        let webhook_counters = webhooks.as_ref().map(Webhooks::counters);
         let tls = match self.config.tls.files() {
             Some((cert, key)) => Some(crate::transport::load(cert, key).map_err(ServerError::Tls)?),
             None => None,
         };
-        let mut event_loop = EventLoop::new(
-            self.config,
-            self.echo,
-            poll,
-            listener,
-            router,
-            webhook_counters,
-        );
+        let mut event_loop =
+            EventLoop::new(self.config, self.echo, poll, listener, router, webhooks);
         if let Some(cluster) = cluster {
             event_loop.set_cluster(cluster);
         }
         event_loop.set_tls(tls);
+        if signals.is_some() {
+            event_loop
+                .enable_reload(self.reload, Arc::clone(&waker))
+                .map_err(io_err("starting the reload thread"))?;
+        }
         Ok(Bound {
             event_loop,
-            webhooks,
             local_addr,
             signals,
             waker,
@@ -233,7 +229,6 @@ impl ShutdownHandle {
 /// A server bound to its address, ready to run.
 pub struct Bound {
     event_loop: EventLoop,
-    webhooks: Option<Webhooks>,
     local_addr: SocketAddr,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     waker: Arc<Waker>,
@@ -270,7 +265,7 @@ impl Bound {
             self.event_loop.handler_mut().crash(e);
         }
         // What is queued for the backend gets up to 2 s (SPEC section 10).
-        if let Some(hooks) = self.webhooks.take() {
+        if let Some(hooks) = self.event_loop.take_webhooks() {
             if !hooks.shutdown(WEBHOOK_GRACE) {
                 log::warn!("webhooks: undelivered events left at shutdown");
             }

@@ -142,11 +142,7 @@ fn basic_chat_example_over_wss() {
 }
 
 fn basic_chat(tls: bool) {
-    if let Some(what) = missing() {
-        if std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("browser test required (RAKIT_REQUIRE_BROWSER=1) but {what}");
-        }
-        eprintln!("skipped: {what}");
+    if skipped() {
         return;
     }
     let mut config = format!("logging_level = \"warn\"\n[session]\nsecret = \"{SECRET}\"\n");
@@ -160,6 +156,40 @@ fn basic_chat(tls: bool) {
         ));
     }
     let daemon = Daemon::start(&config, &[]);
+    let base = format!("{}://{}", if tls { "https" } else { "http" }, daemon.addr);
+    the_example_runs(&base);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same, with the daemon that `php rakit websocket:run` starts in a Rakit application
+/// (SPEC section 18) whose websocket.php sets the session secret.
+#[test]
+fn basic_chat_example_served_by_php_rakit_websocket_run() {
+    if !common::rakit_app::have_php() || skipped() {
+        return;
+    }
+    let app = common::rakit_app::RakitApp::new(&format!(
+        "['logging_level' => 'warn', 'ping_timeout' => 0, 'session' => ['secret' => '{SECRET}']]"
+    ));
+    let daemon = app.run(&[]);
+    the_example_runs(&format!("http://{}", daemon.addr));
+}
+
+/// Whether the browser test cannot run here (said why), when not required.
+fn skipped() -> bool {
+    let Some(what) = missing() else {
+        return false;
+    };
+    if std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("browser test required (RAKIT_REQUIRE_BROWSER=1) but {what}");
+    }
+    eprintln!("skipped: {what}");
+    true
+}
+
+/// Runs the example in two tabs against the daemon at `base` (http:// or https://, session
+/// secret SECRET) and checks what they logged.
+fn the_example_runs(base: &str) {
     let token = cli_token(
         SECRET,
         "u-1",
@@ -170,8 +200,7 @@ fn basic_chat(tls: bool) {
     );
     let user = json!({"id": "u-1", "name": "Ada Lovelace", "email": "ada@example.com"});
 
-    let base = format!("{}://{}", if tls { "https" } else { "http" }, daemon.addr);
-    let (ok, stdout, stderr) = run_driver(&base, &token);
+    let (ok, stdout, stderr) = run_driver(base, &token);
     let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!("driver output is not JSON ({e}): {stdout:?}; stderr: {stderr}")
     });
@@ -242,5 +271,4 @@ fn basic_chat(tls: bool) {
             "{what}'s last presence"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

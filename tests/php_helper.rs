@@ -31,18 +31,7 @@ fn root() -> PathBuf {
 
 /// False (after saying why) when php is missing and not required.
 fn have_php() -> bool {
-    let found = Command::new("php")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_PHP").as_deref() != Ok("1"),
-            "php not found and RAKIT_REQUIRE_PHP=1 (apt-get install php-cli)"
-        );
-        eprintln!("skipped: php not found (apt-get install php-cli, or run scripts/test.sh)");
-    }
-    found
+    common::ops::tool_present("php", "RAKIT_REQUIRE_PHP", "apt-get install php-cli")
 }
 
 #[track_caller]

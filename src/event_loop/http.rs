@@ -147,7 +147,7 @@ impl EventLoop {
             webhooks: self
                 .webhooks
                 .as_ref()
-                .map(|w| w.snapshot())
+                .map(|w| w.counters().snapshot())
                 .unwrap_or_default(),
             log_lines_dropped: Some(crate::logging::dropped()),
             compressions: self.compression.runs(),

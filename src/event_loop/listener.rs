@@ -98,22 +98,6 @@ impl EventLoop {
     pub(crate) fn set_tls(&mut self, config: Option<Arc<ServerConfig>>) {
         self.tls = config;
     }
-
-    /// SIGHUP: reads the certificate and key again for new connections
-    /// (those open keep theirs). A bad file is logged and the old ones stay.
-    pub(super) fn reload_tls(&mut self) {
-        let Some((cert, key)) = self.config.tls.files() else {
-            log::info!("SIGHUP: no TLS certificate to reload");
-            return;
-        };
-        match crate::transport::load(cert, key) {
-            Ok(config) => {
-                log::info!("SIGHUP: TLS certificate reloaded from {}", cert.display());
-                self.tls = Some(config);
-            }
-            Err(e) => log::error!("SIGHUP: TLS certificate not reloaded, keeping the old one: {e}"),
-        }
-    }
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {

@@ -18,7 +18,8 @@
 //! - `lifecycle.rs`: the connection's life ([`Life`](crate::conn::Life)), its
 //!   timers, and the one place where a connection is released;
 //! - `shutdown.rs`: the graceful stop;
-//! - `cluster.rs`: the hooks of scale-out over Redis (`src/cluster/`).
+//! - `cluster.rs`: the hooks of scale-out over Redis (`src/cluster/`);
+//! - `reload.rs`: SIGHUP, the configuration read again (`src/reload.rs`).
 //!
 //! Tokens are slab keys; the listener, the signal pipe and the waker have
 //! reserved tokens at the top of the range. A stale event (its connection
@@ -31,6 +32,7 @@ mod lifecycle;
 mod listener;
 mod pusher;
 mod reading;
+mod reload;
 mod shutdown;
 #[cfg(test)]
 mod tests;
@@ -53,7 +55,7 @@ use crate::http::HttpSettings;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::timers::TimerQueue;
-use crate::webhooks::CountersHandle;
+use crate::webhooks::Hooks;
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 2);
@@ -154,13 +156,16 @@ pub(crate) struct EventLoop {
     pending_http: HashMap<usize, http::Pending>,
     /// Counters for `GET /metrics`: plain integers, this thread only.
     metrics: Metrics,
-    /// The webhook worker's counters, when it runs.
-    webhooks: Option<CountersHandle>,
+    /// The webhook worker (when `[webhooks]` has a url) and its counters; `None` only once
+    /// taken for the shutdown.
+    webhooks: Option<Hooks>,
     /// The text message being routed.
     text: String,
     /// The TLS settings new connections get (SPEC section 12); replaced
     /// on SIGHUP, while connections keep the settings they started with.
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The thread that reads the configuration again on SIGHUP (SPEC section 18).
+    reloader: Option<crate::reload::Reloader>,
     /// permessage-deflate's shared compressor and inflater.
     compression: crate::compression::Compression,
     accept_paused_until: Option<Instant>,
@@ -185,7 +190,7 @@ impl EventLoop {
         poll: Poll,
         listener: TcpListener,
         router: Router,
-        webhooks: Option<CountersHandle>,
+        webhooks: Hooks,
     ) -> EventLoop {
         let limits = Limits {
             max_handshake_size: config.max_handshake_size,
@@ -213,6 +218,7 @@ impl EventLoop {
                 .saturating_add(config.max_http_connections)
                 .saturating_add((config.max_connections / 8).max(64)),
             tls: None,
+            reloader: None,
             compression: crate::compression::Compression::new(
                 config.compression_level,
                 config.compression_min_size,
@@ -243,7 +249,7 @@ impl EventLoop {
             http,
             pending_http: HashMap::new(),
             metrics: Metrics::new(),
-            webhooks,
+            webhooks: Some(webhooks),
             text: String::new(),
             accept_paused_until: None,
             accept_exhausted: false,
@@ -292,7 +298,7 @@ impl EventLoop {
                         if let Some(signals) = signals.as_deref_mut() {
                             for signal in signals.pending() {
                                 if signal == signal_hook::consts::SIGHUP {
-                                    self.reload_tls();
+                                    self.request_reload();
                                 } else {
                                     log::info!("signal received: shutting down");
                                     self.begin_shutdown();
@@ -304,6 +310,7 @@ impl EventLoop {
                         if stop.load(Ordering::SeqCst) {
                             self.begin_shutdown();
                         }
+                        self.reload_wake();
                         self.cluster_wake();
                     }
                     Token(key) => {

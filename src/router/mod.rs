@@ -422,6 +422,11 @@ impl Router {
         }
     }
 
+    /// Who may send commands from now on (a configuration reload, SPEC section 18).
+    pub fn set_command_policy(&mut self, policy: CommandPolicy) {
+        self.config.command_policy = policy;
+    }
+
     /// The event handler, e.g. to fire `start` or `crash` from the loop.
     pub fn handler_mut(&mut self) -> &mut dyn Handler {
         &mut *self.handler

@@ -32,6 +32,7 @@
 mod event;
 mod format;
 mod pusher;
+mod switch;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +43,7 @@ use std::time::{Duration, Instant};
 
 pub use self::event::{batch_body, encode, now_ms, random_node_id, signature, Detail};
 pub use self::format::Format;
+pub use self::switch::{Feed, Hooks};
 use crate::config::{PusherConfig, WebhookEvent, WebhooksConfig};
 use crate::events::{ChannelActivity, Handler};
 use crate::metrics::WebhookCounts;
@@ -117,7 +119,9 @@ struct Counters {
 /// What the loop, the handler and the worker share.
 #[derive(Debug)]
 struct Shared {
-    counters: Counters,
+    /// Kept by the worker that takes over after a reload (`Webhooks::start_after`), so the
+    /// counts never go back.
+    counters: Arc<Counters>,
     /// Set by `shutdown`: the worker stops waiting and gives up at this instant.
     stop: Mutex<Option<Instant>>,
     /// The JSON queued or in flight (`queue_max_bytes`): reserved by the handler, given back
@@ -126,9 +130,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(queue_max_bytes: usize) -> Shared {
+    fn new(queue_max_bytes: usize, counters: Arc<Counters>) -> Shared {
         Shared {
-            counters: Counters::default(),
+            counters,
             stop: Mutex::new(None),
             bytes: QueueBytes::new(queue_max_bytes),
         }
@@ -140,13 +144,13 @@ impl Shared {
 }
 
 /// A cheap handle on the counters, for `/metrics`.
-#[derive(Debug, Clone)]
-pub struct CountersHandle(Arc<Shared>);
+#[derive(Debug, Clone, Default)]
+pub struct CountersHandle(Arc<Counters>);
 
 impl CountersHandle {
     /// The counts so far.
     pub fn snapshot(&self) -> WebhookCounts {
-        let c = &self.0.counters;
+        let c = &self.0;
         WebhookCounts {
             sent: c.sent.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
@@ -175,14 +179,31 @@ impl std::fmt::Debug for Webhooks {
 impl Webhooks {
     /// Starts the worker thread (`rakit-webhooks`).
     pub fn start(settings: Settings) -> std::io::Result<Webhooks> {
+        Webhooks::start_after(settings, None, CountersHandle::default())
+    }
+
+    /// Starts a worker that takes over from `old` (a reload): `old` first gets up to `grace`
+    /// to deliver what it holds, as at shutdown, and only then does the new one send, so the
+    /// endpoint still sees this node's events in order. Events queue up meanwhile (up to
+    /// `queue_max`). The counts go on from `counters`.
+    pub fn start_after(
+        settings: Settings,
+        old: Option<(Webhooks, Duration)>,
+        counters: CountersHandle,
+    ) -> std::io::Result<Webhooks> {
         let (tx, rx) = sync_channel(settings.queue_max);
-        let shared = Arc::new(Shared::new(settings.queue_max_bytes));
+        let shared = Arc::new(Shared::new(settings.queue_max_bytes, counters.0));
         let (done_tx, done) = sync_channel(1);
         let events = settings.events.clone();
         let worker = worker::Worker::new(settings, rx, Arc::clone(&shared));
         let thread = thread::Builder::new()
             .name("rakit-webhooks".into())
             .spawn(move || {
+                if let Some((old, grace)) = old {
+                    if !old.shutdown(grace) {
+                        log::warn!("webhooks: the previous worker left undelivered events");
+                    }
+                }
                 worker.run();
                 let _ = done_tx.send(());
             })?;
@@ -210,7 +231,7 @@ impl Webhooks {
 
     /// The counters, for `/metrics`.
     pub fn counters(&self) -> CountersHandle {
-        CountersHandle(Arc::clone(&self.shared))
+        CountersHandle(Arc::clone(&self.shared.counters))
     }
 
     /// Tries to deliver what is queued within `within` (SPEC: 2 s), then returns whether the

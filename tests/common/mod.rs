@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod node;
+pub mod ops;
 pub mod tls;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -143,18 +144,12 @@ impl Daemon {
         let dir = scratch_dir();
         let cfg = dir.join("websocket.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let child = rakit()
-            .current_dir(&dir)
-            .arg("websocket:run")
-            .arg(format!("--port={port}"))
-            .arg(format!("--config={}", cfg.display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rakit");
-        daemon_from(child, dir)
+        let mut args = vec![
+            format!("--port={port}"),
+            format!("--config={}", cfg.display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Daemon::start_in(dir, &args)
     }
 
     /// [`Daemon::start`], but nothing reads stdout after the listen line: the
@@ -745,6 +740,7 @@ pub mod abuse;
 pub mod api;
 pub mod namespaces;
 pub mod pusher;
+pub mod rakit_app;
 pub mod receiver;
 pub mod redis;
 

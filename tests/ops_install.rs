@@ -1,0 +1,221 @@
+//! Installing (SPEC section 18): `cargo install --path . --locked` installs `rakit`, and
+//! `dist/rakit-websocket.service` is a hardened systemd unit that `systemd-analyze verify`
+//! accepts and whose commands work with this daemon.
+//!
+//! `systemd-analyze` comes with Debian's `systemd` package, also where systemd does not run
+//! (scripts/test.sh installs it). Without it the unit's tests are skipped, unless
+//! RAKIT_REQUIRE_SYSTEMD=1 (set by scripts/test.sh), which makes a missing tool a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::ops::RELOADED;
+use common::{scratch_dir, Daemon};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn unit_text() -> String {
+    std::fs::read_to_string(root().join("dist/rakit-websocket.service")).unwrap()
+}
+
+/// Every `Key=value` of the unit's `[section]`, in order.
+fn directives(unit: &str, section: &str) -> Vec<(String, String)> {
+    let mut current = String::new();
+    let mut out = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.to_owned();
+        } else if current == section {
+            let (k, v) = line.split_once('=').expect("Key=value");
+            out.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// The last value of `key` in `[Service]` (systemd: later assignments win, empty resets).
+#[track_caller]
+fn service(unit: &str, key: &str) -> String {
+    directives(unit, "Service")
+        .into_iter()
+        .rfind(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no {key}= in [Service]"))
+        .1
+}
+
+/// False (after saying why) when systemd-analyze is missing and not required.
+fn have_systemd_analyze() -> bool {
+    common::ops::tool_present(
+        "systemd-analyze",
+        "RAKIT_REQUIRE_SYSTEMD",
+        "apt-get install systemd",
+    )
+}
+
+/// The unit as installed, but starting this build's binary (verify checks that it exists).
+fn unit_for_this_build(dir: &Path) -> PathBuf {
+    let unit = unit_text().replace("/usr/local/bin/rakit", env!("CARGO_BIN_EXE_rakit"));
+    let path = dir.join("rakit-websocket.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_unit_is_hardened_as_the_spec_asks() {
+    let unit = unit_text();
+    let user = service(&unit, "User");
+    assert!(!user.is_empty() && user != "root", "its own user: {user}");
+    assert_eq!(service(&unit, "NoNewPrivileges"), "yes");
+    assert_eq!(service(&unit, "ProtectSystem"), "strict");
+    assert_eq!(service(&unit, "ProtectHome"), "yes");
+    assert_eq!(service(&unit, "CapabilityBoundingSet"), "");
+    let nofile: u64 = service(&unit, "LimitNOFILE").parse().unwrap();
+    assert!(nofile >= 65536, "LimitNOFILE={nofile}");
+    assert_eq!(service(&unit, "Restart"), "on-failure");
+    assert_eq!(service(&unit, "KillSignal"), "SIGTERM");
+    assert_eq!(service(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
+    // What it may write: the state and logs directories, nothing else.
+    assert_eq!(service(&unit, "StateDirectory"), "rakit-websocket");
+    assert_eq!(service(&unit, "LogsDirectory"), "rakit-websocket");
+    assert!(
+        directives(&unit, "Service")
+            .iter()
+            .all(|(k, _)| k != "ReadWritePaths"),
+        "no other writable path"
+    );
+    // The command line is one this daemon accepts.
+    let exec = service(&unit, "ExecStart");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/rakit"));
+    let command = rakit::cli::parse(words.map(str::to_owned)).expect("rakit accepts ExecStart");
+    assert!(
+        matches!(
+            &command,
+            rakit::cli::Command::Run { config: Some(path), host: None, port: None, echo: false }
+                if path == Path::new("/etc/rakit-websocket/websocket.toml")
+        ),
+        "{command:?}"
+    );
+}
+
+#[test]
+fn systemd_analyze_verifies_the_unit_without_a_word() {
+    if !have_systemd_analyze() {
+        return;
+    }
+    let dir = scratch_dir();
+    let unit = unit_for_this_build(&dir);
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    // Unknown keys and bad values are only warnings to systemd: any output is a failure here.
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+
+    // And its own hardening review rates it "OK" or better (exposure below 2 out of 10).
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for rakit-websocket.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in {text}"));
+    assert!(exposure < 2.0, "exposure {exposure}:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exec_reload_reloads_the_running_daemon() {
+    let unit = unit_text();
+    let daemon = Daemon::start("logging_level = \"info\"\n", &[]);
+    // systemd runs ExecReload with $MAINPID set to the daemon's pid.
+    let reload = service(&unit, "ExecReload").replace("$MAINPID", &daemon.child.id().to_string());
+    let mut words = reload.split_whitespace();
+    let status = Command::new(words.next().unwrap())
+        .args(words)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    daemon.wait_for_line(RELOADED);
+}
+
+#[test]
+fn cargo_install_locked_finds_a_lock_file_in_step_and_a_rakit_binary() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = root().join("Cargo.toml");
+    // `--locked` refuses a Cargo.lock that does not match Cargo.toml: the check
+    // `cargo install --locked` makes, without building (offline: every crate is fetched).
+    let out = Command::new(&cargo)
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal,build",
+            "--depth",
+            "0",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Cargo.lock is not in step with Cargo.toml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let package = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["manifest_path"] == manifest.display().to_string())
+        .expect("the root package");
+    let bins: Vec<&str> = package["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == serde_json::json!(["bin"]))
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bins,
+        ["rakit"],
+        "cargo install --path . installs exactly `rakit`"
+    );
+    // And the documents tell it that way.
+    for doc in ["README.md", "docs/operations.md"] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        assert!(
+            text.contains("cargo install --path . --locked"),
+            "{doc} shows the install command"
+        );
+    }
+}
