@@ -163,11 +163,20 @@ fn which_requests_are_http() {
         "/api/",
         "/api/commands",
         "/api/x/y",
+        "/rakit-websocket.js",
     ] {
         h.path = path.into();
         assert!(wants(&h), "{path}");
     }
-    for path in ["/chat", "/apis", "/metrics/x", "", "/favicon.ico"] {
+    for path in [
+        "/chat",
+        "/apis",
+        "/metrics/x",
+        "",
+        "/favicon.ico",
+        "/rakit-websocket.js/x",
+        "/clients/js/rakit-websocket.js",
+    ] {
         h.path = path.into();
         assert!(!wants(&h), "{path}");
     }
@@ -251,7 +260,7 @@ fn wrong_methods_get_405_with_allow() {
         );
         assert_eq!(r.json()["code"], "method_not_allowed");
     }
-    for path in ["/", "/health", "/metrics"] {
+    for path in ["/", "/health", "/metrics", "/rakit-websocket.js"] {
         let r = w.req("POST", path, "");
         assert_eq!(
             (r.status, r.headers["allow"].as_str()),
@@ -493,9 +502,11 @@ fn demo_page_health_and_other_paths() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
     assert!(r.headers["content-security-policy"].contains("connect-src 'self' ws: wss:"));
-    assert!(r.body.contains(
-        "new WebSocket((location.protocol==='https:'?'wss://':'ws://')+location.host+'/')"
-    ));
+    assert!(r.headers["content-security-policy"].contains("script-src 'self' 'unsafe-inline'"));
+    assert!(r
+        .body
+        .contains("<script src=\"/rakit-websocket.js\"></script>"));
+    assert!(r.body.contains("new RakitWebSocket()"));
     let mut w = World::new(|c| c.demo_page = false);
     assert_eq!(w.raw(&head("GET", "/", None), b"").1.status, 404);
     let (keep, r) = w.raw(&head("GET", "/health", None), b"");
@@ -508,17 +519,47 @@ fn demo_page_health_and_other_paths() {
 }
 
 #[test]
+fn the_browser_client_is_served_whether_or_not_the_demo_page_is_on() {
+    for demo in [true, false] {
+        let mut w = World::new(|c| c.demo_page = demo);
+        let (keep, r) = w.raw(&head("GET", CLIENT_PATH, None), b"");
+        assert_eq!((r.status, keep), (200, KeepAlive::Keep), "demo_page {demo}");
+        assert_eq!(r.headers["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(r.headers["cache-control"], "public, max-age=3600");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers["access-control-allow-origin"], "*");
+        assert_eq!(r.body, CLIENT_JS);
+        // A query (a cache-busting version) is still the client.
+        let mut h = head("GET", CLIENT_PATH, None);
+        h.query = Some("v=2".into());
+        assert_eq!(w.raw(&h, b"").1.body, CLIENT_JS);
+        assert_eq!(w.metrics.api_requests.iter().count(), 0);
+    }
+    assert_eq!(
+        CLIENT_JS,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/clients/js/rakit-websocket.js"
+        ))
+        .unwrap()
+    );
+    assert!(CLIENT_JS.contains("window.RakitWebSocket = RakitWebSocket"));
+    assert!(CLIENT_JS.contains("module.exports = RakitWebSocket"));
+}
+
+#[test]
 fn the_demo_page_is_self_contained_and_escapes_everything() {
     let page = DEMO_PAGE;
-    for external in [
-        "src=\"http",
-        "href=\"http",
-        "@import",
-        "url(",
-        "<script src",
-    ] {
+    for external in ["src=\"http", "href=\"http", "@import", "url(", "src=\"//"] {
         assert!(!page.contains(external), "{external}");
     }
+    // The one script it loads is the client this daemon serves.
+    let scripts: Vec<&str> = page
+        .match_indices("<script src")
+        .map(|(i, _)| &page[i..])
+        .collect();
+    assert_eq!(scripts.len(), 1, "{scripts:?}");
+    assert!(scripts[0].starts_with("<script src=\"/rakit-websocket.js\">"));
     assert!(
         !page.contains("innerHTML"),
         "data must never go through innerHTML"
