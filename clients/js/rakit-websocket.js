@@ -51,7 +51,8 @@
       this.timer = null;      // the wait before the next attempt
       this.dog = null;        // the current socket's watchdog
       this.closed = false;
-      this._connect();
+      // After the caller's own code, so that handlers it adds at once see `connecting`.
+      Promise.resolve().then(() => this._connect());
     }
 
     on(event, handler) {
@@ -98,6 +99,7 @@
 
     async _connect() {
       this.timer = null;
+      if (this.closed) return;
       this._setState('connecting');
       const base = this.urls[this.url % this.urls.length];
       let token = this.options.token;
@@ -154,6 +156,7 @@
       const info = { code, reason: reason || '' };
       if (this.closed) {
         clearTimeout(this.timer);
+        this.timer = null;
         for (const w of this.queued.splice(0)) w.reject(failure('closed', 'the client is closed'));
       } else {
         info.delay = backoff(this.attempt++);
