@@ -221,6 +221,24 @@ fn while_refused_it_backs_off_with_full_jitter_then_reconnects() {
         );
         assert_eq!(info["code"], 1006, "{info}");
     }
+
+    // close() while it waits to try again: no attempt, and no second `disconnected`.
+    proxy.refuse(true);
+    proxy.cut();
+    page.wait("T.rt.state === 'disconnected' && T.rt.timer !== null && (T.rt.close(), true)");
+    let attempts = proxy.accepted() + proxy.refused();
+    // Connected in between: the count of attempts started again, so this wait is attempt 0's.
+    let last = page.eval("T.states.at(-1)");
+    assert_eq!(last[0], "disconnected");
+    assert!(last[1]["delay"].as_f64().unwrap() <= 500.0, "{last}");
+    assert_eq!(page.eval("T.rt.closed && T.rt.timer === null"), true);
+    assert_no_repeats(&states(&mut page));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        proxy.accepted() + proxy.refused(),
+        attempts,
+        "tried after close()"
+    );
 }
 
 /// Closes with 4000 (the `disconnect` command), 1008 and 4029 are final: no reconnect, the
