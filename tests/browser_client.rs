@@ -30,6 +30,16 @@ fn load(page: &mut Page, daemon: &Daemon) {
     page.script_file("client_fixture.js");
 }
 
+/// A page with the client loaded, a daemon, and a proxy to it; `None` when browser tests are
+/// skipped.
+fn start() -> Option<(Page, Daemon, Proxy)> {
+    let mut page = Page::open()?;
+    let daemon = daemon();
+    let proxy = Proxy::start(daemon.addr);
+    load(&mut page, &daemon);
+    Some((page, daemon, proxy))
+}
+
 /// Opens `new RakitWebSocket(urls, options)` in the page and waits for its welcome; its id.
 #[track_caller]
 fn connect(page: &mut Page, urls: &[String], options: Value) -> String {
@@ -137,10 +147,9 @@ fn the_daemon_serves_the_client_with_or_without_the_demo_page() {
 /// receives what is published to them afterwards; its states never repeat.
 #[test]
 fn after_a_cut_it_reconnects_and_resubscribes_with_new_channel_tokens() {
-    let Some(mut page) = Page::open() else { return };
-    let daemon = daemon();
-    let proxy = Proxy::start(daemon.addr);
-    load(&mut page, &daemon);
+    let Some((mut page, daemon, proxy)) = start() else {
+        return;
+    };
     let first = connect(&mut page, &[proxy.url()], json!({"channelTokens": true}));
     page.eval("T.sub('a') && T.sub('b')");
     page.wait("T.subscribed.a.length === 1 && T.subscribed.b.length === 1");
@@ -189,10 +198,9 @@ fn after_a_cut_it_reconnects_and_resubscribes_with_new_channel_tokens() {
 /// accepted again it is connected.
 #[test]
 fn while_refused_it_backs_off_with_full_jitter_then_reconnects() {
-    let Some(mut page) = Page::open() else { return };
-    let daemon = daemon();
-    let proxy = Proxy::start(daemon.addr);
-    load(&mut page, &daemon);
+    let Some((mut page, daemon, proxy)) = start() else {
+        return;
+    };
     let first = connect(&mut page, &[proxy.url()], json!({}));
 
     proxy.refuse(true);
@@ -317,10 +325,9 @@ fn urls_are_tried_in_turn() {
 /// `error` event.
 #[test]
 fn round_trips_and_history_rejected_with_the_servers_error() {
-    let Some(mut page) = Page::open() else { return };
-    let daemon = daemon();
-    let proxy = Proxy::start(daemon.addr);
-    load(&mut page, &daemon);
+    let Some((mut page, daemon, proxy)) = start() else {
+        return;
+    };
     let me = connect(&mut page, &[proxy.url()], json!({}));
     let (mut other, welcome) = daemon.client();
     let other_id = welcome["client_id"].as_str().unwrap().to_owned();
