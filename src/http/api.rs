@@ -26,9 +26,8 @@ const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 /// page within the hour (docs/client.md).
 const CLIENT_CACHE: &str = "public, max-age=3600";
 
-/// The page may run its own inline script and the client this daemon serves, connect back to
-/// this host, and load nothing else.
-const DEMO_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; \
+/// The page may run its own inline script and connect back to this host, and load nothing else.
+const DEMO_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
      style-src 'unsafe-inline'; connect-src 'self' ws: wss:; img-src data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 

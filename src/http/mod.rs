@@ -45,8 +45,16 @@ use crate::router::{Outbox, Router};
 use auth::BearerKey;
 
 /// The demo chat page (SPEC section 14), self-contained: inline style and script, no external
-/// resources.
-pub const DEMO_PAGE: &str = include_str!("demo.html");
+/// resources. Its script is the browser client ([`CLIENT_JS`], SPEC 16.2: "the demo page uses
+/// it"), inlined so that the page loads nothing else, then the page's own (`demo.js`).
+pub const DEMO_PAGE: &str = concat!(
+    include_str!("demo.html"),
+    "<!-- The browser client, as served at /rakit-websocket.js -->\n<script>\n",
+    include_str!("../../clients/js/rakit-websocket.js"),
+    "</script>\n<script>\n",
+    include_str!("demo.js"),
+    "</script>\n</body>\n</html>\n"
+);
 
 /// The browser client (SPEC section 16.2), served at [`CLIENT_PATH`] whether or not the demo
 /// page is on: applications load it from the daemon they talk to.

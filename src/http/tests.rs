@@ -502,11 +502,10 @@ fn demo_page_health_and_other_paths() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
     assert!(r.headers["content-security-policy"].contains("connect-src 'self' ws: wss:"));
-    assert!(r.headers["content-security-policy"].contains("script-src 'self' 'unsafe-inline'"));
-    assert!(r
-        .body
-        .contains("<script src=\"/rakit-websocket.js\"></script>"));
-    assert!(r.body.contains("new RakitWebSocket()"));
+    assert!(r.headers["content-security-policy"].contains("script-src 'unsafe-inline';"));
+    // The client, inlined whole, then the page's script that uses it.
+    let client = r.body.find(CLIENT_JS).expect("the client inlined");
+    assert!(r.body[client + CLIENT_JS.len()..].contains("new RakitWebSocket()"));
     let mut w = World::new(|c| c.demo_page = false);
     assert_eq!(w.raw(&head("GET", "/", None), b"").1.status, 404);
     let (keep, r) = w.raw(&head("GET", "/health", None), b"");
@@ -550,16 +549,18 @@ fn the_browser_client_is_served_whether_or_not_the_demo_page_is_on() {
 #[test]
 fn the_demo_page_is_self_contained_and_escapes_everything() {
     let page = DEMO_PAGE;
-    for external in ["src=\"http", "href=\"http", "@import", "url(", "src=\"//"] {
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "@import",
+        "url(",
+        "<script src",
+    ] {
         assert!(!page.contains(external), "{external}");
     }
-    // The one script it loads is the client this daemon serves.
-    let scripts: Vec<&str> = page
-        .match_indices("<script src")
-        .map(|(i, _)| &page[i..])
-        .collect();
-    assert_eq!(scripts.len(), 1, "{scripts:?}");
-    assert!(scripts[0].starts_with("<script src=\"/rakit-websocket.js\">"));
+    // Inlined, the client must not end its script element early.
+    assert!(!CLIENT_JS.to_ascii_lowercase().contains("</script"));
+    assert!(!CLIENT_JS.contains("<!--"));
     assert!(
         !page.contains("innerHTML"),
         "data must never go through innerHTML"
