@@ -421,3 +421,35 @@ fn backoff_is_full_jitter() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The README's Basic Chat on the client, as written (only its address changed): it
+/// connects, says Hello! and logs its own message and the presence list.
+#[test]
+fn the_readmes_basic_chat_runs_as_written() {
+    let Some(mut page) = Page::open() else { return };
+    let daemon = daemon();
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("## The browser client")
+        .and_then(|at| readme[at..].find("```html\n").map(|i| at + i + 8))
+        .expect("the README's browser client example");
+    let html = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(html.contains("127.0.0.1:6001"), "{html}");
+    page.goto(&format!("http://{}/health", daemon.addr));
+    page.content(&html.replace("127.0.0.1:6001", &daemon.addr.to_string()));
+    let deadline = Instant::now() + WAIT;
+    let lines = loop {
+        let lines = page.console();
+        if lines.iter().any(|l| l.starts_with("Message: Hello! from ")) {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{lines:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(lines.iter().any(|l| l == "connected"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Online users:")),
+        "{lines:?}"
+    );
+    assert_eq!(page.errors(), json!([]));
+}

@@ -6,6 +6,8 @@
 //   {"id":N,"op":"script","path":P}           add the file P (relative to this folder) as a script
 //   {"id":N,"op":"eval","js":E}               the JSON value of the expression E (awaited)
 //   {"id":N,"op":"wait","js":E,"ms":T}        wait until E is truthy (polling), its value
+//   {"id":N,"op":"content","html":H}          replace the document with H, scripts run
+//   {"id":N,"op":"console"}                   the text of every console message so far
 //
 // Each answer: {"id":N,"ok":true,"value":V} or {"id":N,"ok":false,"error":TEXT,"pageErrors":[...]}.
 // Uncaught errors in the page are reported with every failure and by {"op":"errors"}.
@@ -19,6 +21,7 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pageErrors = [];
+const consoleLines = [];
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   headless: true,
@@ -27,6 +30,7 @@ const browser = await chromium.launch({
 });
 const page = await (await browser.newContext()).newPage();
 page.on('pageerror', (e) => pageErrors.push(String(e)));
+page.on('console', (m) => consoleLines.push(m.text()));
 
 async function run(step) {
   switch (step.op) {
@@ -43,6 +47,11 @@ async function run(step) {
       const handle = await page.waitForFunction(step.js, null, { timeout: step.ms, polling: 20 });
       return await handle.jsonValue();
     }
+    case 'content':
+      await page.setContent(step.html, { waitUntil: 'load' });
+      return null;
+    case 'console':
+      return consoleLines;
     case 'errors':
       return pageErrors;
     default:

@@ -113,6 +113,18 @@ impl Page {
         self.step(json!({"op": "wait", "js": js, "ms": STEP.as_millis() as u64}))
     }
 
+    /// Replaces the document with `html` and waits for its scripts to load and run.
+    #[track_caller]
+    pub fn content(&mut self, html: &str) {
+        self.step(json!({"op": "content", "html": html}));
+    }
+
+    /// The text of every console message so far.
+    #[track_caller]
+    pub fn console(&mut self) -> Vec<String> {
+        serde_json::from_value(self.step(json!({"op": "console"}))).unwrap()
+    }
+
     /// Uncaught errors the page has seen.
     #[track_caller]
     pub fn errors(&mut self) -> Value {
