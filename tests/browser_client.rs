@@ -198,7 +198,7 @@ fn after_a_cut_it_reconnects_and_resubscribes_with_new_channel_tokens() {
 /// accepted again it is connected.
 #[test]
 fn while_refused_it_backs_off_with_full_jitter_then_reconnects() {
-    let Some((mut page, daemon, proxy)) = start() else {
+    let Some((mut page, _daemon, proxy)) = start() else {
         return;
     };
     let first = connect(&mut page, &[proxy.url()], json!({}));
