@@ -160,6 +160,21 @@ fn every_publication_once_and_in_order_across_cuts() {
         page.eval(&format!("T.recovered[{}]", json!(CHANNEL))),
         json!([{"recovered": true}, {"recovered": true}, {"recovered": true}])
     );
+    // history() answers the server's reply: the newest three, oldest first.
+    page.eval(&format!("T.history({}, {{limit: 3}})", json!(CHANNEL)));
+    let settled = page.wait("T.histories.length === 1 && T.histories[0]");
+    assert_eq!(settled[0], true, "{settled}");
+    let reply = &settled[1];
+    assert_eq!(reply["type"], "history");
+    assert_eq!(reply["offset"], COUNT + 1);
+    assert_eq!(reply["epoch"], *epoch);
+    let offsets: Vec<u64> = reply["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [COUNT - 1, COUNT, COUNT + 1], "{reply}");
     assert_eq!(page.errors(), json!([]));
 }
 
