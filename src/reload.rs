@@ -21,7 +21,7 @@
 mod read;
 mod worker;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, NamespaceConfig};
 
 pub use self::worker::{Outcome, Reloaded, Reloader};
 
@@ -84,9 +84,16 @@ pub fn plan(running: &Config, fresh: &Config) -> Result<Plan, ConfigError> {
     let mut config = running.clone();
     apply_now(&mut config, fresh);
     config.validate()?;
+    let mut restart = differences(&config, fresh);
+    if let Some(i) = restart.iter().position(|k| k == "namespaces") {
+        restart.splice(
+            i..=i,
+            namespace_restarts(&config.namespaces, &fresh.namespaces),
+        );
+    }
     Ok(Plan {
         applied: differences(running, &config),
-        restart: differences(&config, fresh),
+        restart,
         config,
     })
 }
@@ -114,11 +121,55 @@ fn apply_now(running: &mut Config, fresh: &Config) {
     running.logging_level = fresh.logging_level;
     // Webhooks: a new worker takes over after the old one had its chance to deliver.
     running.webhooks.clone_from(&fresh.webhooks);
+    // Abuse limits (SPEC 17): the router's buckets and broadcast policy, the per-address and
+    // per-user limits and the trusted proxies, for new connections and messages.
+    running.limits.clone_from(&fresh.limits);
+    // Channel rules (SPEC 15), not their history (SPEC 18) nor their presence (see below).
+    running.namespaces = namespace_rules(&running.namespaces, &fresh.namespaces);
     // TLS files, read again on every reload; turning TLS on or off changes what the port
     // speaks, and needs a restart.
     if running.tls.files().is_some() && fresh.tls.files().is_some() {
         running.tls.clone_from(&fresh.tls);
     }
+}
+
+/// The new file's namespaces with the running `history_size`, `history_ttl` and `presence` of
+/// the entry with the same prefix (none for a new prefix). Who may subscribe and publish changes
+/// at once; what a channel stores and whose membership it tracks needs a restart: a stream's
+/// offsets and epoch, and a channel's member list, are built from its first subscriber and
+/// publication on, and turning them on halfway would answer with a partial list or history.
+fn namespace_rules(running: &[NamespaceConfig], fresh: &[NamespaceConfig]) -> Vec<NamespaceConfig> {
+    fresh
+        .iter()
+        .map(|entry| {
+            let old = running.iter().find(|r| r.prefix == entry.prefix);
+            NamespaceConfig {
+                history_size: old.map_or(0, |o| o.history_size),
+                history_ttl: old.map_or(0, |o| o.history_ttl),
+                presence: old.is_some_and(|o| o.presence),
+                ..entry.clone()
+            }
+        })
+        .collect()
+}
+
+/// What a reload leaves as it was in the namespaces, by name (`namespaces[order.].history_size`):
+/// the `namespaces` key alone would not say which part of the array needs the restart.
+fn namespace_restarts(kept: &[NamespaceConfig], fresh: &[NamespaceConfig]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (kept, fresh) in kept.iter().zip(fresh) {
+        let name = |key: &str| format!("namespaces[{:?}].{key}", fresh.prefix);
+        if kept.history_size != fresh.history_size {
+            out.push(name("history_size"));
+        }
+        if kept.history_ttl != fresh.history_ttl {
+            out.push(name("history_ttl"));
+        }
+        if kept.presence != fresh.presence {
+            out.push(name("presence"));
+        }
+    }
+    out
 }
 
 /// The dotted keys whose values differ between `a` and `b` (a table's key is named in full,

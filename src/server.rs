@@ -22,7 +22,7 @@ use crate::webhooks::{random_node_id, Hooks};
 
 /// How long queued webhook events may take to go out at shutdown.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
-use crate::router::{Router, RouterConfig, RouterLimits, TokenKey};
+use crate::router::{Router, RouterConfig, TokenKey};
 
 /// Builds a server: configuration, mode and event handler.
 ///
@@ -154,10 +154,7 @@ impl Server {
                 presence_interval: Duration::from_millis(self.config.presence_interval_ms),
                 presence_max_users: self.config.presence_max_users,
                 command_policy: self.config.command_policy,
-                limits: RouterLimits {
-                    flood: self.config.limits.flood(),
-                    broadcast_policy: self.config.limits.broadcast_policy,
-                },
+                limits: self.config.limits.router(),
                 namespaces: Rc::new(self.config.namespaces()),
                 token_key: TokenKey::new(self.config.session.secret.as_bytes()),
                 max_token_size: self.config.max_handshake_size,

@@ -567,3 +567,95 @@ fn sigterm_still_stops_a_daemon_whose_reload_waits() {
         .unwrap();
     assert!(err.is_empty(), "{err}");
 }
+
+#[test]
+fn limits_apply_to_the_next_message_and_the_next_handshake() {
+    // SPEC 17's limits, SPEC 18's reload: broadcasts refused by policy, then allowed; a
+    // per-address cap of one, then none.
+    let daemon = Daemon::start(
+        &base("[limits]\nbroadcast_policy = \"off\"\nmax_connections_per_ip = 1\n"),
+        &[],
+    );
+    let (mut ws, _) = daemon.client();
+    send_json(&mut ws, &json!({"message": "hi"}));
+    assert_eq!(recv_json(&mut ws)["code"], "forbidden");
+    let (status, head, _s) = common::abuse::upgrade(&daemon, "/", "");
+    assert_eq!(status, 429, "{head}");
+
+    assert_reloaded(
+        &daemon.reload(&base("[limits]\nbroadcast_policy = \"any\"\n")),
+        "applied limits.broadcast_policy, limits.max_connections_per_ip",
+    );
+    send_json(&mut ws, &json!({"message": "hi"}));
+    assert_eq!(recv_json(&mut ws)["message"], "hi");
+    let (status, head, _s) = common::abuse::upgrade(&daemon, "/", "");
+    assert_eq!(status, 101, "{head}");
+}
+
+#[test]
+fn namespace_rules_apply_at_once_and_their_history_and_presence_need_a_restart() {
+    use common::namespaces::{ask, assert_forbidden, subscribe};
+    let daemon = Daemon::start(
+        &base(&format!(
+            "[session]\nsecret = \"{SECRET}\"\n[[namespaces]]\nprefix = \"order.\"\n\
+             subscribe = \"authenticated\"\n"
+        )),
+        &[],
+    );
+    let (mut guest, _) = daemon.client();
+    assert_forbidden(&ask(&mut guest, &subscribe("order.1", None)), "order.1");
+    let lines = daemon.reload(&base(&format!(
+        "[session]\nsecret = \"{SECRET}\"\n[[namespaces]]\nprefix = \"order.\"\n\
+         subscribe = \"public\"\npublish = \"backend\"\npresence = true\n\
+         history_size = 10\nhistory_ttl = 60\n"
+    )));
+    assert_reloaded(&lines, "applied namespaces");
+    for key in ["history_size", "history_ttl", "presence"] {
+        let wanted = format!("namespaces[\"order.\"].{key} changed");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&wanted) && l.contains("needs a restart")),
+            "no restart line for {key}: {lines:#?}"
+        );
+    }
+    // The rules: anyone may subscribe now, and no client may publish.
+    let reply = ask(&mut guest, &subscribe("order.1", None));
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert!(
+        reply.get("presence").is_none(),
+        "presence kept off: {reply}"
+    );
+    assert!(reply.get("epoch").is_none(), "history kept off: {reply}");
+    let publish = json!({"event":"message","channel":"order.1","data":"x"});
+    assert_forbidden(&ask(&mut guest, &publish), "order.1");
+}
+
+#[test]
+fn a_new_session_secret_checks_channel_tokens_too() {
+    use common::namespaces::{ask, assert_forbidden, channel_token, subscribe};
+    let ns = "[[namespaces]]\nprefix = \"vip.\"\nsubscribe = \"token\"\n";
+    let daemon = Daemon::start(
+        &base(&format!("[session]\nsecret = \"{SECRET}\"\n{ns}")),
+        &[],
+    );
+    let (mut ws, welcome) = daemon.client();
+    let id = welcome["client_id"].as_str().unwrap().to_owned();
+    let old = channel_token(SECRET, "vip.a", ("--client", &id), 600);
+    assert_eq!(
+        ask(&mut ws, &subscribe("vip.a", Some(&old)))["type"],
+        "subscribed"
+    );
+
+    let fresh = "another-session-secret";
+    daemon.reload(&base(&format!("[session]\nsecret = \"{fresh}\"\n{ns}")));
+    // A token of the old secret no longer opens a channel; one of the new secret does.
+    assert_forbidden(&ask(&mut ws, &subscribe("vip.b", Some(&old))), "vip.b");
+    let old_b = channel_token(SECRET, "vip.b", ("--client", &id), 600);
+    assert_forbidden(&ask(&mut ws, &subscribe("vip.b", Some(&old_b))), "vip.b");
+    let new_b = channel_token(fresh, "vip.b", ("--client", &id), 600);
+    assert_eq!(
+        ask(&mut ws, &subscribe("vip.b", Some(&new_b)))["type"],
+        "subscribed"
+    );
+}

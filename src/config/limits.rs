@@ -153,6 +153,14 @@ impl LimitsConfig {
         }
     }
 
+    /// The router's part: the message limits and who may broadcast.
+    pub fn router(&self) -> crate::router::RouterLimits {
+        crate::router::RouterLimits {
+            flood: self.flood(),
+            broadcast_policy: self.broadcast_policy,
+        }
+    }
+
     /// The connection limits, as the event loop applies them.
     pub fn admission(&self) -> AdmissionRules {
         let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);

@@ -57,9 +57,20 @@ impl EventLoop {
     fn apply_reload(&mut self, reloaded: Reloaded) {
         let Reloaded { plan, tls, from } = reloaded;
         let webhooks_changed = plan.config.webhooks != self.config.webhooks;
+        let namespaces_changed = plan.config.namespaces != self.config.namespaces;
         let (old_level, level) = (self.config.logging_level, plan.config.logging_level);
         self.config = plan.config;
         self.router.set_command_policy(self.config.command_policy);
+        self.router.set_limits(self.config.limits.router());
+        self.router.set_token_key(crate::router::TokenKey::new(
+            self.config.session.secret.as_bytes(),
+        ));
+        if namespaces_changed {
+            self.router
+                .set_namespaces(std::rc::Rc::new(self.config.namespaces()));
+        }
+        self.admission.set_rules(self.config.limits.admission());
+        self.proxies = self.config.limits.proxies();
         self.http = crate::http::HttpSettings::new(&self.config);
         // This reload's own lines go out at the more verbose of the two levels.
         crate::logging::set_level(if level.to_level_filter() > old_level.to_level_filter() {

@@ -427,6 +427,18 @@ impl Router {
         self.config.command_policy = policy;
     }
 
+    /// The message and broadcast buckets and the broadcast policy from now on (a reload, SPEC
+    /// section 18). Each connection's buckets keep what they hold; the new rates and bursts
+    /// apply to their next message.
+    pub fn set_limits(&mut self, limits: RouterLimits) {
+        self.config.limits = limits;
+    }
+
+    /// The key channel tokens are checked with from now on (`[session] secret` reloaded).
+    pub fn set_token_key(&mut self, key: TokenKey) {
+        self.config.token_key = key;
+    }
+
     /// The event handler, e.g. to fire `start` or `crash` from the loop.
     pub fn handler_mut(&mut self) -> &mut dyn Handler {
         &mut *self.handler
