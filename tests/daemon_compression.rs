@@ -203,18 +203,17 @@ asyncio.run(main(sys.argv[1]))
 
 /// Python's `websockets` (an independent permessage-deflate implementation)
 /// against the router: compressed and plain clients share broadcasts.
-/// Skipped only with RAKIT_SKIP_PYTHON=1.
+/// Skipped without python3 and websockets where that is allowed (tests/common/tools.rs).
 #[test]
 fn an_independent_client_interoperates() {
-    if std::env::var("RAKIT_SKIP_PYTHON").as_deref() == Ok("1") {
-        eprintln!("skipped: RAKIT_SKIP_PYTHON=1 (needs python3 with websockets)");
+    if common::api::skip_python() {
         return;
     }
     let daemon = Daemon::start(ON, &[]);
     let output = Command::new("python3")
         .args(["-c", PY_CLIENT, &daemon.url()])
         .output()
-        .expect("python3 (or set RAKIT_SKIP_PYTHON=1)");
+        .expect("python3");
     assert!(
         output.status.success(),
         "python3 -m pip install websockets? {}",

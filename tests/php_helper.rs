@@ -2,8 +2,8 @@
 //! syntax, its unit checks, its tokens against the daemon's own verification and handshake, and
 //! (once the HTTP API is wired into the event loop) every API call against a running daemon.
 //!
-//! Without `php` the tests are skipped, unless RAKIT_REQUIRE_PHP=1 (set by scripts/test.sh,
-//! which installs php-cli), which makes a missing php a failure.
+//! Without `php` the tests are skipped, and say so, unless that is not allowed
+//! (tests/common/tools.rs; scripts/test.sh installs php-cli and requires it).
 
 mod common;
 
@@ -29,20 +29,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// False (after saying why) when php is missing and not required.
+/// False (after saying why) when php is missing and may be (tests/common/tools.rs).
+#[track_caller]
 fn have_php() -> bool {
-    let found = Command::new("php")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_PHP").as_deref() != Ok("1"),
-            "php not found and RAKIT_REQUIRE_PHP=1 (apt-get install php-cli)"
-        );
-        eprintln!("skipped: php not found (apt-get install php-cli, or run scripts/test.sh)");
-    }
-    found
+    common::tools::have(common::tools::Tool::Php)
 }
 
 #[track_caller]
