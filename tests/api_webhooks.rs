@@ -47,10 +47,6 @@ fn webhooks_config(url: &str, extra: &str) -> String {
     )
 }
 
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().unwrap().to_owned()
-}
-
 /// The events of real clients arrive in the order they happened, in POSTs
 /// signed with the secret, each event with its client, user and channel.
 #[test]

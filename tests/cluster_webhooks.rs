@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::pusher::{
@@ -19,13 +18,8 @@ use common::pusher::{
 };
 use common::receiver::{Endpoint, Mode};
 use common::redis::Redis;
-use common::Daemon;
+use common::{serial, Daemon};
 use serde_json::Value;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A node on `redis` posting Pusher-format webhooks to `hooks`.
 fn node(redis: &Redis, hooks: &Endpoint) -> Daemon {
