@@ -148,7 +148,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
 fn read_line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, RespError> {
     let rest = &buf[*pos..];
     let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
-        if rest.len() > MAX_LINE {
+        // A line of MAX_LINE bytes may be here with its CR, its LF still to come.
+        if rest.len() > MAX_LINE + usize::from(rest.last() == Some(&b'\r')) {
             return Err(RespError::TooLarge);
         }
         return Ok(None);
@@ -323,5 +324,26 @@ mod tests {
     #[test]
     fn a_huge_announced_array_allocates_nothing_up_front() {
         assert_eq!(parse(b"*1048576\r\n:1\r\n"), Ok(None));
+    }
+
+    /// A line of the longest length accepted arrives in two reads, split between its CR and
+    /// its LF: the first part is incomplete, not too large (the fuzz target's prefix rule).
+    #[test]
+    fn the_longest_line_split_before_its_lf_is_incomplete() {
+        let mut reply = vec![b'+'];
+        reply.extend(std::iter::repeat_n(b'x', MAX_LINE));
+        reply.extend_from_slice(b"\r\n");
+        let (value, used) = parse(&reply).unwrap().unwrap();
+        assert_eq!(used, reply.len());
+        assert_eq!(value, Value::Simple("x".repeat(MAX_LINE)));
+        for cut in [reply.len() - 1, reply.len() - 2, reply.len() / 2] {
+            assert_eq!(parse(&reply[..cut]), Ok(None), "cut at {cut}");
+        }
+        // One byte more is refused, whole or in part.
+        let mut long = vec![b'+'];
+        long.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        assert_eq!(parse(&long), Err(RespError::TooLarge));
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&long), Err(RespError::TooLarge));
     }
 }
