@@ -82,6 +82,29 @@ fn probe_until_heard(from: &mut Client, to: &mut Client, within: Duration) {
     }
 }
 
+/// Two nodes on `redis`, a client on each, each client's presence listing both; their ids.
+struct Two {
+    nodes: [Daemon; 2],
+    clients: [Client; 2],
+    ids: [String; 2],
+}
+
+fn two(redis: &Redis) -> Two {
+    let nodes = [node(redis), node(redis)];
+    let (a, wa) = nodes[0].client();
+    let (b, wb) = nodes[1].client();
+    let mut two = Two {
+        nodes,
+        clients: [a, b],
+        ids: [id_of(&wa), id_of(&wb)],
+    };
+    let all = set(&[&two.ids[0], &two.ids[1]]);
+    for ws in &mut two.clients {
+        presence_is(ws, &all, WAIT);
+    }
+    two
+}
+
 /// SPEC 11: `namespace` prefixes every Redis key and pub/sub channel. Two clusters on one
 /// Redis, "blue" (two nodes) and "green" (one), share nothing: presence, broadcasts and the
 /// keys and channels in Redis are each their own.
@@ -163,12 +186,11 @@ fn the_namespace_prefixes_every_key_and_channel_and_keeps_clusters_apart() {
 fn the_cluster_message_counter_counts_each_message_out_and_in() {
     let _serial = serial();
     let redis = Redis::start();
-    let (n1, n2) = (node(&redis), node(&redis));
-    let (mut a, wa) = n1.client();
-    let (mut b, wb) = n2.client();
-    let (ida, idb) = (id_of(&wa), id_of(&wb));
-    presence_is(&mut a, &set(&[&ida, &idb]), WAIT);
-    presence_is(&mut b, &set(&[&ida, &idb]), WAIT);
+    let Two {
+        nodes: [n1, n2],
+        clients: [mut a, mut b],
+        ids: [ida, idb],
+    } = two(&redis);
     send_json(&mut b, &json!({"event": "subscribe", "channel": "room"}));
     assert_eq!(recv_json(&mut b)["type"], "subscribed");
     common::pusher::eventually("n1 knows b's subscription", || {
@@ -297,12 +319,11 @@ fn redis_down_at_start_then_up() {
 fn a_stalled_redis_never_blocks_the_loop() {
     let _serial = serial();
     let redis = Redis::start();
-    let (n1, n2) = (node(&redis), node(&redis));
-    let (mut a, wa) = n1.client();
-    let (mut b, wb) = n2.client();
-    let all = set(&[&id_of(&wa), &id_of(&wb)]);
-    presence_is(&mut a, &all, WAIT);
-    presence_is(&mut b, &all, WAIT);
+    let Two {
+        nodes: [n1, n2],
+        clients: [mut a, mut b],
+        ..
+    } = two(&redis);
     let dropped = r#"rakit_cluster_messages_dropped_total{direction="out"}"#;
     let dropped_before = metric(&n1, dropped);
 
