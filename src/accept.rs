@@ -234,6 +234,9 @@ mod tests {
             "https://example.com.evil.org"
         ));
         assert!(!origin_matches("*.example.com", "null"));
+        // A subdomain has a name: an empty label before the dot is none.
+        assert!(!origin_matches("*.example.com", "https://.example.com"));
+        assert!(origin_matches("*.example.com", "https://x.example.com"));
     }
 
     #[test]

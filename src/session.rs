@@ -571,6 +571,33 @@ mod tests {
         assert_eq!(find_token(None, Some("c="), "c"), None);
     }
 
+    /// What a refusal says (logged at the handshake): one sentence per error, naming it.
+    #[test]
+    fn each_error_says_what_is_wrong() {
+        let said: Vec<String> = [
+            TokenError::Malformed,
+            TokenError::Algorithm,
+            TokenError::Signature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::Claims("`exp` must be a number".into()),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            said,
+            [
+                "malformed session token",
+                "session token algorithm is not HS256",
+                "session token signature does not match",
+                "session token expired",
+                "session token not yet valid",
+                "session token claims: `exp` must be a number",
+            ]
+        );
+    }
+
     #[test]
     fn now_is_after_2020() {
         assert!(now_unix() > 1_577_836_800);

@@ -60,10 +60,6 @@ fn texts_until_pong(ws: &mut Client) -> Vec<String> {
     }
 }
 
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().unwrap().to_owned()
-}
-
 /// A client that subscribed to `channel`.
 #[track_caller]
 fn subscriber(daemon: &Daemon, channel: &str) -> (Client, String) {

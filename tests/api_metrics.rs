@@ -291,3 +291,57 @@ fn disabled_metrics_are_404() {
     let (_ws, welcome) = daemon.client();
     assert_eq!(welcome["type"], "welcome");
 }
+
+/// `rakit_closes_total{code}` counts every close code the server sends (SPEC 9), not only
+/// 4000 and 4008: the echo of a client's 1000, and 1002, 1007 and 1009 for protocol errors,
+/// once each.
+#[test]
+fn closes_for_protocol_errors_and_the_echoed_close_are_counted() {
+    let daemon = Daemon::start(
+        "logging_level = \"warn\"\npresence = false\nmax_buffer_size = 1024\n",
+        &[],
+    );
+    let closes = |code: &str| -> u64 {
+        let text = scrape(daemon.addr, None);
+        let prefix = format!("rakit_closes_total{{code=\"{code}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    // A client past its welcome.
+    let open = || {
+        let mut s = raw_ws(&daemon);
+        assert_eq!(read_frame(&mut s).byte0, 0x81, "the welcome");
+        s
+    };
+    // 1000: the client closes, the server echoes its code.
+    let mut s = open();
+    send_frame(
+        &mut s,
+        true,
+        rakit_protocol::OpCode::Close,
+        &1000u16.to_be_bytes(),
+    );
+    expect_close(&mut s, 1000);
+    // 1002: an unmasked frame.
+    let mut s = open();
+    std::io::Write::write_all(&mut s, b"\x81\x02hi").unwrap();
+    expect_close(&mut s, 1002);
+    // 1007: text that is not UTF-8.
+    let mut s = open();
+    send_frame(&mut s, true, rakit_protocol::OpCode::Text, b"\xff\xfe");
+    expect_close(&mut s, 1007);
+    // 1009: a message over max_buffer_size.
+    let mut s = open();
+    send_frame(&mut s, true, rakit_protocol::OpCode::Text, &[b'x'; 2000]);
+    expect_close(&mut s, 1009);
+    let counted: Vec<u64> = ["1000", "1002", "1007", "1009", "4000", "4008"]
+        .iter()
+        .map(|code| closes(code))
+        .collect();
+    assert_eq!(
+        counted,
+        [1, 1, 1, 1, 0, 0],
+        "1000, 1002, 1007, 1009, 4000, 4008"
+    );
+}

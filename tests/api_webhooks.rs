@@ -48,10 +48,6 @@ fn webhooks_config(url: &str, extra: &str) -> String {
     )
 }
 
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().unwrap().to_owned()
-}
-
 /// The events of real clients arrive in the order they happened, in POSTs
 /// signed with the secret, each event with its client, user and channel.
 #[test]
@@ -105,6 +101,7 @@ fn events_of_real_clients_arrive_in_order_and_signed() {
     let mut events: Vec<Value> = Vec::new();
     let mut node = None;
     let mut posts = 0;
+    let mut last_post = None;
     while events.len() < expected.len() {
         let post = endpoint.next();
         posts += 1;
@@ -133,6 +130,7 @@ fn events_of_real_clients_arrive_in_order_and_signed() {
             }
             events.push(e.clone());
         }
+        last_post = Some(post);
     }
     let stripped: Vec<Value> = events
         .iter()
@@ -144,10 +142,18 @@ fn events_of_real_clients_arrive_in_order_and_signed() {
         .collect();
     assert_eq!(stripped, expected);
     eprintln!("{} events in {posts} POSTs", events.len());
-    // A signature made with another secret does not pass.
-    let mut forged = Hmac::<Sha256>::new_from_slice(b"another secret").unwrap();
-    forged.update(b"{}");
-    assert!(forged.verify_slice(&hex_decode(&"00".repeat(32))).is_err());
+    // The signature is the daemon's secret's, over these very bytes: neither another secret
+    // nor a body changed by one byte passes.
+    let last = last_post.expect("a POST");
+    let hex = last.header("x-rakit-signature").unwrap()[7..].to_owned();
+    let mut other = Hmac::<Sha256>::new_from_slice(b"another secret").unwrap();
+    other.update(&last.body);
+    assert!(other.verify_slice(&hex_decode(&hex)).is_err());
+    let mut changed = last.body.clone();
+    changed[0] ^= 1;
+    let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(&changed);
+    assert!(mac.verify_slice(&hex_decode(&hex)).is_err());
     // Nothing more comes, and every event was counted as sent.
     let deadline = Instant::now() + WAIT;
     while webhook_counts(&daemon) != (7, 0, 0) {
@@ -340,4 +346,110 @@ fn sigterm_with_a_hanging_receiver_still_exits_in_time() {
     eprintln!("SIGTERM to exit with a hanging receiver: {took:?}");
     assert!(status.success(), "{status:?}");
     daemon.wait_for_line("webhooks:");
+}
+
+/// `events` with `"message"`: every client message is posted with its text exactly as
+/// received, after the connect, in order (SPEC 10).
+#[test]
+fn message_events_carry_the_text_as_received() {
+    let endpoint = Endpoint::start(Mode::Answer);
+    let daemon = Daemon::start(
+        &webhooks_config(
+            &endpoint.url(),
+            "events = [\"connect\", \"message\"]\nbatch_ms = 20\n",
+        ),
+        &[],
+    );
+    let (mut ws, welcome) = daemon.client();
+    let id = id_of(&welcome);
+    // Texts as a client may write them: spacing, key order and escapes are kept.
+    let texts = [
+        r#"{"message": "hello"}"#,
+        r#"{"event":"subscribe","channel":"news"}"#,
+        "{\"message\":2}\n",
+        r#"{"to":"nobody12","message":{"b":1,"a":"\u00e9"}}"#,
+        "not json",
+    ];
+    for text in texts {
+        send_text(&mut ws, text);
+    }
+    let replies = until_pong(&mut ws);
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    let mut want = vec![json!({"name": "connect", "client_id": id, "user": null})];
+    want.extend(
+        texts
+            .iter()
+            .map(|t| json!({"name": "message", "client_id": id, "user": null, "text": t})),
+    );
+    // The pong's ping too.
+    want.push(
+        json!({"name": "message", "client_id": id, "user": null, "text": r#"{"ping":"sync"}"#}),
+    );
+    let mut got: Vec<Value> = Vec::new();
+    while got.len() < want.len() {
+        let post = endpoint.next();
+        check_signature(&post, HOOK_SECRET);
+        for e in post.json()["events"].as_array().unwrap() {
+            let mut e = e.clone();
+            assert!(e["time_ms"].is_u64(), "{e}");
+            e.as_object_mut().unwrap().remove("time_ms");
+            got.push(e);
+        }
+    }
+    assert_eq!(got, want);
+}
+
+/// SPEC 10: a timeout is retried with exponential backoff, `retries` times, then the batch is
+/// dropped and counted as failed. A receiver that reads each POST and never answers sees
+/// 1 + 3 attempts, each gap at least the timeout plus a backoff that doubles (250, 500,
+/// 1000 ms: docs/ARCHITECTURE.md), so a constant backoff fails the later gaps.
+#[test]
+fn a_timeout_is_retried_with_growing_backoff_then_failed() {
+    let endpoint = Endpoint::start(Mode::Hang);
+    let timeout_ms = 300;
+    let daemon = Daemon::start(
+        &webhooks_config(
+            &endpoint.url(),
+            &format!("batch_ms = 10\nretries = 3\ntimeout_ms = {timeout_ms}\n"),
+        ),
+        &[],
+    );
+    let (_ws, welcome) = daemon.client();
+    let attempts: Vec<Post> = (0..4).map(|_| endpoint.next()).collect();
+    for post in &attempts {
+        check_signature(post, HOOK_SECRET);
+        assert_eq!(post.body, attempts[0].body, "the same batch each time");
+    }
+    assert_eq!(
+        attempts[0].json()["events"][0]["client_id"],
+        id_of(&welcome).as_str()
+    );
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].at - w[0].at).collect();
+    eprintln!("attempts {timeout_ms} ms timeout apart by {gaps:?}");
+    for (i, gap) in gaps.iter().enumerate() {
+        let backoff = Duration::from_millis(250 << i);
+        let least = Duration::from_millis(timeout_ms) + backoff;
+        assert!(
+            *gap >= least,
+            "attempt {}: {gap:?} < {least:?} ({gaps:?})",
+            i + 2
+        );
+        assert!(
+            *gap < least + SLACK,
+            "attempt {}: {gap:?} ({gaps:?})",
+            i + 2
+        );
+    }
+    // Then given up: failed, and no fifth attempt.
+    let deadline = Instant::now() + WAIT;
+    while webhook_counts(&daemon) != (0, 1, 0) {
+        assert!(Instant::now() < deadline, "{:?}", webhook_counts(&daemon));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = daemon.wait_for_line("webhooks: dropped a batch");
+    assert!(line.contains("after 3 retries"), "{line}");
+    assert!(endpoint
+        .posts
+        .recv_timeout(Duration::from_millis(500))
+        .is_err());
 }

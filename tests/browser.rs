@@ -4,8 +4,8 @@
 //! each tab logged; this test checks that summary.
 //!
 //! Needs /usr/bin/chromium, node, and `npm ci` in tests/browser (scripts/test.sh
-//! does all of it). Without them the test is skipped, unless
-//! RAKIT_REQUIRE_BROWSER=1, which makes a missing piece a failure.
+//! does all of it). Without them the test is skipped and says so, unless it may not be
+//! (tests/common/tools.rs).
 
 mod common;
 
@@ -15,34 +15,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::msg::cli_token;
+use common::tools::{have, Tool};
 use common::{wait_exit, Daemon};
 use serde_json::{json, Value};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const SECRET: &str = "browser-test-secret";
 /// The whole browser run: launch, three page loads, closing.
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// What is missing for the browser test, if anything.
-fn missing() -> Option<String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} not found (apt-get install chromium)"));
-    }
-    let node = Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Some("node not found on PATH".into());
-    }
-    if !browser_dir().join("node_modules/playwright-core").is_dir() {
-        return Some(
-            "tests/browser/node_modules/playwright-core missing (cd tests/browser && npm ci)"
-                .into(),
-        );
-    }
-    None
 }
 
 /// Runs the driver; returns (exit success, stdout, stderr).
@@ -142,7 +124,7 @@ fn basic_chat_example_over_wss() {
 }
 
 fn basic_chat(tls: bool) {
-    if skipped() {
+    if !have(Tool::Browser) {
         return;
     }
     let mut config = format!("logging_level = \"warn\"\n[session]\nsecret = \"{SECRET}\"\n");
@@ -165,7 +147,7 @@ fn basic_chat(tls: bool) {
 /// (SPEC section 18) whose websocket.php sets the session secret.
 #[test]
 fn basic_chat_example_served_by_php_rakit_websocket_run() {
-    if !common::rakit_app::have_php() || skipped() {
+    if !common::rakit_app::have_php() || !have(Tool::Browser) {
         return;
     }
     let app = common::rakit_app::RakitApp::new(&format!(
@@ -173,18 +155,6 @@ fn basic_chat_example_served_by_php_rakit_websocket_run() {
     ));
     let daemon = app.run(&[]);
     the_example_runs(&format!("http://{}", daemon.addr));
-}
-
-/// Whether the browser test cannot run here (said why), when not required.
-fn skipped() -> bool {
-    let Some(what) = missing() else {
-        return false;
-    };
-    if std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() == Ok("1") {
-        panic!("browser test required (RAKIT_REQUIRE_BROWSER=1) but {what}");
-    }
-    eprintln!("skipped: {what}");
-    true
 }
 
 /// Runs the example in two tabs against the daemon at `base` (http:// or https://, session

@@ -402,12 +402,7 @@ fn round_trips_and_history_rejected_with_the_servers_error() {
 /// The backoff function itself, in Node (tests/browser/backoff.mjs): full jitter, statistically.
 #[test]
 fn backoff_is_full_jitter() {
-    if !common::browser::node_available() {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "node required (RAKIT_REQUIRE_BROWSER=1)"
-        );
-        eprintln!("skipped: node not found");
+    if common::browser::skip() {
         return;
     }
     let out = std::process::Command::new("node")

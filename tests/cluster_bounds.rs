@@ -9,20 +9,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::presence::{presence_by, presence_is};
 use common::redis::Redis;
-use common::{recv_json, send_json, Client, Daemon, SLACK, WAIT};
+use common::{id_of, send_json, serial, Client, Daemon, SLACK, WAIT};
 use rakit::cluster::envelope::{Body, Envelope};
 use serde_json::{json, Value};
 
 const NODE_TIMEOUT_MS: u64 = 1000;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn node(redis: &Redis) -> Daemon {
     let toml = format!(
@@ -58,38 +53,9 @@ fn forge(redis: &Redis, origin: &str, body: Body<'_>) {
     redis_raw(redis, &[b"PUBLISH", b"rakit:bus", &bytes]);
 }
 
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().unwrap().to_owned()
-}
-
 /// The next message that is not presence, or `None` after `wait` of silence.
 fn try_recv(ws: &mut Client, wait: Duration) -> Option<Value> {
     common::try_recv_json(ws, wait, |v| v["type"] == "presence")
-}
-
-/// Waits until `ws`'s presence lists exactly `expected`.
-#[track_caller]
-fn presence_is(ws: &mut Client, expected: &BTreeSet<String>, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "presence never became {expected:?}"
-        );
-        let v = recv_json(ws);
-        if v["type"] != "presence" {
-            continue;
-        }
-        let ids: BTreeSet<String> = v["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap().to_owned())
-            .collect();
-        if ids == *expected {
-            return;
-        }
-    }
 }
 
 /// `from` sends a private message to `to_id`; true when `to` gets it (false: `from` got
@@ -189,8 +155,8 @@ fn an_oversized_hash_is_refused_and_the_cluster_keeps_working() {
 fn a_forged_leave_or_join_does_not_touch_another_nodes_client() {
     let _serial = serial();
     let redis = Redis::start();
-    let (_nodes, mut clients, ids) = two(&redis);
-    let victim = ids[1].as_str();
+    let (nodes, mut clients, ids) = two(&redis);
+    let victim: &'static str = Box::leak(ids[1].clone().into_boxed_str());
     let own = "EvilOwn1";
     let entry =
         |id: &str| format!(r#"{{"id":"{id}","name":"Mallory","email":null,"connected_at":1}}"#);
@@ -212,16 +178,33 @@ fn a_forged_leave_or_join_does_not_touch_another_nodes_client() {
     let mut all: BTreeSet<String> = ids.iter().cloned().collect();
     all.insert(own.to_owned());
     presence_is(&mut clients[0], &all, SLACK);
-    // Forged changes for node B's client: a leave, a take-over, a leave again.
-    forge(&redis, "evil", Body::Leave { id: victim, ver: 7 });
+    // Forged changes for node B's client: a leave, a take-over, a leave again, then the forger's
+    // own client leaves. After each, a real client connects to B: its join reaches A after the
+    // forged change (one bus), so the presence that lists it shows what A made of the change,
+    // and neither it nor any presence before it may lack B's client.
     let victim_entry = entry(victim);
-    let victim: &'static str = Box::leak(victim.to_owned().into_boxed_str());
-    join(victim, 8, &victim_entry);
-    forge(&redis, "evil", Body::Leave { id: victim, ver: 9 });
-    // Then its own client leaves: the presence that follows still lists B's client.
-    forge(&redis, "evil", Body::Leave { id: own, ver: 10 });
-    all.remove(own);
-    presence_is(&mut clients[0], &all, SLACK);
+    let mut markers = Vec::new();
+    for step in 0..4 {
+        match step {
+            0 => forge(&redis, "evil", Body::Leave { id: victim, ver: 7 }),
+            1 => join(victim, 8, &victim_entry),
+            2 => forge(&redis, "evil", Body::Leave { id: victim, ver: 9 }),
+            _ => {
+                forge(&redis, "evil", Body::Leave { id: own, ver: 10 });
+                all.remove(own);
+            }
+        }
+        let (marker, welcome) = nodes[1].client();
+        markers.push(marker);
+        all.insert(id_of(&welcome));
+        let (_, before) = presence_by(&mut clients[0], &all, Instant::now() + SLACK);
+        for listed in &before {
+            assert!(
+                listed.contains(victim),
+                "step {step}: {victim} removed: {before:?}"
+            );
+        }
+    }
     let (a, b) = clients.split_at_mut(1);
     assert!(private_arrives(&mut a[0], &mut b[0], victim, "still there"));
 }

@@ -6,15 +6,14 @@
 //! pusher-js 8.6.0 (tests/pusher/cluster_presence.mjs).
 //!
 //! The tests of this file run one at a time (a lock), as in tests/cluster.rs: the timing bounds
-//! of the SPEC are checked. The Node and Python parts are skipped when their libraries are
-//! missing, unless RAKIT_REQUIRE_PUSHER=1 (scripts/test.sh sets it).
+//! of the SPEC are checked. The Node and Python parts are skipped, saying so, when their libraries
+//! are missing, unless that is not allowed (tests/common/tools.rs).
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::pusher::{
@@ -22,15 +21,11 @@ use common::pusher::{
     NODE_TIMEOUT_MS, SECRET,
 };
 use common::redis::Redis;
-use common::{send_json, Client, Daemon, SLACK};
+use common::tools::{have, Tool};
+use common::{send_json, serial, Client, Daemon, SLACK};
 use serde_json::{json, Value};
 
 const ROOM: &str = "presence-room";
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The user ids of a `presence` object, in its order, and its count.
 fn ids(presence: &Value) -> (Vec<String>, u64) {
@@ -208,32 +203,13 @@ fn subscriptions_come_back_from_the_hash_for_a_new_node_and_after_redis_lost_eve
     field(&redis);
 }
 
-/// Whether python3 has `pusher` 3.3.4; fails when it is required.
-fn python_pusher() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.metadata as m, sys; sys.exit(m.version('pusher') != '3.3.4')",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_PUSHER").as_deref() != Ok("1"),
-            "python3 -m pip install pusher==3.3.4"
-        );
-        eprintln!("skipped: python pusher 3.3.4 missing");
-    }
-    ok
-}
-
 fn pusher_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pusher")
 }
 
 #[test]
 fn one_nodes_pusher_and_rakit_queries_count_every_nodes_subscribers() {
-    if !python_pusher() {
+    if !have(Tool::PusherPython) {
         return;
     }
     let _serial = serial();
@@ -302,27 +278,9 @@ fn one_nodes_pusher_and_rakit_queries_count_every_nodes_subscribers() {
     assert_eq!(seen["users"], json!({"users": [{"id": "1"}, {"id": "2"}]}));
 }
 
-/// Whether node and the npm libraries are there; fails when they are required.
-fn node_available() -> bool {
-    let ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        && pusher_dir().join("node_modules/pusher-js").is_dir()
-        && pusher_dir().join("node_modules/pusher").is_dir();
-    if !ok {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_PUSHER").as_deref() != Ok("1"),
-            "node or tests/pusher/node_modules missing (cd tests/pusher && npm ci)"
-        );
-        eprintln!("skipped: node or tests/pusher/node_modules missing");
-    }
-    ok
-}
-
 #[test]
 fn pusher_js_clients_on_two_nodes_share_a_presence_channel() {
-    if !node_available() {
+    if !have(Tool::PusherNode) {
         return;
     }
     let _serial = serial();

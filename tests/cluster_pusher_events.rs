@@ -10,23 +10,15 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::msg::recv_close;
 use common::pusher::{
     connect, join, node, recv_event, signin, subscribe, subscribers_are, APP_ID, KEY, SECRET,
 };
 use common::redis::Redis;
-use common::{node as script, recv_text, send_json, Client, Daemon};
+use common::{node as script, recv_text, send_json, serial, Client, Daemon};
 use serde_json::{json, Value};
 
 const ROOM: &str = "presence-room";
-
-/// One cluster at a time: each test has its own, but two cores are better shared this way.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Runs tests/pusher/cluster_events.mjs against `daemon`'s HTTP API.
 #[track_caller]

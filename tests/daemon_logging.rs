@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use common::abuse::LIMITS_OFF;
 use common::msg::{client, expect_gone, recv_type};
-use common::{send_json, wait_exit, Client, Daemon, GONE_WITHIN, SLACK, WAIT};
-use serde_json::{json, Value};
+use common::{id_of, send_json, wait_exit, Client, Daemon, GONE_WITHIN, SLACK, WAIT};
+use serde_json::json;
 
 /// Asserts `TIMESTAMP [LEVEL] message`, the timestamp RFC 3339 in UTC
 /// (`2024-02-29T12:00:00.123456789Z`).
@@ -47,10 +47,6 @@ fn assert_log_line(line: &str) {
         matches!(level, Some("ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE")),
         "no level: {line:?}"
     );
-}
-
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().unwrap().to_owned()
 }
 
 /// Sends SIGTERM with the `kill` command.

@@ -8,7 +8,7 @@
 //! for a person to look at.
 //!
 //! Needs /usr/bin/chromium, node, and `npm ci` in tests/browser, like tests/browser.rs: skipped
-//! without them unless RAKIT_REQUIRE_BROWSER=1.
+//! without them, and saying so, unless that is not allowed (tests/common/tools.rs).
 
 mod common;
 
@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use common::tools::{have, Tool};
 use common::{wait_exit, Daemon};
 use serde_json::Value;
 
@@ -26,38 +27,6 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-/// What is missing for a browser test, if anything (as in tests/browser.rs).
-fn missing() -> Option<String> {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium not found (apt-get install chromium)".into());
-    }
-    if !Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Some("node not found on PATH".into());
-    }
-    if !browser_dir().join("node_modules/playwright-core").is_dir() {
-        return Some("tests/browser/node_modules/playwright-core missing (npm ci)".into());
-    }
-    None
-}
-
-fn skip() -> bool {
-    match missing() {
-        None => false,
-        Some(what) => {
-            assert!(
-                std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "browser test required (RAKIT_REQUIRE_BROWSER=1) but {what}"
-            );
-            eprintln!("skipped: {what}");
-            true
-        }
-    }
 }
 
 fn drive(base: &str, api_key: Option<&str>) -> Value {
@@ -148,7 +117,7 @@ fn check(summary: &Value, api: bool) {
 
 #[test]
 fn demo_page_served_by_the_daemon() {
-    if skip() {
+    if !have(Tool::Browser) {
         return;
     }
     let daemon = Daemon::start(
@@ -169,7 +138,7 @@ fn demo_page_served_by_the_daemon() {
 /// leave (tests/browser/demo_members.mjs).
 #[test]
 fn demo_page_lists_a_presence_channels_members() {
-    if skip() {
+    if !have(Tool::Browser) {
         return;
     }
     let daemon = Daemon::start(

@@ -10,16 +10,12 @@ use std::collections::HashSet;
 use common::msg::{
     assert_quiet, client, expect_gone, recv_close, recv_json, recv_text, until_pong,
 };
-use common::{send_json, send_text, Client, Daemon};
+use common::{id_of, send_json, send_text, Client, Daemon};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
 /// Presence off, commands allowed for everyone.
 const ANY: &str = "logging_level = \"warn\"\npresence = false\ncommand_policy = \"any\"\n";
-
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().expect("client_id").to_owned()
-}
 
 /// `n` guest clients with their ids.
 fn clients(daemon: &Daemon, n: usize) -> Vec<(Client, String)> {

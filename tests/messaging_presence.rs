@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::msg::{
     cli_token, client, client_at, expect_gone, recv_close, recv_json, recv_type, until_pong,
 };
-use common::{send_json, Client, Daemon};
+use common::presence::ids;
+use common::{id_of, send_json, Client, Daemon};
 use serde_json::{json, Value};
 
 const SECRET: &str = "presence-secret";
@@ -24,10 +25,6 @@ fn now_unix() -> u64 {
         .as_secs()
 }
 
-fn id_of(welcome: &Value) -> String {
-    welcome["client_id"].as_str().unwrap().to_owned()
-}
-
 /// Reads presence messages until one satisfies `done` (others may arrive
 /// first: changes are batched, and a message reflects the state when sent).
 #[track_caller]
@@ -38,16 +35,6 @@ fn presence_until(ws: &mut Client, mut done: impl FnMut(&Value) -> bool) -> Valu
             return v;
         }
     }
-}
-
-/// The ids in a presence message, in order.
-fn ids(presence: &Value) -> Vec<String> {
-    presence["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[track_caller]

@@ -50,13 +50,10 @@ fn service(unit: &str, key: &str) -> String {
         .1
 }
 
-/// False (after saying why) when systemd-analyze is missing and not required.
+/// False (after saying why) when systemd-analyze is missing and may be (tests/common/tools.rs).
+#[track_caller]
 fn have_systemd_analyze() -> bool {
-    common::ops::tool_present(
-        "systemd-analyze",
-        "RAKIT_REQUIRE_SYSTEMD",
-        "apt-get install systemd",
-    )
+    common::tools::have(common::tools::Tool::Systemd)
 }
 
 /// The unit as installed, but starting this build's binary (verify checks that it exists).

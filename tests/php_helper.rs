@@ -2,8 +2,8 @@
 //! syntax, its unit checks, its tokens against the daemon's own verification and handshake, and
 //! (once the HTTP API is wired into the event loop) every API call against a running daemon.
 //!
-//! Without `php` the tests are skipped, unless RAKIT_REQUIRE_PHP=1 (set by scripts/test.sh,
-//! which installs php-cli), which makes a missing php a failure.
+//! Without `php` the tests are skipped, and say so, unless that is not allowed
+//! (tests/common/tools.rs; scripts/test.sh installs php-cli and requires it).
 
 mod common;
 
@@ -29,9 +29,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// False (after saying why) when php is missing and not required.
+/// False (after saying why) when php is missing and may be (tests/common/tools.rs).
+#[track_caller]
 fn have_php() -> bool {
-    common::ops::tool_present("php", "RAKIT_REQUIRE_PHP", "apt-get install php-cli")
+    common::tools::have(common::tools::Tool::Php)
 }
 
 #[track_caller]
@@ -208,6 +209,185 @@ fn php_channel_tokens_open_token_channels_of_a_running_daemon() {
     a.as_object_mut().unwrap().remove("exp");
     b.as_object_mut().unwrap().remove("exp");
     assert_eq!(a, b);
+}
+
+/// PHP's built-in web server serving tests/php/cookie.php on a free port; killed when dropped.
+struct PhpServer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl PhpServer {
+    #[track_caller]
+    fn start() -> PhpServer {
+        use std::io::BufRead;
+        let mut child = Command::new("php")
+            .args(["-S", "127.0.0.1:0"])
+            .arg(root().join("tests/php/cookie.php"))
+            .env("RAKIT_TEST_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("php -S");
+        // "PHP 8.2.x Development Server (http://127.0.0.1:PORT) started", on stderr.
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split_once("(http://")
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .and_then(|(addr, _)| addr.parse().ok())
+            })
+            .expect("php -S says where it listens");
+        // Keep draining its request log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        PhpServer { child, addr }
+    }
+
+    /// `GET path`; the response head and body.
+    fn get(&self, path: &str) -> (String, String) {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(common::WAIT)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+        (head.to_owned(), body.to_owned())
+    }
+}
+
+impl Drop for PhpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SPEC 14: the helper sets the session cookie. A page behind PHP's own web server calls
+/// setSessionCookie(); the browser-side request that follows, with that cookie, is user 42 at
+/// the daemon. The cookie is HttpOnly, SameSite=Lax, for the whole site, for the token's
+/// lifetime, and not Secure over plain http; a page that already sent output gets
+/// `headers_sent` instead of a cookie that silently never arrives.
+#[test]
+fn set_session_cookie_logs_the_browser_in() {
+    if !have_php() {
+        return;
+    }
+    let php = PhpServer::start();
+    let (head, token) = php.get("/");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .unwrap_or_else(|| panic!("no Set-Cookie in {head}"));
+    let mut parts = cookie.split("; ");
+    assert_eq!(
+        parts.next(),
+        Some(format!("rakit_ws_session={token}").as_str()),
+        "{cookie}"
+    );
+    let attrs: Vec<String> = parts.map(str::to_ascii_lowercase).collect();
+    for want in ["max-age=600", "path=/", "httponly", "samesite=lax"] {
+        assert!(attrs.iter().any(|a| a == want), "{want} in {cookie}");
+    }
+    assert!(
+        !attrs.iter().any(|a| a == "secure"),
+        "Secure over http: {cookie}"
+    );
+    // The token is the daemon's kind, and the cookie logs the browser in.
+    let daemon = Daemon::start(
+        &format!("logging_level = \"warn\"\n[session]\nsecret = \"{SECRET}\"\n"),
+        &[],
+    );
+    let mut ws = common::msg::ws_with_cookie(&daemon, "/", &format!("rakit_ws_session={token}"))
+        .expect("the cookie is accepted");
+    let welcome = recv_json(&mut ws);
+    assert_eq!(
+        welcome["user"],
+        json!({"id":"42","name":"Ann Lee","email":"ann@example.com"})
+    );
+    // Too late to set a cookie: said so, and none is sent.
+    let (head, body) = php.get("/?late=1");
+    assert!(!head.contains("Set-Cookie"), "{head}");
+    assert_eq!(body, "output first\nheaders_sent\n");
+}
+
+/// SPEC 14: PHP 8.1+. The php-cli here is newer, so `php -l` alone would accept 8.2 to 8.4
+/// syntax and functions: tests/php/floor.php reads the helper with PHP's tokenizer and
+/// refuses them. Each construct it knows is shown to it first, so that it is seen to fail.
+#[test]
+fn the_helper_needs_nothing_newer_than_php_8_1() {
+    if !have_php() {
+        return;
+    }
+    let floor = root().join("tests/php/floor.php");
+    let dir = common::scratch_dir();
+    let samples = [
+        ("readonly class A {}", "readonly class"),
+        ("trait T { const X = 1; }", "constant in a trait"),
+        ("function f(): true { return true; }", "type true"),
+        ("function f(null $x) {}", "type null on its own"),
+        ("function f((A&B)|null $x) {}", "DNF type"),
+        ("class C { const string X = 'x'; }", "typed class constant"),
+        ("$x = C::{'X'};", "dynamic class constant fetch"),
+        (
+            "class C { public private(set) int $x = 1; }",
+            "asymmetric visibility",
+        ),
+        ("class C { public int $x { get => 1; } }", "property hook"),
+        ("$x = new C()->f();", "`new` without parentheses"),
+        ("json_validate('{}');", "json_validate()"),
+        ("$r = array_find([], fn ($v) => $v);", "array_find()"),
+        ("$r = new \\Random\\Randomizer();", "Random\\Randomizer"),
+    ];
+    for (i, (code, finding)) in samples.iter().enumerate() {
+        let file = dir.join(format!("sample{i}.php"));
+        std::fs::write(&file, format!("<?php\n{code}\n")).unwrap();
+        let out = Command::new("php").arg(&floor).arg(&file).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && said.contains(finding),
+            "{code}: {said}"
+        );
+    }
+    // A guarded call is fine (the helper reads response headers that way).
+    let file = dir.join("guarded.php");
+    std::fs::write(
+        &file,
+        "<?php\n$h = function_exists('http_get_last_response_headers') ? http_get_last_response_headers() : [];\n",
+    )
+    .unwrap();
+    assert!(Command::new("php")
+        .arg(&floor)
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success());
+    // And the files that ship.
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root().join("clients/php")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    assert!(!files.is_empty());
+    let out = php(
+        &floor,
+        &files
+            .iter()
+            .map(|f| f.to_str().unwrap())
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Records what the router asks of the loop.

@@ -4,7 +4,7 @@
 //! events, channel and user queries, a wrong secret).
 //!
 //! The Python part needs `pusher==3.3.4` (scripts/test.sh installs it); without it that test
-//! is skipped, unless RAKIT_REQUIRE_PUSHER=1.
+//! is skipped, and says so, unless that is not allowed (tests/common/tools.rs).
 
 mod common;
 
@@ -13,6 +13,7 @@ use std::process::Command;
 
 use common::msg::recv_close;
 use common::pusher::sign_text as sign;
+use common::tools::{have, Tool};
 use common::{recv_json, send_json, Client, Daemon};
 use serde_json::{json, Value};
 
@@ -123,18 +124,7 @@ fn ping_pong_client_event_rules_and_shutdown_close() {
 
 #[test]
 fn python_pusher_library_triggers_and_queries() {
-    let python = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.metadata as m, sys; sys.exit(m.version('pusher') != '3.3.4')",
-        ])
-        .status();
-    if !python.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var("RAKIT_REQUIRE_PUSHER").as_deref() != Ok("1"),
-            "python3 -m pip install pusher==3.3.4"
-        );
-        eprintln!("skipped: python pusher 3.3.4 missing");
+    if !have(Tool::PusherPython) {
         return;
     }
     let daemon = daemon();

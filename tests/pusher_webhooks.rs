@@ -5,8 +5,8 @@
 //! `validate_webhook`, both with the app's secret and with a wrong one.
 //!
 //! The library checks need node with tests/pusher/node_modules and python3 with pusher 3.3.4
-//! (scripts/test.sh installs both); without them those checks are skipped, unless
-//! RAKIT_REQUIRE_PUSHER=1. The events themselves are checked either way.
+//! (scripts/test.sh installs both); without them those checks are skipped, and say so, unless
+//! that is not allowed (tests/common/tools.rs). The events themselves are checked either way.
 
 mod common;
 
@@ -19,6 +19,7 @@ use common::abuse::LIMITS_OFF;
 use common::api::sigterm;
 use common::pusher::sign as auth;
 use common::receiver::{webhook_counts, Endpoint, Mode, Post};
+use common::tools::{have, Tool};
 use common::{
     expect_gone, rakit, recv_json, run_to_exit, scratch_dir, send_json, wait_exit, Client, Daemon,
     GONE_WITHIN, SLACK, WAIT,
@@ -200,33 +201,12 @@ fn run_json(program: &str, args: &[&str], input: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// Whether a library is there; panics instead when RAKIT_REQUIRE_PUSHER=1.
-fn available(what: &str, ok: bool) -> bool {
-    if !ok && std::env::var("RAKIT_REQUIRE_PUSHER").as_deref() == Ok("1") {
-        panic!("{what} missing (scripts/test.sh installs it)");
-    }
-    if !ok {
-        eprintln!("skipped: {what} missing");
-    }
-    ok
-}
-
 fn node_available() -> bool {
-    let node = Command::new("node").arg("--version").output();
-    available(
-        "node with tests/pusher/node_modules/pusher",
-        node.is_ok_and(|o| o.status.success()) && dir().join("node_modules/pusher").is_dir(),
-    )
+    have(Tool::PusherNode)
 }
 
 fn python_available() -> bool {
-    let version = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.metadata as m, sys; sys.exit(m.version('pusher') != '3.3.4')",
-        ])
-        .status();
-    available("python pusher 3.3.4", version.is_ok_and(|s| s.success()))
+    have(Tool::PusherPython)
 }
 
 /// Both libraries accept every POST with the app's secret, refuse it with a wrong one, and

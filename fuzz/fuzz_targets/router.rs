@@ -8,7 +8,12 @@
 //! order, a channel message to the live subscribers in subscription order, a
 //! private message to its target, acks, pongs, closes for `disconnect`;
 //! anything it does not accept must give exactly one `error`, to the sender
-//! only. Passed-through values (`message`, `data`) must go out byte for
+//! only, with the code SPEC section 5 gives (the model knows the order of the
+//! checks, and the subscribe budget of docs/limits.md). Presence follows the
+//! throttle of SPEC section 5: after a connect or disconnect, every live
+//! client must get a presence message no later than one
+//! `presence_interval_ms` after the previous one, and none is sent without
+//! a change or a `presence` command. Passed-through values (`message`, `data`) must go out byte for
 //! byte as they came in, so frames are read with `RawValue`, never through
 //! `serde_json::Value` (which refuses numbers beyond f64 that the router
 //! rightly passes on). Presence is never truncated here (`presence_max_users`
@@ -22,13 +27,27 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use rakit::config::CommandPolicy;
 use rakit::events::Handler;
-use rakit::router::{ConnId, Frame, Outbox, Router, RouterConfig, RouterLimits};
+use rakit::router::{
+    ConnId, Frame, Outbox, Router, RouterConfig, RouterLimits, MIN_SUBSCRIBE_BURST,
+};
 use rakit::session::User;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 const CLIENTS: usize = 4;
 const MAX_CHANNELS: usize = 4;
+/// `presence_interval_ms`.
+const INTERVAL: Duration = Duration::from_millis(50);
+/// A connection's burst of subscribes: twice `max_channels_per_client`, and
+/// no fewer than the router's minimum.
+const SUBSCRIBE_BURST: u64 = {
+    let twice = 2 * MAX_CHANNELS as u64;
+    if twice > MIN_SUBSCRIBE_BURST {
+        twice
+    } else {
+        MIN_SUBSCRIBE_BURST
+    }
+};
 
 struct Quiet;
 impl Handler for Quiet {}
@@ -106,18 +125,40 @@ struct Incoming<'a> {
     client_id: Option<&'a RawValue>,
 }
 
-fn parse(text: &str) -> Option<Incoming<'_>> {
+/// What the model expects of a message it does not accept: the error code.
+type Code = &'static str;
+
+/// SPEC section 5: malformed JSON is `invalid_json`; well-formed JSON that is
+/// not an object, or that repeats a key routing looks at, is `bad_request`.
+fn parse(text: &str) -> Result<Incoming<'_>, Code> {
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return Err("invalid_json");
+    }
     // A derived struct would also take an array (fields by position).
     let first = text.trim_start_matches([' ', '\t', '\n', '\r']).bytes().next();
     if first != Some(b'{') {
-        return None;
+        return Err("bad_request");
     }
-    serde_json::from_str(text).ok()
+    serde_json::from_str(text).map_err(|_| "bad_request")
+}
+
+/// A field routing needs: present (`null` included), else `bad_request`.
+fn required(field: Option<&RawValue>) -> Result<&RawValue, Code> {
+    field.ok_or("bad_request")
+}
+
+/// A field that must be a string: missing or another type is `bad_request`.
+fn required_str(field: Option<&RawValue>) -> Result<String, Code> {
+    string(required(field)?).ok_or("bad_request")
 }
 
 /// SPEC section 5: 1 to 128 bytes, no control characters.
-fn valid_channel(name: &str) -> bool {
-    (1..=128).contains(&name.len()) && !name.chars().any(char::is_control)
+fn valid_channel(name: String) -> Result<String, Code> {
+    if (1..=128).contains(&name.len()) && !name.chars().any(char::is_control) {
+        Ok(name)
+    } else {
+        Err("invalid_channel")
+    }
 }
 
 /// One frame the model expects, with what it must hold.
@@ -138,8 +179,43 @@ enum Want {
     Unsubscribed(String),
     Pong,
     Ack(&'static str),
-    Error,
+    Error(Code),
     Presence,
+}
+
+/// The presence throttle of SPEC section 5: a change is sent at most one
+/// interval after the previous presence message (at once if that is past),
+/// changes meanwhile share it, and the `presence` command sends at once.
+#[derive(Default)]
+struct Throttle {
+    /// When the pending change is due.
+    due: Option<Duration>,
+    /// When the last presence message went out.
+    last: Option<Duration>,
+}
+
+impl Throttle {
+    fn changed(&mut self, now: Duration) {
+        if self.due.is_none() {
+            self.due = Some(self.last.map_or(now, |last| (last + INTERVAL).max(now)));
+        }
+    }
+
+    fn sent(&mut self, now: Duration) {
+        self.due = None;
+        self.last = Some(now);
+    }
+}
+
+/// The subscribe budget (docs/limits.md): a bucket of `SUBSCRIBE_BURST`
+/// tokens, one regained every 100 ms; times in ms since the start.
+fn spend(full_at: &mut u64, now: u64) -> bool {
+    let next = (*full_at).max(now) + 100;
+    if next - now > SUBSCRIBE_BURST * 100 {
+        return false;
+    }
+    *full_at = next;
+    true
 }
 
 struct Model {
@@ -149,6 +225,9 @@ struct Model {
     channels: BTreeMap<String, Vec<ConnId>>,
     /// Presence entries by connection: (name, email, connected_at).
     who: BTreeMap<ConnId, (&'static str, Option<&'static str>, u64)>,
+    /// Each connection's subscribe budget: when its bucket is full again (ms).
+    budget: BTreeMap<ConnId, u64>,
+    presence: Throttle,
 }
 
 impl Model {
@@ -159,8 +238,12 @@ impl Model {
             .map(|(_, id)| id.as_str())
     }
 
-    fn lookup(&self, id: &str) -> Option<ConnId> {
-        self.live.iter().find(|(_, i)| i == id).map(|(c, _)| *c)
+    fn lookup(&self, id: &str) -> Result<ConnId, Code> {
+        self.live
+            .iter()
+            .find(|(_, i)| i == id)
+            .map(|(c, _)| *c)
+            .ok_or("unknown_client")
     }
 
     fn everyone(&self, want: &Want) -> Vec<(ConnId, Want)> {
@@ -172,37 +255,43 @@ impl Model {
         members.iter().map(|c| (*c, want.clone())).collect()
     }
 
-    fn leave(&mut self, conn: ConnId) {
+    fn leave(&mut self, conn: ConnId, now: Duration) {
         self.live.retain(|(c, _)| *c != conn);
         for members in self.channels.values_mut() {
             members.retain(|c| *c != conn);
         }
         self.channels.retain(|_, members| !members.is_empty());
+        self.presence.changed(now);
     }
 
-    /// What `sender` sending `text` must cause: deliveries in order and
-    /// closes; `None` means exactly one error to the sender. Updates the
+    /// What `sender` sending `text` at `now` must cause: deliveries in order
+    /// and closes, or the code of the one error the sender gets. Updates the
     /// model as the router must update itself.
-    fn predict(&mut self, sender: ConnId, text: &str) -> Option<(Vec<(ConnId, Want)>, Vec<ConnId>)> {
-        let me = self.id(sender)?.to_owned();
+    fn predict(
+        &mut self,
+        sender: ConnId,
+        text: &str,
+        now: Duration,
+    ) -> Result<(Vec<(ConnId, Want)>, Vec<ConnId>), Code> {
+        let me = self.id(sender).expect("a live sender").to_owned();
         let msg = parse(text)?;
         let raw = |v: &RawValue| v.get().to_owned();
         if let Some(command) = msg.command {
-            let (mut sends, mut closes, ack) = match string(command)?.as_str() {
+            // command_policy is "any": every connection may.
+            let name = string(command).ok_or("bad_request")?;
+            let (mut sends, mut closes, ack) = match name.as_str() {
                 "broadcast" => {
                     let want = Want::Carry {
                         ty: "message",
                         client_id: None,
-                        message: raw(msg.message?),
+                        message: raw(required(msg.message)?),
                     };
                     (self.everyone(&want), vec![], "broadcast")
                 }
                 "broadcast_to_channel" => {
-                    let channel = string(msg.channel?)?;
-                    let data = raw(msg.message?);
-                    if !valid_channel(&channel) {
-                        return None;
-                    }
+                    let channel = required_str(msg.channel)?;
+                    let data = raw(required(msg.message)?);
+                    let channel = valid_channel(channel)?;
                     let want = Want::Channel {
                         channel: channel.clone(),
                         client_id: None,
@@ -211,8 +300,8 @@ impl Model {
                     (self.subscribers(&channel, &want), vec![], "broadcast_to_channel")
                 }
                 "private_message" => {
-                    let to = string(msg.to?)?;
-                    let message = raw(msg.message?);
+                    let to = required_str(msg.to)?;
+                    let message = raw(required(msg.message)?);
                     let target = self.lookup(&to)?;
                     let want = Want::Carry {
                         ty: "private",
@@ -222,27 +311,32 @@ impl Model {
                     (vec![(target, want)], vec![], "private_message")
                 }
                 "disconnect" => {
-                    let target = self.lookup(&string(msg.client_id?)?)?;
-                    self.leave(target);
+                    let target = self.lookup(&required_str(msg.client_id)?)?;
+                    self.leave(target, now);
                     (vec![], vec![target], "disconnect")
                 }
-                "presence" => (self.everyone(&Want::Presence), vec![], "presence"),
-                _ => return None,
+                "presence" => {
+                    self.presence.sent(now);
+                    (self.everyone(&Want::Presence), vec![], "presence")
+                }
+                _ => return Err("unknown_command"),
             };
             // The issuer may have disconnected itself: then no ack.
             if self.id(sender).is_some() {
                 sends.push((sender, Want::Ack(ack)));
             }
             closes.sort_unstable();
-            return Some((sends, closes));
+            return Ok((sends, closes));
         }
         let sends = if let Some(event) = msg.event {
-            match string(event)?.as_str() {
+            match string(event).ok_or("bad_request")?.as_str() {
                 "subscribe" => {
-                    let channel = string(msg.channel?)?;
-                    if !valid_channel(&channel) {
-                        return None;
+                    // The budget is spent first, whatever the rest says.
+                    let now_ms = now.as_millis() as u64;
+                    if !spend(self.budget.get_mut(&sender).unwrap(), now_ms) {
+                        return Err("too_many_channels");
                     }
+                    let channel = valid_channel(required_str(msg.channel)?)?;
                     let count = self
                         .channels
                         .values()
@@ -251,17 +345,14 @@ impl Model {
                     let members = self.channels.get(&channel);
                     if !members.is_some_and(|m| m.contains(&sender)) {
                         if count >= MAX_CHANNELS {
-                            return None;
+                            return Err("too_many_channels");
                         }
                         self.channels.entry(channel.clone()).or_default().push(sender);
                     }
                     vec![(sender, Want::Subscribed(channel))]
                 }
                 "unsubscribe" => {
-                    let channel = string(msg.channel?)?;
-                    if !valid_channel(&channel) {
-                        return None;
-                    }
+                    let channel = valid_channel(required_str(msg.channel)?)?;
                     if let Some(members) = self.channels.get_mut(&channel) {
                         members.retain(|c| *c != sender);
                         if members.is_empty() {
@@ -271,11 +362,9 @@ impl Model {
                     vec![(sender, Want::Unsubscribed(channel))]
                 }
                 "message" => {
-                    let channel = string(msg.channel?)?;
-                    let data = raw(msg.data?);
-                    if !valid_channel(&channel) {
-                        return None;
-                    }
+                    let channel = required_str(msg.channel)?;
+                    let data = raw(required(msg.data)?);
+                    let channel = valid_channel(channel)?;
                     let want = Want::Channel {
                         channel: channel.clone(),
                         client_id: Some(me),
@@ -283,11 +372,11 @@ impl Model {
                     };
                     self.subscribers(&channel, &want)
                 }
-                _ => return None,
+                _ => return Err("unknown_event"),
             }
         } else if let Some(to) = msg.to {
-            let to = string(to)?;
-            let message = raw(msg.message?);
+            let to = string(to).ok_or("bad_request")?;
+            let message = raw(required(msg.message)?);
             let target = self.lookup(&to)?;
             let want = Want::Carry {
                 ty: "private",
@@ -304,9 +393,25 @@ impl Model {
         } else if msg.ping.is_some() {
             vec![(sender, Want::Pong)]
         } else {
-            return None;
+            return Err("bad_request");
         };
-        Some((sends, vec![]))
+        Ok((sends, vec![]))
+    }
+
+    /// The presence the throttle owes at `now`, to every live client.
+    fn due_presence(&mut self, now: Duration) -> Vec<(ConnId, Want)> {
+        match self.presence.due {
+            Some(due) if due <= now => {
+                self.presence.due = None;
+                if self.live.is_empty() {
+                    // Dropped: nobody to tell, and no message went out.
+                    return vec![];
+                }
+                self.presence.sent(now);
+                self.everyone(&Want::Presence)
+            }
+            _ => vec![],
+        }
     }
 
     /// Checks one frame against what the model wants of it.
@@ -355,23 +460,11 @@ impl Model {
                 assert_eq!(string(f["command"]).as_deref(), Some(*command));
                 assert_eq!(keys, ["command", "type"]);
             }
-            Want::Error => {
+            Want::Error(code) => {
                 assert_eq!(ty, "error");
                 assert_eq!(keys, ["code", "message", "type"]);
                 assert!(string(f["message"]).is_some());
-                let code = string(f["code"]).expect("a string code");
-                let codes = [
-                    "invalid_json",
-                    "bad_request",
-                    "unknown_client",
-                    "unknown_event",
-                    "unknown_command",
-                    "invalid_channel",
-                    "too_many_channels",
-                    "forbidden",
-                    "binary_unsupported",
-                ];
-                assert!(codes.contains(&code.as_str()), "{code}");
+                assert_eq!(string(f["code"]).as_deref(), Some(*code), "error code");
             }
             Want::Presence => self.check_presence(frame),
         }
@@ -423,7 +516,7 @@ fuzz_target!(|data: &[u8]| {
     let config = RouterConfig {
         max_channels_per_client: MAX_CHANNELS,
         presence: true,
-        presence_interval: Duration::from_millis(50),
+        presence_interval: INTERVAL,
         // Above the client count: presence always lists everyone.
         presence_max_users: CLIENTS + 4,
         command_policy: CommandPolicy::Any,
@@ -450,6 +543,8 @@ fuzz_target!(|data: &[u8]| {
         live: Vec::new(),
         channels: BTreeMap::new(),
         who: BTreeMap::new(),
+        budget: BTreeMap::new(),
+        presence: Throttle::default(),
     };
     let users = [Some(admin), Some(user), None, None];
     for (conn, user) in users.into_iter().enumerate() {
@@ -461,7 +556,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let id = router.connect(conn, user, at, t0, &mut out).to_owned();
         assert!(id.len() == 8 && id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
-        assert!(model.lookup(&id).is_none(), "ids are unique");
+        assert!(model.lookup(&id).is_err(), "ids are unique");
         // The welcome, first and only to the new client.
         let (to, welcome) = out.sent.pop().expect("a welcome");
         assert!(out.sent.is_empty());
@@ -471,6 +566,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(string(f["client_id"]).as_deref(), Some(id.as_str()));
         model.live.push((conn, id));
         model.who.insert(conn, (name, email, at));
+        model.budget.insert(conn, 0);
+        model.presence.changed(Duration::ZERO);
     }
     // Client ids, so that inputs can name them (`{"to": "$1"}` means client 1's id).
     let ids: Vec<String> = model.live.iter().map(|(_, id)| id.clone()).collect();
@@ -481,7 +578,8 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let conn = (who % 5) as ConnId; // 4 is never connected
-        let now = t0 + Duration::from_millis(step as u64 * 20);
+        let since = Duration::from_millis(step as u64 * 20);
+        let now = t0 + since;
         let mut text = String::from_utf8_lossy(text).into_owned();
         for (i, id) in ids.iter().enumerate() {
             text = text.replace(&format!("${i}"), id);
@@ -489,16 +587,22 @@ fuzz_target!(|data: &[u8]| {
         out.sent.clear();
         out.closed.clear();
         let is_live = model.id(conn).is_some();
-        let (want, closes) = if who & 0x80 != 0 {
+        let (want, closes) = if !is_live {
+            // Not (or no longer) connected: nothing for anyone.
+            if who & 0x80 != 0 {
+                router.handle_binary(conn, now, &mut out);
+            } else {
+                router.handle_text(conn, &text, now, &mut out);
+            }
+            (vec![], vec![])
+        } else if who & 0x80 != 0 {
             router.handle_binary(conn, now, &mut out);
-            let want = if is_live { vec![(conn, Want::Error)] } else { vec![] };
-            (want, vec![])
+            (vec![(conn, Want::Error("binary_unsupported"))], vec![])
         } else {
             router.handle_text(conn, &text, now, &mut out);
-            match model.predict(conn, &text) {
-                Some(predicted) => predicted,
-                None if is_live => (vec![(conn, Want::Error)], vec![]),
-                None => (vec![], vec![]),
+            match model.predict(conn, &text, since) {
+                Ok(predicted) => predicted,
+                Err(code) => (vec![(conn, Want::Error(code))], vec![]),
             }
         };
         let mut closed = out.closed.clone();
@@ -507,15 +611,11 @@ fuzz_target!(|data: &[u8]| {
         model.check_all(&out.sent, &want);
         assert_eq!(router.len(), model.live.len());
 
-        // Throttled presence, if due: only presence, to every live client.
+        // Throttled presence: exactly when due, to every live client.
         out.sent.clear();
         out.closed.clear();
         router.handle_timeout(now, &mut out);
-        let want = if out.sent.is_empty() {
-            vec![]
-        } else {
-            model.everyone(&Want::Presence)
-        };
+        let want = model.due_presence(since);
         model.check_all(&out.sent, &want);
         assert!(out.closed.is_empty(), "a close from a timeout");
     }

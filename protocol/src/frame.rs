@@ -374,4 +374,21 @@ mod tests {
         assert!(h.payload_len <= 125);
         assert!(std::str::from_utf8(&out[n + 2..]).is_ok());
     }
+
+    /// A compressed message of any size: RSV1 and FIN set, the payload as given, with the
+    /// length forms of RFC 6455 5.2 (7 bits, 16 bits, 64 bits).
+    #[test]
+    fn compressed_frames_of_every_length_form() {
+        for len in [0usize, 5, 125, 126, 300, 65_535, 65_536] {
+            let payload = vec![7u8; len];
+            let mut out = Vec::new();
+            encode_compressed(&mut out, OpCode::Binary, &payload);
+            let (h, n) = FrameHeader::decode(&out).unwrap().unwrap();
+            assert!(h.fin && h.rsv1, "{len}");
+            assert_eq!((h.opcode, h.payload_len), (OpCode::Binary, len as u64));
+            assert_eq!(out.len(), n + len);
+            assert_eq!(&out[n..], &payload[..]);
+            assert_eq!(out[0], 0xc2);
+        }
+    }
 }

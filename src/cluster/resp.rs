@@ -560,4 +560,25 @@ mod tests {
             (Some(20), fits.len())
         );
     }
+
+    /// A line of the longest length accepted arrives in two reads, split between its CR and
+    /// its LF: the first part is incomplete, not too large (the fuzz target's prefix rule).
+    #[test]
+    fn the_longest_line_split_before_its_lf_is_incomplete() {
+        let mut reply = vec![b'+'];
+        reply.extend(std::iter::repeat_n(b'x', MAX_LINE));
+        reply.extend_from_slice(b"\r\n");
+        let (value, used) = parse(&reply).unwrap().unwrap();
+        assert_eq!(used, reply.len());
+        assert_eq!(value, Value::Simple("x".repeat(MAX_LINE)));
+        for cut in [reply.len() - 1, reply.len() - 2, reply.len() / 2] {
+            assert_eq!(parse(&reply[..cut]), Ok(None), "cut at {cut}");
+        }
+        // One byte more is refused, whole or in part.
+        let mut long = vec![b'+'];
+        long.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        assert_eq!(parse(&long), Err(RespError::TooLarge));
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&long), Err(RespError::TooLarge));
+    }
 }

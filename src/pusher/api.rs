@@ -342,3 +342,6 @@ fn query_params(query: &str) -> Option<BTreeMap<String, String>> {
     }
     Some(params)
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,21 +21,26 @@ impl Handler for Quiet {}
 #[derive(Default)]
 struct Sent(Vec<(ConnId, Value)>, Vec<(ConnId, u16)>);
 
+/// A server frame's JSON, `data` decoded once more when it is a string (as pusher-js does).
+pub(super) fn frame_json(frame: &Frame) -> Value {
+    let start = match frame[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    let mut v: Value = serde_json::from_slice(&frame[start..]).unwrap();
+    if let Some(data) = v["data"]
+        .as_str()
+        .and_then(|d| serde_json::from_str(d).ok())
+    {
+        v["data"] = data;
+    }
+    v
+}
+
 impl Outbox for Sent {
     fn send(&mut self, conn: ConnId, frame: &Frame) {
-        let start = match frame[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
-        let mut v: Value = serde_json::from_slice(&frame[start..]).unwrap();
-        if let Some(data) = v["data"]
-            .as_str()
-            .and_then(|d| serde_json::from_str(d).ok())
-        {
-            v["data"] = data;
-        }
-        self.0.push((conn, v));
+        self.0.push((conn, frame_json(frame)));
     }
     fn close(&mut self, conn: ConnId, code: u16, _reason: &str) {
         self.1.push((conn, code));

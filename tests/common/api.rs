@@ -243,13 +243,10 @@ for f in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-/// Whether the Python tests are skipped (RAKIT_SKIP_PYTHON=1).
+/// Whether the Python tests are skipped (see [`super::tools::have`]).
+#[track_caller]
 pub fn skip_python() -> bool {
-    if std::env::var("RAKIT_SKIP_PYTHON").as_deref() == Ok("1") {
-        eprintln!("skipped: RAKIT_SKIP_PYTHON=1 (needs python3 with prometheus-client)");
-        return true;
-    }
-    false
+    !super::tools::have(super::tools::Tool::Python)
 }
 
 /// Parses an exposition with the reference Python parser; panics if it
@@ -262,7 +259,7 @@ pub fn parse_metrics(text: &str) -> Vec<Value> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 (or set RAKIT_SKIP_PYTHON=1)");
+        .expect("python3");
     child
         .stdin
         .take()

@@ -7,7 +7,6 @@
 //! RAKIT_REQUIRE_BROWSER=1, which makes a missing piece a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,39 +20,11 @@ pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-/// What is missing for a browser test, if anything.
-pub fn missing() -> Option<String> {
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium not found (apt-get install chromium)".into());
-    }
-    if !node_available() {
-        return Some("node not found on PATH".into());
-    }
-    if !dir().join("node_modules/playwright-core").is_dir() {
-        return Some("tests/browser/node_modules/playwright-core missing (npm ci)".into());
-    }
-    None
-}
-
-pub fn node_available() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Whether a browser test must be skipped: prints why; panics instead when
-/// RAKIT_REQUIRE_BROWSER=1.
+/// Whether a browser test must be skipped (said why, or a failure where skipping is not
+/// allowed: tests/common/tools.rs).
+#[track_caller]
 pub fn skip() -> bool {
-    let Some(what) = missing() else {
-        return false;
-    };
-    assert!(
-        std::env::var("RAKIT_REQUIRE_BROWSER").as_deref() != Ok("1"),
-        "browser test required (RAKIT_REQUIRE_BROWSER=1) but {what}"
-    );
-    eprintln!("skipped: {what}");
-    true
+    !super::tools::have(super::tools::Tool::Browser)
 }
 
 pub struct Page {

@@ -14,7 +14,9 @@ use serde_json::Value;
 
 pub mod node;
 pub mod ops;
+pub mod presence;
 pub mod tls;
+pub mod tools;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -29,6 +31,14 @@ pub const GONE_WITHIN: Duration = Duration::from_secs(2);
 
 /// What a loaded machine may add to a bound the SPEC sets.
 pub const SLACK: Duration = Duration::from_secs(3);
+
+/// One test at a time in this test binary, for tests that start several processes and check a
+/// timing bound (the cluster tests), which several clusters at once would blur. Hold the guard
+/// for the whole test; a test that failed holding it does not stop the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A running daemon; killed when dropped.
 ///
@@ -301,6 +311,15 @@ pub fn recv_type(ws: &mut Client, ty: &str) -> Value {
             return v;
         }
     }
+}
+
+/// The client id of a `welcome` message.
+#[track_caller]
+pub fn id_of(welcome: &Value) -> String {
+    welcome["client_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no client_id in {welcome}"))
+        .to_owned()
 }
 
 /// Sends a JSON value as a text message.

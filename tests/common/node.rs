@@ -2,7 +2,7 @@
 //! to the end for one JSON line of observations, or driven step by step over stdin/stdout.
 //!
 //! Needs node and `npm install` in tests/pusher (scripts/test.sh does it). Without them a test
-//! is skipped, unless RAKIT_REQUIRE_PUSHER=1.
+//! is skipped, and says so, unless that is not allowed (tests/common/tools.rs).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,20 +22,10 @@ pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pusher")
 }
 
-/// Whether the Node side can run; panics instead when it is required.
+/// Whether the Node side can run (see [`super::tools::have`]).
+#[track_caller]
 pub fn available() -> bool {
-    let node = Command::new("node").arg("--version").output();
-    let ok = node.is_ok_and(|o| o.status.success())
-        && ["laravel-echo", "pusher-js", "pusher"]
-            .iter()
-            .all(|m| dir().join("node_modules").join(m).is_dir());
-    if !ok && std::env::var("RAKIT_REQUIRE_PUSHER").as_deref() == Ok("1") {
-        panic!("node or tests/pusher/node_modules missing (cd tests/pusher && npm ci)");
-    }
-    if !ok {
-        eprintln!("skipped: node or tests/pusher/node_modules missing");
-    }
-    ok
+    super::tools::have(super::tools::Tool::PusherNode)
 }
 
 /// A running script: its stdout line by line, its stdin for our side of the steps.

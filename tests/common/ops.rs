@@ -27,24 +27,6 @@ pub fn write_atomically(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Whether `program --version` runs. When it does not: a failure if `require` is set to 1 in
-/// the environment (scripts/test.sh sets it after installing the tool), else the test says it
-/// is skipped (how to get the tool: `hint`) and the caller returns.
-pub fn tool_present(program: &str, require: &str, hint: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var(require).as_deref() != Ok("1"),
-            "{program} not found and {require}=1 ({hint})"
-        );
-        eprintln!("skipped: {program} not found ({hint}, or run scripts/test.sh)");
-    }
-    found
-}
-
 /// The log line every finished reload writes: applied or refused.
 pub const RELOADED: &str = "SIGHUP: config reloaded";
 pub const REFUSED: &str = "SIGHUP: config not reloaded";

@@ -21,10 +21,10 @@ pub fn daemon_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rakit")))
 }
 
-/// False (after saying why) when php is missing and not required (RAKIT_REQUIRE_PHP=1, set by
-/// scripts/test.sh, makes it a failure).
+/// False (after saying why) when php is missing and may be (tests/common/tools.rs).
+#[track_caller]
 pub fn have_php() -> bool {
-    super::ops::tool_present("php", "RAKIT_REQUIRE_PHP", "apt-get install php-cli")
+    super::tools::have(super::tools::Tool::Php)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -62,6 +62,22 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server running").id()
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to the server: a stopped Redis is stalled, not dead
+    /// (its sockets stay open and accept, nothing answers).
+    #[track_caller]
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} redis-server");
+    }
+
     /// Stops the server (its data is gone: no persistence).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -442,3 +442,113 @@ fn too_many_requests_says_when_to_retry() {
     assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
     assert!(text.ends_with(&format!("\r\n\r\n{body}")));
 }
+
+#[test]
+fn a_head_of_exactly_max_handshake_size_is_accepted() {
+    let limits = Limits {
+        max_handshake_size: VALID.len(),
+        ..Limits::default()
+    };
+    let (_, n) = Decoder::default().decode(VALID, &limits).unwrap().unwrap();
+    assert_eq!(n, VALID.len());
+    let one_less = Limits {
+        max_handshake_size: VALID.len() - 1,
+        ..Limits::default()
+    };
+    assert_eq!(
+        Decoder::default().decode(VALID, &one_less),
+        Err(HandshakeError::TooLarge)
+    );
+}
+
+#[test]
+fn each_field_alone_makes_a_hand_built_request_an_upgrade_attempt() {
+    let attempts = [
+        Request {
+            upgrade: Some("websocket".into()),
+            ..Request::default()
+        },
+        Request {
+            websocket_headers: true,
+            ..Request::default()
+        },
+        Request {
+            key: Some("k".into()),
+            ..Request::default()
+        },
+        Request {
+            version: Some("13".into()),
+            ..Request::default()
+        },
+        Request {
+            protocols: vec!["chat".into()],
+            ..Request::default()
+        },
+        Request {
+            extensions: Some("permessage-deflate".into()),
+            ..Request::default()
+        },
+        Request {
+            connection: Some("keep-alive, Upgrade".into()),
+            ..Request::default()
+        },
+    ];
+    for (i, req) in attempts.iter().enumerate() {
+        assert!(req.attempts_upgrade(), "field {i}: {req:?}");
+    }
+    let plain = Request {
+        connection: Some("keep-alive".into()),
+        ..Request::default()
+    };
+    assert!(!plain.attempts_upgrade());
+}
+
+/// Every status the daemon answers with its reason phrase, and the headers each refusal
+/// needs (RFC 9110: 405 with `Allow`; 426 with the version we speak; 503 with `Retry-After`).
+#[test]
+fn every_status_line_and_refusal_header() {
+    for (status, line) in [
+        (200, "HTTP/1.1 200 OK\r\n"),
+        (400, "HTTP/1.1 400 Bad Request\r\n"),
+        (401, "HTTP/1.1 401 Unauthorized\r\n"),
+        (403, "HTTP/1.1 403 Forbidden\r\n"),
+        (404, "HTTP/1.1 404 Not Found\r\n"),
+        (405, "HTTP/1.1 405 Method Not Allowed\r\n"),
+        (426, "HTTP/1.1 426 Upgrade Required\r\n"),
+        (431, "HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        (500, "HTTP/1.1 500 Internal Server Error\r\n"),
+        (503, "HTTP/1.1 503 Service Unavailable\r\n"),
+        (418, "HTTP/1.1 418 Error\r\n"),
+    ] {
+        let mut out = Vec::new();
+        write_response(&mut out, status, &[], "x");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(line), "{text:?}");
+    }
+    let headers = |err: HandshakeError| {
+        let mut out = Vec::new();
+        write_refusal(&mut out, &err);
+        let text = String::from_utf8(out).unwrap();
+        let head = text.split("\r\n\r\n").next().unwrap().to_owned();
+        head.lines()
+            .skip(1)
+            .filter(|l| {
+                !l.starts_with("Content-Type:")
+                    && !l.starts_with("Content-Length:")
+                    && !l.starts_with("Connection:")
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(headers(HandshakeError::MethodNotAllowed), ["Allow: GET"]);
+    assert_eq!(
+        headers(HandshakeError::UnsupportedVersion),
+        ["Sec-WebSocket-Version: 13"]
+    );
+    assert_eq!(
+        headers(HandshakeError::ServiceUnavailable),
+        ["Retry-After: 1"]
+    );
+    assert!(headers(HandshakeError::Malformed).is_empty());
+    assert!(headers(HandshakeError::TooLarge).is_empty());
+}
