@@ -58,14 +58,15 @@ impl LabelCounts {
 
 /// The close codes the server chooses (SPEC sections 6, 13 and 17): the only ones that become a
 /// `code` label of `rakit_closes_total`. The echo of a peer's close frame carries the code the
-/// peer chose (any of about 2,000), so it counts as `code="other"`: a client must not be able to
-/// create series.
+/// peer chose (any of about 2,000): it keeps its label when it is one of these (a browser
+/// leaving with 1000 or 1001 is a close the server sent with that code, SPEC 9) and counts as
+/// `code="other"` otherwise, so a client cannot create series.
 pub const SERVER_CLOSE_CODES: [u16; 16] = [
     1000, 1001, 1002, 1007, 1009, 1011, 4000, 4001, 4007, 4008, 4009, 4029, 4100, 4200, 4201, 4301,
 ];
 
-/// `rakit_closes_total`: close frames sent, by the code the server chose, and the rest (echoes of
-/// the peer's code, or a code outside [`SERVER_CLOSE_CODES`]) as `other`.
+/// `rakit_closes_total`: close frames sent, by code when it is one of [`SERVER_CLOSE_CODES`],
+/// and the rest (echoes of a peer's code outside them) as `other`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CloseCounts {
     codes: LabelCounts,
@@ -80,11 +81,6 @@ impl CloseCounts {
         } else {
             self.other = self.other.wrapping_add(1);
         }
-    }
-
-    /// The echo of a peer's close frame (its code is the peer's choice).
-    pub fn echo(&mut self) {
-        self.other = self.other.wrapping_add(1);
     }
 
     /// The count for a code the server chooses (0 if never seen).

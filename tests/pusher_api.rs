@@ -147,7 +147,9 @@ fn hand_signed_requests_are_checked_rule_by_rule() {
     let body = json!({"name": "e", "data": "{\"n\":1}", "channel": "news"}).to_string();
     let forged = json!({"name": "e", "data": "{\"n\":666}", "channel": "news"}).to_string();
     let good = params(&body, now());
-    let refused: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    // (what is wrong, the signed query, the body)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let refused: Vec<Case> = vec![
         (
             "an hour old",
             replace(

@@ -55,7 +55,8 @@ final class RakitWebSocketCommand extends System\Console\Commands\Command
      * are passed through as they are. A Rakit key of the same name keeps its Rakit meaning.
      */
     private const DAEMON_KEYS = [
-        'host', 'port', 'max_handshake_size', 'max_connections', 'max_send_buffer',
+        'host', 'port', 'max_handshake_size', 'max_connections', 'max_http_connections',
+        'max_send_buffer',
         'max_channels_per_client', 'ping_interval', 'handshake_timeout', 'presence',
         'presence_interval_ms', 'presence_max_users', 'command_policy', 'logging_file',
         'logging_level', 'demo_page', 'compression', 'compression_level', 'compression_min_size',

@@ -310,7 +310,7 @@ impl Parser {
             self.work += (rest.len() - from) as u64;
             // Too long once even a CRLF right after these bytes would end it too late (not
             // before: a last byte that is a CR may end the line at exactly `MAX_LINE`).
-            if rest.len() > MAX_LINE + 1 {
+            if rest.len() > MAX_LINE + usize::from(rest.last() == Some(&b'\r')) {
                 return Err(RespError::TooLarge);
             }
             self.scanned = rest.len();

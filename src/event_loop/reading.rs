@@ -315,9 +315,11 @@ impl EventLoop {
                     match event {
                         None | Some(Event::Ping(_) | Event::Pong(_)) => {}
                         Some(Event::Close(code)) => {
-                            if code.is_some() && !self.scratch.is_empty() {
-                                // Our echo of the peer's close code: the peer chose it.
-                                self.metrics.closes.echo();
+                            if let Some((code, _)) = code.filter(|_| !self.scratch.is_empty()) {
+                                // Our echo of the peer's close code: labelled when it is one of
+                                // the codes the server itself sends (a client ending with 1000
+                                // or 1001), else `other`, so a client cannot create series.
+                                self.metrics.closes.incr(code);
                             }
                             stop = Some(Stop::Done)
                         }
@@ -520,7 +522,7 @@ impl EventLoop {
     /// Logs where a new client connects from (its id is in the `connect` event's line).
     fn log_address(&self, key: usize, client: IpAddr) {
         if let Some(id) = self.router.client_id(key) {
-            log::info!("connect: {id} from {client}");
+            log::info!("address: {id} connects from {client}");
         }
     }
 

@@ -274,8 +274,8 @@ fn only_the_servers_close_codes_are_labels() {
     m.closes.incr(4008);
     m.closes.incr(4029);
     m.closes.incr(3001);
-    m.closes.echo();
-    m.closes.echo();
+    m.closes.incr(3999);
+    m.closes.incr(4999);
     assert_eq!((m.closes.get(4008), m.closes.get(3001)), (1, 0));
     assert_eq!(m.closes.other(), 3);
     let mut out = String::new();

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -112,17 +112,16 @@ pub(crate) fn parse(text: &str) -> Result<Incoming<'_>, Reject> {
         Ok(incoming) => Ok(incoming),
         // A data error (not an object, a repeated key) stops the parse where
         // it is found, possibly before a syntax error further on; only
-        // well-formed JSON deserves bad_request, so check the whole text.
-        Err(e) => match serde_json::from_str::<IgnoredAny>(text) {
+        // well-formed JSON deserves bad_request, so check the whole text (as a raw value:
+        // a number beyond f64, `1E400`, is well-formed JSON, which `IgnoredAny` would refuse).
+        Err(e) => match serde_json::from_str::<&RawValue>(text) {
             Err(syntax) => Err(Reject::new(
                 ErrorCode::InvalidJson,
                 format!("invalid JSON: {syntax}"),
             )),
-            Ok(_) if e.is_data() => Err(Reject::bad_request(e.to_string())),
-            Ok(_) => Err(Reject::new(
-                ErrorCode::InvalidJson,
-                format!("invalid JSON: {e}"),
-            )),
+            // Well-formed, but not a message: not an object, a repeated key, a field of the
+            // wrong type, or a number we would have to read beyond f64's range.
+            Ok(_) => Err(Reject::bad_request(e.to_string())),
         },
     }
 }
@@ -222,7 +221,8 @@ impl<'de> Deserialize<'de> for Incoming<'de> {
                         Key::ClientId => (&mut m.client_id, "client_id"),
                         Key::Token => (&mut m.token, "token"),
                         Key::Other => {
-                            map.next_value::<IgnoredAny>()?;
+                            // Raw: never reads a number it does not need (`1E400` is fine).
+                            map.next_value::<&RawValue>()?;
                             continue;
                         }
                     };

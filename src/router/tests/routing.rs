@@ -404,9 +404,17 @@ fn malformed_messages() {
         "{}",
         "{\"foo\":1}",
         "{\"message\":1,\"message\":2}",
+        // Well-formed JSON whatever the range of its numbers (RFC 8259 grammar).
+        "2.1E3646668853",
+        "[1E400]",
     ] {
         assert_eq!(h.error_code(1, text), "bad_request", "{text:?}");
     }
+    // A key nobody reads may hold any well-formed value, a number beyond f64 included.
+    h.text(1, r#"{"x":1E400,"message":"hi"}"#);
+    let got = h.take();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["message"], "hi", "{got:?}");
 }
 
 #[test]
