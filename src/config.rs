@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod backend;
 mod cluster;
+mod history;
 mod namespaces;
 mod pusher;
 
@@ -19,6 +20,7 @@ pub use self::backend::{
     ApiConfig, MetricsConfig, WebhookEvent, WebhookFormat, WebhooksConfig, MIN_KEY_LEN,
 };
 pub use self::cluster::ClusterConfig;
+pub use self::history::HistoryConfig;
 pub use self::namespaces::{NamespaceConfig, MAX_HISTORY_SIZE};
 pub use self::pusher::PusherConfig;
 
@@ -150,6 +152,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[pusher]` (SPEC section 13).
     pub pusher: PusherConfig,
+    /// `[history]` (SPEC section 16).
+    pub history: HistoryConfig,
     /// `[tls]` (SPEC section 12).
     pub tls: TlsConfig,
     /// `[[namespaces]]` (SPEC section 15), in the order of the file.
@@ -223,6 +227,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             cluster: ClusterConfig::default(),
             pusher: PusherConfig::default(),
+            history: HistoryConfig::default(),
             tls: TlsConfig::default(),
             namespaces: Vec::new(),
         }
@@ -487,6 +492,7 @@ impl Config {
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
         self.cluster.validate()?;
         self.pusher.validate()?;
+        self.history.validate()?;
         if self.webhooks.needs_pusher() && !self.pusher.enabled() {
             return invalid(
                 "webhooks.format",

@@ -276,6 +276,11 @@ impl Cluster {
                 ClusterOut::Presence => {
                     self.publish_control(Body::Presence);
                 }
+                // History in Redis (SPEC 16) is not wired yet: history channels of a cluster
+                // behave as while Redis is down (delivered at once, without offset).
+                ClusterOut::HistoryPublish { .. }
+                | ClusterOut::HistoryRead { .. }
+                | ClusterOut::Unstored { .. } => {}
             }
         }
     }

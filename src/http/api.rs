@@ -32,6 +32,8 @@ pub(super) struct Reply {
     content_type: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     body: Cow<'static, [u8]>,
+    /// Answered later, under this tag (a history request waiting for Redis: `history.rs`).
+    pub later: Option<u64>,
 }
 
 impl Reply {
@@ -41,10 +43,11 @@ impl Reply {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            later: None,
         }
     }
 
-    fn json(status: u16, body: String) -> Reply {
+    pub(super) fn json(status: u16, body: String) -> Reply {
         Reply::new(status, JSON, body.into_bytes())
     }
 
@@ -137,6 +140,10 @@ pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> R
             "/api/presence" => Reply::json(200, ctx.router.presence_json()),
             _ => match path.strip_prefix("/api/channels/") {
                 Some(_) if !get => method_not_allowed(true, "GET"),
+                // SPEC 16 (the name before it may hold `/`; `%2F` names a channel that ends so).
+                Some(rest) if rest.ends_with(super::history::SUFFIX) => {
+                    super::history::history(rest, head.query.as_deref(), ctx)
+                }
                 Some(name) => channel(name, ctx),
                 None => not_found(true),
             },
@@ -242,7 +249,7 @@ fn commands(body: &[u8], ctx: &mut HttpCtx<'_>) -> Reply {
     Reply::json(200, results)
 }
 
-fn api_error(e: &ApiError) -> Reply {
+pub(super) fn api_error(e: &ApiError) -> Reply {
     Reply::json(e.status, failure(e.code, &e.message))
 }
 

@@ -23,6 +23,8 @@ mod command;
 mod dialect;
 mod entry;
 mod fanout;
+mod history;
+mod history_cluster;
 mod ids;
 mod members;
 mod namespaces;
@@ -51,6 +53,7 @@ pub use self::entry::{
     is_plausible_channel, ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN,
     MAX_USER_LEN,
 };
+pub use self::history::{parse_api_query, ApiHistory};
 pub use self::namespaces::{
     Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
 };
@@ -118,6 +121,10 @@ pub struct RouterConfig {
     pub max_token_size: usize,
     /// Unix seconds now, for the expiry of channel tokens.
     pub unix_clock: fn() -> u64,
+    /// `[history] max_memory`: what one node's channel history may hold (SPEC section 16).
+    pub history_max_memory: usize,
+    /// `max_send_buffer`: a replay or a `history` answer larger than it is refused.
+    pub max_send_buffer: usize,
 }
 
 impl Default for RouterConfig {
@@ -133,6 +140,8 @@ impl Default for RouterConfig {
             token_key: TokenKey::default(),
             max_token_size: 8192,
             unix_clock: crate::session::now_unix,
+            history_max_memory: 64 << 20,
+            max_send_buffer: 1 << 20,
         }
     }
 }
@@ -187,6 +196,8 @@ pub struct Router {
     remote: Option<Box<Remote>>,
     /// Encodes for clients of the other dialect, and keeps its channels.
     foreign: Option<Foreign>,
+    /// Channel history and recovery (SPEC section 16, `history.rs`).
+    history: history::History,
 }
 
 impl fmt::Debug for Router {
@@ -203,7 +214,16 @@ impl Router {
     /// A router with no clients. `seed` seeds the client-id generator; give
     /// it something that differs between runs (time, pid).
     pub fn new(config: RouterConfig, handler: Box<dyn Handler>, seed: u64) -> Router {
+        let any_history = config.namespaces.iter().any(Namespace::has_history);
+        let history = history::History::new(
+            config.history_max_memory,
+            config.max_send_buffer,
+            // The process's epoch: another value than the client ids' seed.
+            seed.rotate_left(29) ^ 0x5851_f42d_4c95_7f2d,
+            any_history,
+        );
         Router {
+            history,
             presence: Throttle::new(config.presence_interval),
             config,
             handler,
@@ -310,6 +330,7 @@ impl Router {
         self.aliases.remove_conn(conn);
         self.order.remove(&client.seq);
         let channels = self.channels.remove_conn(conn);
+        self.history_forget(conn, None);
         let changes = self.members.unbind_all(conn);
         self.notify_members(&changes, None, out);
         self.report_members(&changes);
@@ -352,9 +373,14 @@ impl Router {
     }
 
     /// When [`Router::handle_timeout`] should next be called (a pending
-    /// presence update), or `None`.
+    /// presence update, or history to expire), or `None`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.presence.deadline()
+        // SPEC 16: the history store's expiry.
+        self.presence
+            .deadline()
+            .into_iter()
+            .chain(self.history.deadline())
+            .min()
     }
 
     /// Sends the pending presence update if it is due at `now`. The message
@@ -364,6 +390,8 @@ impl Router {
         if self.presence.take_due(now) {
             self.send_presence(now, out);
         }
+        // SPEC 16: publications that expired, streams a day old.
+        self.history.sweep(now);
     }
 
     /// The event handler, e.g. to fire `start` or `crash` from the loop.
@@ -507,8 +535,10 @@ impl Router {
                     )
                     .on(&channel));
                 }
+                // SPEC 16: a malformed `since` changes nothing.
+                let since = history::parse_since(msg.since)?;
                 // Its namespace's rule, presence, the subscription and the reply.
-                self.subscribe_event(conn, &channel, msg.token, now, out)?;
+                self.subscribe_event(conn, &channel, msg.token, since, now, out)?;
             }
             "unsubscribe" => {
                 let channel = channel_name(msg.channel)?;
@@ -536,10 +566,12 @@ impl Router {
                 self.fan_out(&event, None, out);
             }
             "presence" => self.presence_event(conn, msg, now, out)?,
+            // SPEC 16.
+            "history" => self.history_event(conn, msg, now, out)?,
             _ => {
                 return Err(Reject::new(
                     ErrorCode::UnknownEvent,
-                    "unknown event: expected subscribe, unsubscribe, message or presence",
+                    "unknown event: expected subscribe, unsubscribe, message, presence or history",
                 ))
             }
         }

@@ -30,6 +30,7 @@ use super::replica::{Limits, NodeId, Replica};
 use super::reporter::{Before, Reporter};
 use super::wire::{ErrorCode, Out, Outgoing};
 use super::{deliver, ConnId, Frame, Outbox, Router};
+use crate::history::{Read, Retention};
 
 /// What the router asks the cluster to tell other nodes.
 #[derive(Debug, Clone)]
@@ -65,6 +66,29 @@ pub enum ClusterOut {
     Unsubscribed { id: String, channel: String },
     /// The `presence` command: every node sends presence now.
     Presence,
+    /// A publication on a history channel, for Redis to number, store and publish to every
+    /// node (SPEC section 16): its Rakit frame's JSON without offset and epoch, that frame (for
+    /// local delivery if Redis cannot take it), and what travels beside it.
+    HistoryPublish {
+        channel: String,
+        json: String,
+        frame: Frame,
+        except: Option<String>,
+        user: Option<String>,
+        keep: Retention,
+    },
+    /// Read `tag` of a history channel's stream; answered with [`Router::history_reply`].
+    HistoryRead {
+        tag: u64,
+        channel: String,
+        read: Read,
+        keep: Retention,
+        /// The most bytes of publications the answer may carry.
+        max_bytes: usize,
+    },
+    /// A publication on history channel `channel` was delivered here without being stored
+    /// (Redis was down): its stream must get a new epoch when Redis is back.
+    Unstored { channel: String },
     /// Every node closes its connections signed in as `user` (Pusher's
     /// `terminate_connections`; see [`Router::terminate_everywhere`]).
     Terminate { user: String },
@@ -143,6 +167,8 @@ impl Router {
     pub fn enable_cluster(&mut self, node: &str) {
         let max = self.config.max_channels_per_client;
         self.remote = Some(Box::new(Remote::new(node, max)));
+        // SPEC 16: history lives in Redis.
+        self.history.use_redis();
     }
 
     /// What other nodes must be told since the last call, in order.
@@ -208,11 +234,16 @@ impl Router {
         }
         let skip = extras.except.and_then(|name| self.aliases.get(name));
         let msg = outgoing(frame, &*self.handler);
+        // SPEC 16: held for subscribers waiting for their position (a history channel's
+        // publication while Redis was down).
+        let held = self.hold_for_seams(channel, None, &msg.frame);
         deliver(
             &self.clients,
             &mut *self.handler,
             &msg,
-            self.channels.members(channel).filter(|c| Some(*c) != skip),
+            self.channels
+                .members(channel)
+                .filter(|c| Some(*c) != skip && !held.contains(c)),
             out,
         );
         self.remote_channel_foreign(channel, payload(frame), skip, extras.user, out);

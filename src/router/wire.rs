@@ -30,6 +30,8 @@ pub(crate) enum ErrorCode {
     TooManyChannels,
     Forbidden,
     BinaryUnsupported,
+    /// History could not be read (Redis unreachable or answering nonsense; SPEC 16, docs/history.md).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -44,6 +46,7 @@ impl ErrorCode {
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -97,6 +100,10 @@ pub(crate) struct Incoming<'a> {
     pub client_id: Option<&'a RawValue>,
     /// A channel token (SPEC section 15).
     pub token: Option<&'a RawValue>,
+    /// What a subscriber saw last, or where a `history` request starts (SPEC section 16).
+    pub since: Option<&'a RawValue>,
+    /// How many publications a `history` request wants (SPEC section 16).
+    pub limit: Option<&'a RawValue>,
 }
 
 /// Parses one client text message.
@@ -165,6 +172,8 @@ enum Key {
     Ping,
     ClientId,
     Token,
+    Since,
+    Limit,
     Other,
 }
 
@@ -187,6 +196,8 @@ impl<'de> Deserialize<'de> for Key {
                     "ping" => Key::Ping,
                     "client_id" => Key::ClientId,
                     "token" => Key::Token,
+                    "since" => Key::Since,
+                    "limit" => Key::Limit,
                     _ => Key::Other,
                 })
             }
@@ -218,6 +229,8 @@ impl<'de> Deserialize<'de> for Incoming<'de> {
                         Key::Ping => (&mut m.ping, "ping"),
                         Key::ClientId => (&mut m.client_id, "client_id"),
                         Key::Token => (&mut m.token, "token"),
+                        Key::Since => (&mut m.since, "since"),
+                        Key::Limit => (&mut m.limit, "limit"),
                         Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                             continue;
@@ -274,6 +287,14 @@ pub(crate) enum Out<'a> {
     },
     Subscribed {
         channel: &'a str,
+        /// The answer to a `since` (SPEC section 16).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        /// A history channel's newest offset and its epoch (SPEC section 16).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
         /// On a channel with presence (SPEC section 15.3): its members, itself included.
         #[serde(skip_serializing_if = "Option::is_none")]
         presence: Option<ChannelMembers<'a>>,
@@ -291,6 +312,12 @@ pub(crate) enum Out<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
         data: &'a RawValue,
+        /// On a history channel: the publication's offset and the stream's epoch (SPEC
+        /// section 16); absent elsewhere, so those frames stay as section 5 has them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
     },
     Pong,
     Ack {
@@ -320,6 +347,13 @@ pub(crate) enum Out<'a> {
         channel: &'a str,
         client_id: &'a str,
         user: &'a RawValue,
+    },
+    /// The answer to `{"event":"history",...}` (SPEC section 16).
+    History {
+        channel: &'a str,
+        publications: super::history::Publications<'a>,
+        offset: u64,
+        epoch: &'a str,
     },
     /// The answer to `{"event":"presence","channel":C}`.
     ChannelPresence {
@@ -492,6 +526,7 @@ mod tests {
             (ErrorCode::TooManyChannels, "too_many_channels"),
             (ErrorCode::Forbidden, "forbidden"),
             (ErrorCode::BinaryUnsupported, "binary_unsupported"),
+            (ErrorCode::Unavailable, "unavailable"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

@@ -5,6 +5,7 @@ mod api;
 mod budget;
 mod cluster;
 mod commands;
+mod history;
 mod members;
 mod namespaces;
 mod occupancy;

@@ -1,0 +1,520 @@
+//! History in a cluster (SPEC section 16, "Cluster"): the router's side of streams that live in
+//! Redis (`src/cluster/history.rs` is the other side).
+//!
+//! Publishing. A publication on a history channel is not delivered where it was made: it goes
+//! to Redis ([`super::ClusterOut::HistoryPublish`]), where one Lua script gives it the next
+//! offset, stores it and publishes it to every node, the origin included, which delivers it
+//! when it comes back ([`Router::remote_history`]). So every node delivers a channel's
+//! publications in the order of their offsets, whichever node made them. While Redis is out of
+//! reach ([`Router::set_history_up`]) a node delivers to its own subscribers at once, without
+//! offset, and stores nothing.
+//!
+//! Reading. A subscribe (its position, or a recovery), a `history` request and the HTTP API's
+//! `history` wait for Redis's answer ([`Router::history_reply`]); the cluster module answers
+//! each one, with `None` when Redis failed or took too long. A subscriber waiting for its
+//! position or recovery is subscribed already; what is published on the channel meanwhile is
+//! *held* for it (a [`Seam`]) and delivered after its `subscribed` and its replay, minus what
+//! they already carried. After the answer a subscriber keeps a *floor* (the offset it was
+//! answered) until the live stream passes it: a publication Redis made before the answer may
+//! still be on its way on the other connection, and must not arrive twice.
+//!
+//! Bounds: at most [`MAX_READS`] reads wait at once ([`MAX_API_READS`] of them HTTP
+//! requests); what is held for one subscriber is at most `max_send_buffer` bytes (beyond it,
+//! it is dropped and the subscribe answered `recovered: false` at the newest offset it saw).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::history::{self as router_history, Answer, SubscribedFields};
+use super::ids::ClientId;
+use super::remote::ChannelExtras;
+use super::wire::Reject;
+use super::{deliver, ApiError, ClusterOut, ConnId, Frame, Outbox, Router};
+use crate::history::{Query, Read, Retention, Since, Snapshot};
+
+/// Reads waiting for Redis at most, in all.
+pub const MAX_READS: usize = 16 * 1024;
+/// HTTP requests among them at most.
+pub const MAX_API_READS: usize = 1024;
+
+/// What a read is for.
+#[derive(Debug)]
+enum Pending {
+    /// A subscribe's position, or its recovery (`since`).
+    Subscribe {
+        conn: ConnId,
+        client: ClientId,
+        channel: Rc<str>,
+        recover: bool,
+    },
+    /// A `history` request from a client.
+    Request {
+        conn: ConnId,
+        client: ClientId,
+        channel: Rc<str>,
+    },
+    /// `GET /api/channels/{name}/history`.
+    Api { channel: Rc<str> },
+}
+
+/// A publication held for a subscriber: its offset and epoch (none while Redis is down) and
+/// its frame.
+type Held = (Option<(u64, Rc<str>)>, Frame);
+
+/// One subscriber between its subscribe and the live stream (see the module docs).
+#[derive(Debug)]
+struct Seam {
+    conn: ConnId,
+    state: SeamState,
+}
+
+#[derive(Debug)]
+enum SeamState {
+    /// Redis has not answered read `tag` yet: publications are held.
+    Waiting {
+        tag: u64,
+        held: Vec<Held>,
+        bytes: usize,
+        /// More than `max_send_buffer` was held: dropped, and the newest offset among it.
+        dropped: Option<Option<(u64, Rc<str>)>>,
+    },
+    /// Answered at `offset` of `epoch`: later copies of what it carried are skipped.
+    Floor { epoch: Rc<str>, offset: u64 },
+}
+
+/// The router's reads of Redis (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    /// Redis can be asked (the cluster module says so).
+    pub(super) up: bool,
+    next_tag: u64,
+    pending: HashMap<u64, Pending>,
+    api_reads: usize,
+    seams: HashMap<Rc<str>, Vec<Seam>>,
+    answers: Vec<(u64, Result<String, ApiError>)>,
+}
+
+impl Reads {
+    fn tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    fn full(&self) -> bool {
+        self.pending.len() >= MAX_READS
+    }
+}
+
+/// The frame of a publication's JSON as Redis holds it.
+fn frame_of(json: &[u8]) -> Frame {
+    let mut frame = Vec::with_capacity(json.len() + 10);
+    rakit_protocol::encode_frame(&mut frame, rakit_protocol::OpCode::Text, json);
+    Frame::from(frame)
+}
+
+impl Router {
+    /// Whether Redis can be asked (the cluster module's view): while it cannot, history
+    /// channels are delivered without offset and reads are answered as unavailable.
+    pub fn set_history_up(&mut self, up: bool) {
+        if let Some(reads) = self.history.reads() {
+            reads.up = up;
+        }
+    }
+
+    /// Asks Redis for the position of `channel` (or a recovery) for `conn`'s subscribe; holds
+    /// the channel's publications for it meanwhile. `Some` when it cannot be asked: answered
+    /// as a channel whose position is unknown.
+    pub(super) fn ask_subscribe(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        since: Option<Since>,
+        keep: Retention,
+    ) -> Option<Answer> {
+        let client = self.clients.get(&conn).map(|c| c.id);
+        let max_bytes = self.history.max_bytes();
+        let recover = since.is_some();
+        let unknown = || {
+            Some(Answer {
+                fields: SubscribedFields::unknown(recover),
+                replay: Vec::new(),
+            })
+        };
+        let (Some(reads), Some(client)) = (self.history.reads(), client) else {
+            return unknown();
+        };
+        if !reads.up || reads.full() {
+            return unknown();
+        }
+        let tag = reads.tag();
+        let channel: Rc<str> = channel.into();
+        reads.pending.insert(
+            tag,
+            Pending::Subscribe {
+                conn,
+                client,
+                channel: Rc::clone(&channel),
+                recover,
+            },
+        );
+        let seams = reads.seams.entry(Rc::clone(&channel)).or_default();
+        seams.retain(|s| s.conn != conn);
+        seams.push(Seam {
+            conn,
+            state: SeamState::Waiting {
+                tag,
+                held: Vec::new(),
+                bytes: 0,
+                dropped: None,
+            },
+        });
+        let read = since.map_or(Read::Position, Read::Recover);
+        self.publish(|| ClusterOut::HistoryRead {
+            tag,
+            channel: channel.to_string(),
+            read,
+            keep,
+            max_bytes,
+        });
+        None
+    }
+
+    /// Asks Redis for a client's `history` request; the answer goes to `conn`.
+    pub(super) fn ask_history(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        query: Query,
+        keep: Retention,
+        max_bytes: usize,
+    ) -> Result<(), Reject> {
+        let client = self.clients.get(&conn).map(|c| c.id);
+        let (Some(reads), Some(client)) = (self.history.reads(), client) else {
+            return Err(Router::unavailable(channel));
+        };
+        if !reads.up || reads.full() {
+            return Err(Router::unavailable(channel));
+        }
+        let tag = reads.tag();
+        reads.pending.insert(
+            tag,
+            Pending::Request {
+                conn,
+                client,
+                channel: channel.into(),
+            },
+        );
+        self.publish(|| ClusterOut::HistoryRead {
+            tag,
+            channel: channel.to_owned(),
+            read: Read::Query(query),
+            keep,
+            max_bytes,
+        });
+        Ok(())
+    }
+
+    /// Asks Redis for the HTTP API's `history`; its tag.
+    pub(super) fn ask_api(
+        &mut self,
+        channel: &str,
+        query: Query,
+        keep: Retention,
+    ) -> Result<u64, ApiError> {
+        let unavailable = || ApiError::from(Router::unavailable(channel));
+        let Some(reads) = self.history.reads() else {
+            return Err(unavailable());
+        };
+        if !reads.up || reads.full() || reads.api_reads >= MAX_API_READS {
+            return Err(unavailable());
+        }
+        let tag = reads.tag();
+        reads.api_reads += 1;
+        reads.pending.insert(
+            tag,
+            Pending::Api {
+                channel: channel.into(),
+            },
+        );
+        self.publish(|| ClusterOut::HistoryRead {
+            tag,
+            channel: channel.to_owned(),
+            read: Read::Query(query),
+            keep,
+            // An HTTP answer is not bounded by a client's send buffer.
+            max_bytes: usize::MAX,
+        });
+        Ok(tag)
+    }
+
+    /// Redis's answer to read `tag` (`None`: it failed, or took too long).
+    pub fn history_reply(&mut self, tag: u64, answer: Option<Snapshot>, out: &mut impl Outbox) {
+        let Some(pending) = self.history.reads().and_then(|r| r.pending.remove(&tag)) else {
+            return;
+        };
+        match pending {
+            Pending::Subscribe {
+                conn,
+                client,
+                channel,
+                recover,
+            } => self.finish_subscribe(tag, conn, client, &channel, recover, answer, out),
+            Pending::Request {
+                conn,
+                client,
+                channel,
+            } => {
+                if !self.clients.get(&conn).is_some_and(|c| c.id == client) {
+                    return;
+                }
+                let result = match answer {
+                    Some(snap) => {
+                        let stored = snap.publications.unwrap_or_default();
+                        let payloads: Vec<&[u8]> = stored.iter().map(|p| &p.json[..]).collect();
+                        self.send_history(conn, &channel, &snap.position, &payloads, out)
+                    }
+                    None => Err(Router::unavailable(&channel)),
+                };
+                if let Err(reject) = result {
+                    self.send_error(conn, &reject, out);
+                }
+            }
+            Pending::Api { channel } => {
+                let answer = match answer {
+                    Some(snap) => {
+                        let stored = snap.publications.unwrap_or_default();
+                        let payloads: Vec<&[u8]> = stored.iter().map(|p| &p.json[..]).collect();
+                        let json = router_history::answer(&channel, &snap.position, &payloads)
+                            .map(|e| e.json);
+                        Ok(json.unwrap_or_default())
+                    }
+                    None => Err(ApiError::from(Router::unavailable(&channel))),
+                };
+                if let Some(reads) = self.history.reads() {
+                    reads.api_reads -= 1;
+                    reads.answers.push((tag, answer));
+                }
+            }
+        }
+    }
+
+    /// The HTTP API's answers that came since the last call, by tag.
+    pub fn take_api_answers(&mut self) -> Vec<(u64, Result<String, ApiError>)> {
+        self.history
+            .reads()
+            .map(|r| std::mem::take(&mut r.answers))
+            .unwrap_or_default()
+    }
+
+    /// A subscribe's answer: `subscribed`, the replay, then what was held, without what they
+    /// already carried.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_subscribe(
+        &mut self,
+        tag: u64,
+        conn: ConnId,
+        client: ClientId,
+        channel: &Rc<str>,
+        recover: bool,
+        answer: Option<Snapshot>,
+        out: &mut impl Outbox,
+    ) {
+        let Some(seam) = self.take_seam(channel, conn, tag) else {
+            // Unsubscribed (or subscribed again) meanwhile: a later answer is due, or none.
+            return;
+        };
+        let here = self.clients.get(&conn).is_some_and(|c| c.id == client)
+            && self.channels.is_member(conn, channel);
+        let SeamState::Waiting { held, dropped, .. } = seam else {
+            return;
+        };
+        if !here {
+            return;
+        }
+        let max_bytes = self.history.max_bytes();
+        let (fields, replay, floor) = match answer {
+            Some(snap) => {
+                let mut position = snap.position;
+                let publications = snap.publications.filter(|p| {
+                    recover && p.iter().map(|s| s.json.len()).sum::<usize>() <= max_bytes
+                });
+                let mut recovered = recover.then_some(publications.is_some());
+                if let Some(newest) = dropped {
+                    // Publications were dropped: whoever asked must reload its state.
+                    recovered = recover.then_some(false);
+                    if let Some((offset, epoch)) = newest {
+                        if epoch == position.epoch && offset > position.offset {
+                            position.offset = offset;
+                        }
+                    }
+                }
+                let replay: Vec<Frame> = match (recovered, publications) {
+                    (Some(true), Some(list)) => list.iter().map(|p| frame_of(&p.json)).collect(),
+                    _ => Vec::new(),
+                };
+                let floor = (Rc::clone(&position.epoch), position.offset);
+                (
+                    SubscribedFields::at(&position, recovered),
+                    replay,
+                    Some(floor),
+                )
+            }
+            None => (SubscribedFields::unknown(recover), Vec::new(), None),
+        };
+        self.reply_subscribed(conn, channel, &fields, out);
+        self.deliver_frames(conn, &replay, out);
+        let mut floor = floor;
+        let mut live = Vec::with_capacity(held.len());
+        for (stamp, frame) in held {
+            match (&stamp, &floor) {
+                (Some((offset, epoch)), Some((fe, fo))) if epoch == fe && offset <= fo => continue,
+                (Some(_), Some(_)) => floor = None,
+                _ => {}
+            }
+            live.push(frame);
+        }
+        self.deliver_frames(conn, &live, out);
+        if let (Some((epoch, offset)), Some(reads)) = (floor, self.history.reads()) {
+            reads
+                .seams
+                .entry(Rc::clone(channel))
+                .or_default()
+                .push(Seam {
+                    conn,
+                    state: SeamState::Floor { epoch, offset },
+                });
+        }
+    }
+
+    /// Removes `conn`'s seam on `channel` if it waits for read `tag`.
+    fn take_seam(&mut self, channel: &str, conn: ConnId, tag: u64) -> Option<SeamState> {
+        let reads = self.history.reads()?;
+        let seams = reads.seams.get_mut(channel)?;
+        let i = seams.iter().position(|s| {
+            s.conn == conn && matches!(s.state, SeamState::Waiting { tag: t, .. } if t == tag)
+        })?;
+        let seam = seams.swap_remove(i);
+        if seams.is_empty() {
+            reads.seams.remove(channel);
+        }
+        Some(seam.state)
+    }
+
+    /// The local subscribers of `channel` that must not get this publication now (`stamp`: its
+    /// offset and epoch, if it has them): held for the ones waiting, skipped for the ones whose
+    /// answer carried it. One map lookup when no subscriber of the channel is in between.
+    pub(super) fn hold_for_seams(
+        &mut self,
+        channel: &str,
+        stamp: Option<(u64, &str)>,
+        frame: &Frame,
+    ) -> Vec<ConnId> {
+        let max_bytes = self.history.max_bytes();
+        let Some(reads) = self.history.reads() else {
+            return Vec::new();
+        };
+        let Some(seams) = reads.seams.get_mut(channel) else {
+            return Vec::new();
+        };
+        let mut skip = Vec::new();
+        seams.retain_mut(|seam| match &mut seam.state {
+            SeamState::Waiting {
+                held,
+                bytes,
+                dropped,
+                ..
+            } => {
+                skip.push(seam.conn);
+                let stamp = stamp.map(|(o, e)| (o, Rc::from(e)));
+                if dropped.is_some() || *bytes + frame.len() > max_bytes {
+                    let newest = stamp.or_else(|| held.iter().rev().find_map(|h| h.0.clone()));
+                    held.clear();
+                    *dropped = Some(newest);
+                } else {
+                    *bytes += frame.len();
+                    held.push((stamp, frame.clone()));
+                }
+                true
+            }
+            SeamState::Floor { epoch, offset } => match stamp {
+                Some((o, e)) if e == &**epoch && o <= *offset => {
+                    skip.push(seam.conn);
+                    true
+                }
+                Some(_) => false,
+                None => true,
+            },
+        });
+        if seams.is_empty() {
+            reads.seams.remove(channel);
+        }
+        skip
+    }
+
+    /// `conn` left `channel` (or every channel: `None`): nothing is held for it any more.
+    pub(super) fn history_forget(&mut self, conn: ConnId, channel: Option<&str>) {
+        let Some(reads) = self.history.reads() else {
+            return;
+        };
+        if reads.seams.is_empty() {
+            return;
+        }
+        match channel {
+            Some(channel) => {
+                if let Some(seams) = reads.seams.get_mut(channel) {
+                    seams.retain(|s| s.conn != conn);
+                    if seams.is_empty() {
+                        reads.seams.remove(channel);
+                    }
+                }
+            }
+            None => reads.seams.retain(|_, seams| {
+                seams.retain(|s| s.conn != conn);
+                !seams.is_empty()
+            }),
+        }
+    }
+
+    /// A publication on history channel `channel` as Redis published it (from any node, this
+    /// one included): `json` is its Rakit frame's JSON with `offset` and `epoch`. Framed once
+    /// for the local subscribers but `extras.except`; the other dialect's get it translated.
+    pub fn remote_history(
+        &mut self,
+        channel: &str,
+        offset: u64,
+        epoch: &str,
+        json: &[u8],
+        extras: ChannelExtras<'_>,
+        out: &mut impl Outbox,
+    ) {
+        if !self.channels.has_members(channel) {
+            return;
+        }
+        let frame = frame_of(json);
+        let held = self.hold_for_seams(channel, Some((offset, epoch)), &frame);
+        let skip = extras.except.and_then(|name| self.aliases.get(name));
+        let msg = super::wire::Outgoing {
+            json: if self.handler.observes_send() {
+                String::from_utf8_lossy(json).into_owned()
+            } else {
+                String::new()
+            },
+            frame,
+        };
+        deliver(
+            &self.clients,
+            &mut *self.handler,
+            &msg,
+            self.channels
+                .members(channel)
+                .filter(|c| Some(*c) != skip && !held.contains(c)),
+            out,
+        );
+        self.remote_channel_foreign(channel, json, skip, extras.user, out);
+    }
+
+    /// How many reads wait for Redis (tests, metrics).
+    pub fn history_reads_waiting(&self) -> usize {
+        self.history.reads_ref().map_or(0, |r| r.pending.len())
+    }
+}
