@@ -104,11 +104,38 @@ struct Incoming<'a> {
     ping: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     client_id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
+}
+
+/// A non-negative integer written with digits only (SPEC 16's offsets and limits).
+fn digits(raw: &RawValue) -> Option<u64> {
+    let t = raw.get();
+    (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().unwrap_or(u64::MAX))
+}
+
+/// A subscribe's `since`: `{"offset":N,"epoch":E}` (SPEC 16).
+fn valid_since(raw: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Since<'a> {
+        #[serde(borrow)]
+        offset: &'a RawValue,
+        #[serde(borrow)]
+        epoch: &'a RawValue,
+    }
+    raw.get().starts_with('{')
+        && serde_json::from_str::<Since<'_>>(raw.get())
+            .is_ok_and(|s| digits(s.offset).is_some() && string(s.epoch).is_some())
 }
 
 fn parse(text: &str) -> Option<Incoming<'_>> {
     // A derived struct would also take an array (fields by position).
-    let first = text.trim_start_matches([' ', '\t', '\n', '\r']).bytes().next();
+    let first = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .bytes()
+        .next();
     if first != Some(b'{') {
         return None;
     }
@@ -134,8 +161,11 @@ enum Want {
         client_id: Option<String>,
         data: String,
     },
-    Subscribed(String),
+    /// `subscribed`; with a `since` (no channel here keeps history): `recovered` false at 0.
+    Subscribed(String, bool),
     Unsubscribed(String),
+    /// The answer to a `history` request on a channel without history.
+    History(String),
     Pong,
     Ack(&'static str),
     Error,
@@ -183,7 +213,11 @@ impl Model {
     /// What `sender` sending `text` must cause: deliveries in order and
     /// closes; `None` means exactly one error to the sender. Updates the
     /// model as the router must update itself.
-    fn predict(&mut self, sender: ConnId, text: &str) -> Option<(Vec<(ConnId, Want)>, Vec<ConnId>)> {
+    fn predict(
+        &mut self,
+        sender: ConnId,
+        text: &str,
+    ) -> Option<(Vec<(ConnId, Want)>, Vec<ConnId>)> {
         let me = self.id(sender)?.to_owned();
         let msg = parse(text)?;
         let raw = |v: &RawValue| v.get().to_owned();
@@ -208,7 +242,11 @@ impl Model {
                         client_id: None,
                         data,
                     };
-                    (self.subscribers(&channel, &want), vec![], "broadcast_to_channel")
+                    (
+                        self.subscribers(&channel, &want),
+                        vec![],
+                        "broadcast_to_channel",
+                    )
                 }
                 "private_message" => {
                     let to = string(msg.to?)?;
@@ -243,6 +281,10 @@ impl Model {
                     if !valid_channel(&channel) {
                         return None;
                     }
+                    let since = msg.since.is_some();
+                    if msg.since.is_some_and(|s| !valid_since(s)) {
+                        return None;
+                    }
                     let count = self
                         .channels
                         .values()
@@ -253,9 +295,26 @@ impl Model {
                         if count >= MAX_CHANNELS {
                             return None;
                         }
-                        self.channels.entry(channel.clone()).or_default().push(sender);
+                        self.channels
+                            .entry(channel.clone())
+                            .or_default()
+                            .push(sender);
                     }
-                    vec![(sender, Want::Subscribed(channel))]
+                    vec![(sender, Want::Subscribed(channel, since))]
+                }
+                "history" => {
+                    let channel = string(msg.channel?)?;
+                    if !valid_channel(&channel) {
+                        return None;
+                    }
+                    if msg
+                        .limit
+                        .is_some_and(|l| !digits(l).is_some_and(|n| (1..=100).contains(&n)))
+                        || msg.since.is_some_and(|s| digits(s).is_none())
+                    {
+                        return None;
+                    }
+                    vec![(sender, Want::History(channel))]
                 }
                 "unsubscribe" => {
                     let channel = string(msg.channel?)?;
@@ -337,14 +396,32 @@ impl Model {
                 assert_eq!(f["data"].get(), data, "passed through byte for byte");
                 assert_eq!(keys.len(), 3 + usize::from(client_id.is_some()), "{keys:?}");
             }
-            Want::Subscribed(channel) | Want::Unsubscribed(channel) => {
+            Want::Subscribed(channel, true) => {
+                assert_eq!(ty, "subscribed");
+                assert_eq!(string(f["channel"]).as_ref(), Some(channel));
+                assert_eq!(keys, ["channel", "epoch", "offset", "recovered", "type"]);
+                assert_eq!(
+                    (f["recovered"].get(), f["offset"].get(), f["epoch"].get()),
+                    ("false", "0", "\"\"")
+                );
+            }
+            Want::Subscribed(channel, false) | Want::Unsubscribed(channel) => {
                 let want_ty = match want {
-                    Want::Subscribed(_) => "subscribed",
+                    Want::Subscribed(..) => "subscribed",
                     _ => "unsubscribed",
                 };
                 assert_eq!(ty, want_ty);
                 assert_eq!(string(f["channel"]).as_ref(), Some(channel));
                 assert_eq!(keys, ["channel", "type"]);
+            }
+            Want::History(channel) => {
+                assert_eq!(ty, "history");
+                assert_eq!(string(f["channel"]).as_ref(), Some(channel));
+                assert_eq!(keys, ["channel", "epoch", "offset", "publications", "type"]);
+                assert_eq!(
+                    (f["publications"].get(), f["offset"].get(), f["epoch"].get()),
+                    ("[]", "0", "\"\"")
+                );
             }
             Want::Pong => {
                 assert_eq!(ty, "pong");
@@ -370,6 +447,7 @@ impl Model {
                     "too_many_channels",
                     "forbidden",
                     "binary_unsupported",
+                    "unavailable",
                 ];
                 assert!(codes.contains(&code.as_str()), "{code}");
             }
@@ -458,7 +536,10 @@ fuzz_target!(|data: &[u8]| {
             _ => ("Guest", None),
         };
         let id = router.connect(conn, user, at, t0, &mut out).to_owned();
-        assert!(id.len() == 8 && id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        assert!(
+            id.len() == 8 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{id}"
+        );
         assert!(model.lookup(&id).is_none(), "ids are unique");
         // The welcome, first and only to the new client.
         let (to, welcome) = out.sent.pop().expect("a welcome");
@@ -489,7 +570,11 @@ fuzz_target!(|data: &[u8]| {
         let is_live = model.id(conn).is_some();
         let (want, closes) = if who & 0x80 != 0 {
             router.handle_binary(conn, now, &mut out);
-            let want = if is_live { vec![(conn, Want::Error)] } else { vec![] };
+            let want = if is_live {
+                vec![(conn, Want::Error)]
+            } else {
+                vec![]
+            };
             (want, vec![])
         } else {
             router.handle_text(conn, &text, now, &mut out);
