@@ -1,5 +1,5 @@
 //! Routing of the HTTP side: the backend API (SPEC section 8), `/metrics` (section 9), the demo
-//! page (section 14) and `/health`.
+//! page (section 14), the browser client (section 16.2) and `/health`.
 //!
 //! Order of checks on `/api/`: the API must be on (else 404, so a daemon without a key does not
 //! even reveal the API), then the key (401, before anything else about the request is judged),
@@ -20,6 +20,11 @@ pub const MAX_BATCH: usize = 100;
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The client changes only with the daemon: an hour in caches, so an upgrade reaches every
+/// page within the hour (docs/client.md).
+const CLIENT_CACHE: &str = "public, max-age=3600";
 
 /// The page may run its own inline script and connect back to this host, and load nothing else.
 const DEMO_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
@@ -172,6 +177,11 @@ pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> R
             .with("Content-Security-Policy", DEMO_CSP)
             .with("Cache-Control", "no-cache")
             .with("X-Content-Type-Options", "nosniff"),
+        super::CLIENT_PATH if !get => method_not_allowed(false, "GET"),
+        super::CLIENT_PATH => Reply::new(200, JAVASCRIPT, super::CLIENT_JS.as_bytes())
+            .with("Cache-Control", CLIENT_CACHE)
+            .with("X-Content-Type-Options", "nosniff")
+            .with("Access-Control-Allow-Origin", "*"),
         _ => not_found(false),
     }
 }

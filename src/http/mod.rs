@@ -1,5 +1,6 @@
-//! The HTTP side of the WebSocket port (SPEC sections 8, 9 and 14): the backend API under
-//! `/api/`, `GET /metrics`, the demo page at `GET /`, and `GET /health`. Sans-IO: requests in,
+//! The HTTP side of the WebSocket port (SPEC sections 8, 9, 14 and 16.2): the backend API under
+//! `/api/`, `GET /metrics`, the demo page at `GET /`, the browser client at
+//! `GET /rakit-websocket.js`, and `GET /health`. Sans-IO: requests in,
 //! response bytes out; the event loop does all reading and writing.
 //!
 //! # Wiring it into the event loop
@@ -46,8 +47,23 @@ use crate::router::{Outbox, Router};
 use auth::BearerKey;
 
 /// The demo chat page (SPEC section 14), self-contained: inline style and script, no external
-/// resources.
-pub const DEMO_PAGE: &str = include_str!("demo.html");
+/// resources. Its script is the browser client ([`CLIENT_JS`], SPEC 16.2: "the demo page uses
+/// it"), inlined so that the page loads nothing else, then the page's own (`demo.js`).
+pub const DEMO_PAGE: &str = concat!(
+    include_str!("demo.html"),
+    "<!-- The browser client, as served at /rakit-websocket.js -->\n<script>\n",
+    include_str!("../../clients/js/rakit-websocket.js"),
+    "</script>\n<script>\n",
+    include_str!("demo.js"),
+    "</script>\n</body>\n</html>\n"
+);
+
+/// The browser client (SPEC section 16.2), served at [`CLIENT_PATH`] whether or not the demo
+/// page is on: applications load it from the daemon they talk to.
+pub const CLIENT_JS: &str = include_str!("../../clients/js/rakit-websocket.js");
+
+/// Where [`CLIENT_JS`] is served.
+pub const CLIENT_PATH: &str = "/rakit-websocket.js";
 
 /// The parts of a request head the HTTP side looks at. Filled by the loop from the protocol
 /// crate's parsed request (see the module docs).
@@ -140,11 +156,12 @@ pub struct HttpCtx<'a> {
 }
 
 /// Whether a request is the HTTP side's: not an upgrade attempt, and one of its paths (`/`,
-/// `/health`, `/metrics`, `/api` and everything under `/api/`). Other plain requests keep the
+/// `/health`, `/metrics`, [`CLIENT_PATH`], `/api` and everything under `/api/`). Other plain requests keep the
 /// handshake's answers (400 malformed, 405 for a non-GET).
 pub fn wants(head: &Head) -> bool {
     !head.attempts_upgrade
         && (matches!(head.path.as_str(), "/" | "/health" | "/metrics" | "/api")
+            || head.path == CLIENT_PATH
             || head.path.starts_with("/api/")
             || crate::pusher::api::wants(&head.path))
 }

@@ -163,11 +163,20 @@ fn which_requests_are_http() {
         "/api/",
         "/api/commands",
         "/api/x/y",
+        "/rakit-websocket.js",
     ] {
         h.path = path.into();
         assert!(wants(&h), "{path}");
     }
-    for path in ["/chat", "/apis", "/metrics/x", "", "/favicon.ico"] {
+    for path in [
+        "/chat",
+        "/apis",
+        "/metrics/x",
+        "",
+        "/favicon.ico",
+        "/rakit-websocket.js/x",
+        "/clients/js/rakit-websocket.js",
+    ] {
         h.path = path.into();
         assert!(!wants(&h), "{path}");
     }
@@ -251,7 +260,7 @@ fn wrong_methods_get_405_with_allow() {
         );
         assert_eq!(r.json()["code"], "method_not_allowed");
     }
-    for path in ["/", "/health", "/metrics"] {
+    for path in ["/", "/health", "/metrics", "/rakit-websocket.js"] {
         let r = w.req("POST", path, "");
         assert_eq!(
             (r.status, r.headers["allow"].as_str()),
@@ -493,9 +502,10 @@ fn demo_page_health_and_other_paths() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
     assert!(r.headers["content-security-policy"].contains("connect-src 'self' ws: wss:"));
-    assert!(r.body.contains(
-        "new WebSocket((location.protocol==='https:'?'wss://':'ws://')+location.host+'/')"
-    ));
+    assert!(r.headers["content-security-policy"].contains("script-src 'unsafe-inline';"));
+    // The client, inlined whole, then the page's script that uses it.
+    let client = r.body.find(CLIENT_JS).expect("the client inlined");
+    assert!(r.body[client + CLIENT_JS.len()..].contains("new RakitWebSocket()"));
     let mut w = World::new(|c| c.demo_page = false);
     assert_eq!(w.raw(&head("GET", "/", None), b"").1.status, 404);
     let (keep, r) = w.raw(&head("GET", "/health", None), b"");
@@ -505,6 +515,35 @@ fn demo_page_health_and_other_paths() {
     );
     assert_eq!(r.headers["connection"], "keep-alive");
     assert_eq!(w.raw(&head("GET", "/elsewhere", None), b"").1.status, 404);
+}
+
+#[test]
+fn the_browser_client_is_served_whether_or_not_the_demo_page_is_on() {
+    for demo in [true, false] {
+        let mut w = World::new(|c| c.demo_page = demo);
+        let (keep, r) = w.raw(&head("GET", CLIENT_PATH, None), b"");
+        assert_eq!((r.status, keep), (200, KeepAlive::Keep), "demo_page {demo}");
+        assert_eq!(r.headers["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(r.headers["cache-control"], "public, max-age=3600");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers["access-control-allow-origin"], "*");
+        assert_eq!(r.body, CLIENT_JS);
+        // A query (a cache-busting version) is still the client.
+        let mut h = head("GET", CLIENT_PATH, None);
+        h.query = Some("v=2".into());
+        assert_eq!(w.raw(&h, b"").1.body, CLIENT_JS);
+        assert_eq!(w.metrics.api_requests.iter().count(), 0);
+    }
+    assert_eq!(
+        CLIENT_JS,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/clients/js/rakit-websocket.js"
+        ))
+        .unwrap()
+    );
+    assert!(CLIENT_JS.contains("window.RakitWebSocket = RakitWebSocket"));
+    assert!(CLIENT_JS.contains("module.exports = RakitWebSocket"));
 }
 
 #[test]
@@ -519,6 +558,9 @@ fn the_demo_page_is_self_contained_and_escapes_everything() {
     ] {
         assert!(!page.contains(external), "{external}");
     }
+    // Inlined, the client must not end its script element early.
+    assert!(!CLIENT_JS.to_ascii_lowercase().contains("</script"));
+    assert!(!CLIENT_JS.contains("<!--"));
     assert!(
         !page.contains("innerHTML"),
         "data must never go through innerHTML"

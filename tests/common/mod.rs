@@ -742,7 +742,9 @@ pub mod msg {
 
 /// A raw HTTP/1.1 client and metrics helpers for the HTTP side (tests/api_*.rs).
 pub mod api;
+pub mod browser;
 pub mod history;
+pub mod proxy;
 pub mod pusher;
 pub mod receiver;
 pub mod redis;

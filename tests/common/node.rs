@@ -49,12 +49,19 @@ pub struct Script {
 }
 
 impl Script {
+    /// `script` in tests/pusher.
     #[track_caller]
     pub fn start(script: &str, args: &[String]) -> Script {
+        Script::start_in(&dir(), script, args)
+    }
+
+    /// `script` in the folder `dir` (its working directory).
+    #[track_caller]
+    pub fn start_in(dir: &Path, script: &str, args: &[String]) -> Script {
         let mut child = Command::new("node")
-            .arg(dir().join(script))
+            .arg(dir.join(script))
             .args(args)
-            .current_dir(dir())
+            .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
