@@ -9,14 +9,14 @@
 mod common;
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::api::{self, API_KEY};
-use common::history::{config, history, namespace, offsets, publish, subscribe};
+use common::history::{config, follow_with_cuts, history, namespace, offsets, publish, subscribe};
 use common::msg::until_pong;
 use common::pusher::eventually;
 use common::redis::Redis;
-use common::{recv_json, send_json, Client, Daemon, WAIT};
+use common::{recv_json, send_json, Client, Daemon};
 use serde_json::{json, Value};
 
 const NODE_TIMEOUT_MS: u64 = 1000;
@@ -88,32 +88,26 @@ fn every_node_delivers_a_channels_publications_in_offset_order() {
     for (i, n) in nodes.iter().enumerate() {
         let addr = n.addr;
         let url = n.url();
-        publishers.push(std::thread::spawn(move || match i {
-            0 => {
-                let (mut ws, _) = tungstenite::connect(url).unwrap();
-                for k in 0..EACH {
-                    let m = json!({"event": "message", "channel": "room.1", "data": format!("a{k}")});
-                    ws.send(tungstenite::Message::Text(m.to_string())).unwrap();
-                }
-                ws.flush().unwrap();
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            1 => {
-                let (mut ws, _) = tungstenite::connect(url).unwrap();
-                for k in 0..EACH {
-                    let m = json!({"command": "broadcast_to_channel", "channel": "room.1", "message": format!("b{k}")});
-                    ws.send(tungstenite::Message::Text(m.to_string())).unwrap();
-                }
-                ws.flush().unwrap();
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            _ => {
+        publishers.push(std::thread::spawn(move || {
+            if i == 2 {
                 let mut http = api::Http::connect(addr);
                 for k in 0..EACH {
                     let body = json!({"command": "broadcast_to_channel", "channel": "room.1", "message": format!("c{k}")});
                     assert_eq!(http.request(&api::command(&body.to_string())).status, 200);
                 }
+                return;
             }
+            let (mut ws, _) = tungstenite::connect(url).unwrap();
+            for k in 0..EACH {
+                let m = if i == 0 {
+                    json!({"event": "message", "channel": "room.1", "data": format!("a{k}")})
+                } else {
+                    json!({"command": "broadcast_to_channel", "channel": "room.1", "message": format!("b{k}")})
+                };
+                ws.send(tungstenite::Message::Text(m.to_string())).unwrap();
+            }
+            ws.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
         }));
     }
     for p in publishers {
@@ -217,39 +211,9 @@ fn a_recovery_finds_exactly_what_was_missed_while_publishers_go_on() {
             assert_eq!(http.request(&api::command(&body.to_string())).status, 200);
         }
     });
-    let mut seen: Vec<u64> = Vec::new();
-    let mut since: Option<(u64, String)> = None;
-    let deadline = Instant::now() + 6 * WAIT;
-    let mut round = 0;
-    while seen.last().copied() != Some(TOTAL) {
-        assert!(Instant::now() < deadline, "stuck at {:?}", seen.last());
-        // Alternate the nodes: each recovery reads Redis while publications arrive.
-        let d = if round % 2 == 0 { &a } else { &b };
-        round += 1;
-        let (mut ws, _) = d.client();
-        let sub = subscribe(
-            &mut ws,
-            "room.s",
-            since.as_ref().map(|(o, e)| (*o, e.as_str())),
-        );
-        if since.is_some() {
-            assert_eq!(sub["recovered"], true, "{sub}");
-        }
-        let epoch = sub["epoch"].as_str().unwrap().to_owned();
-        if since.is_none() {
-            since = Some((sub["offset"].as_u64().unwrap(), epoch.clone()));
-        }
-        for _ in 0..9 {
-            if seen.last().copied() == Some(TOTAL) {
-                break;
-            }
-            let v = recv_json(&mut ws);
-            let offset = v["offset"].as_u64().unwrap();
-            assert_eq!(v["data"], offset);
-            seen.push(offset);
-            since = Some((offset, epoch.clone()));
-        }
-    }
+    // Alternate the nodes: each recovery reads Redis while publications arrive.
+    let nodes = [&a, &b];
+    let seen = follow_with_cuts(|round| nodes[round % 2].client().0, "room.s", TOTAL, 9);
     publisher.join().unwrap();
     let first = seen[0];
     assert_eq!(

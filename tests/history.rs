@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::time::Instant;
-
 use common::api::{self, API_KEY};
-use common::history::{channel_data, config, history, namespace, offsets, publish, subscribe};
+use common::history::{
+    channel_data, config, follow_with_cuts, history, namespace, offsets, publish, subscribe,
+};
 use common::msg::until_pong;
-use common::{pusher, recv_json, recv_text, send_json, Daemon, WAIT};
+use common::{pusher, recv_json, recv_text, send_json, Daemon};
 use serde_json::{json, Value};
 
 fn pusher_table() -> String {
@@ -161,37 +161,7 @@ fn recovery_seams_lose_nothing_and_repeat_nothing_under_a_live_publisher() {
             assert_eq!(r.status, 200);
         }
     });
-    let mut seen: Vec<u64> = Vec::new();
-    let mut since: Option<(u64, String)> = None;
-    let deadline = Instant::now() + 6 * WAIT;
-    while seen.last().copied() != Some(TOTAL) {
-        assert!(Instant::now() < deadline, "stuck at {:?}", seen.last());
-        let (mut ws, _) = d.client();
-        let sub = subscribe(
-            &mut ws,
-            "room.s",
-            since.as_ref().map(|(o, e)| (*o, e.as_str())),
-        );
-        if since.is_some() {
-            assert_eq!(sub["recovered"], true, "{sub}");
-        }
-        let epoch = sub["epoch"].as_str().unwrap().to_owned();
-        // Read a few (replayed or live), then drop the connection.
-        for _ in 0..7 {
-            if seen.last().copied() == Some(TOTAL) {
-                break;
-            }
-            let v = recv_json(&mut ws);
-            assert_eq!(v["epoch"], epoch.as_str());
-            let offset = v["offset"].as_u64().unwrap();
-            assert_eq!(v["data"], offset, "data and offset agree");
-            seen.push(offset);
-            since = Some((offset, epoch.clone()));
-        }
-        if since.is_none() {
-            since = Some((sub["offset"].as_u64().unwrap(), epoch));
-        }
-    }
+    let seen = follow_with_cuts(|_| d.client().0, "room.s", TOTAL, 7);
     publisher.join().unwrap();
     // The first subscribe may have come after a few publications: from there on, all.
     let first = seen[0];

@@ -21,29 +21,19 @@ use super::history::{
 use super::resp::Value;
 use super::{Cluster, Query};
 use crate::history::{Read, Retention};
-use crate::router::{ChannelExtras, Frame, Outbox, Router};
-
-/// A publication on a history channel, as the router hands it over.
-pub(super) struct Outgoing {
-    pub channel: String,
-    pub json: String,
-    pub frame: Frame,
-    pub except: Option<String>,
-    pub user: Option<String>,
-    pub keep: Retention,
-}
+use crate::router::{ChannelExtras, HistoryPublication, Outbox, Router};
 
 impl Cluster {
     /// Sends a publication to Redis to be numbered, stored and published; delivered here at
     /// once, unstored, when it cannot be.
     pub(super) fn history_publish(
         &mut self,
-        publication: Outgoing,
+        publication: HistoryPublication,
         router: &mut Router,
         out: &mut impl Outbox,
         now: Instant,
     ) {
-        let Outgoing {
+        let HistoryPublication {
             channel,
             json,
             frame,

@@ -297,23 +297,8 @@ impl Cluster {
                     self.publish_control(Body::Presence);
                 }
                 // SPEC 16: history in Redis (`history_ops.rs`).
-                ClusterOut::HistoryPublish {
-                    channel,
-                    json,
-                    frame,
-                    except,
-                    user,
-                    keep,
-                } => {
-                    let publication = history_ops::Outgoing {
-                        channel,
-                        json,
-                        frame,
-                        except,
-                        user,
-                        keep,
-                    };
-                    self.history_publish(publication, router, out, now);
+                ClusterOut::HistoryPublish(publication) => {
+                    self.history_publish(publication, router, out, now)
                 }
                 ClusterOut::HistoryRead {
                     tag,

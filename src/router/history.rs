@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 
 use super::dialect::ChannelEvent;
 use super::history_cluster::Reads;
+use super::remote::payload;
 use super::wire::{self, ErrorCode, Incoming, Out, Outgoing, Reject};
 use super::{channel_name, ApiError, ConnId, Frame, Outbox, Router};
 use crate::history::{Position, Query, Recovery, Retention, Since, Store, MAX_LIMIT};
@@ -184,31 +185,40 @@ pub(super) fn parse_since(field: Option<&RawValue>) -> Result<Option<Since>, Rej
 /// A non-negative integer (digits only: no sign, fraction or exponent); `u64::MAX` for one
 /// too large to hold.
 fn offset_of(raw: &RawValue) -> Option<u64> {
-    let text = raw.get();
+    digits(raw.get())
+}
+
+/// Digits only: their value, `u64::MAX` for one too large to hold.
+fn digits(text: &str) -> Option<u64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     Some(text.parse().unwrap_or(u64::MAX))
 }
 
-/// A `history` request's `limit` (1 to 100, default 100) and `since` (an offset).
-pub(super) fn parse_query(msg: &Incoming<'_>) -> Result<Query, Reject> {
-    let limit = match msg.limit {
+/// `limit` (1 to 100, default 100) and `since` (an offset) of a `history` request, each
+/// absent, or read as digits (`Some(None)`: it is not).
+fn query_of(limit: Option<Option<u64>>, since: Option<Option<u64>>) -> Result<Query, &'static str> {
+    let limit = match limit {
         None => MAX_LIMIT,
-        Some(raw) => offset_of(raw)
+        Some(n) => n
             .and_then(|n| usize::try_from(n).ok())
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| Reject::bad_request("`limit` must be an integer from 1 to 100"))?,
+            .ok_or("`limit` must be an integer from 1 to 100")?,
     };
-    match msg.since {
+    match since {
         None => Ok(Query::Newest(limit)),
-        Some(raw) => {
-            let since = offset_of(raw).ok_or_else(|| {
-                Reject::bad_request("`since` of a history request must be a non-negative integer")
-            })?;
+        Some(since) => {
+            let since =
+                since.ok_or("`since` of a history request must be a non-negative integer")?;
             Ok(Query::After { since, limit })
         }
     }
+}
+
+/// A `history` request's `limit` and `since` ([`query_of`]).
+pub(super) fn parse_query(msg: &Incoming<'_>) -> Result<Query, Reject> {
+    query_of(msg.limit.map(offset_of), msg.since.map(offset_of)).map_err(Reject::bad_request)
 }
 
 /// Reads `limit` and `since` of `GET /api/channels/{name}/history?limit=N&since=OFFSET` (the
@@ -222,35 +232,17 @@ pub fn parse_api_query(query: Option<&str>) -> Result<Query, ApiError> {
         .filter(|p| !p.is_empty())
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "limit" if limit.is_none() => limit = Some(value),
-            "since" if since.is_none() => since = Some(value),
-            "limit" | "since" => {
-                return Err(ApiError::bad_request(format!("`{key}` is given twice")))
-            }
-            _ => {}
+        let slot = match key {
+            "limit" => &mut limit,
+            "since" => &mut since,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::bad_request(format!("`{key}` is given twice")));
         }
+        *slot = Some(digits(value));
     }
-    let number = |text: &str| -> Option<u64> {
-        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| text.parse().unwrap_or(u64::MAX))
-    };
-    let limit = match limit {
-        None => MAX_LIMIT,
-        Some(text) => number(text)
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_request("`limit` must be an integer from 1 to 100"))?,
-    };
-    match since {
-        None => Ok(Query::Newest(limit)),
-        Some(text) => {
-            let since = number(text).ok_or_else(|| {
-                ApiError::bad_request("`since` must be a non-negative integer (an offset)")
-            })?;
-            Ok(Query::After { since, limit })
-        }
-    }
+    query_of(limit, since).map_err(ApiError::bad_request)
 }
 
 /// One publication of a `history` answer: `{"offset":N,"data":D,"client_id":S}`
@@ -304,17 +296,6 @@ pub(super) fn answer(channel: &str, position: &Position, payloads: &[&[u8]]) -> 
         offset: position.offset,
         epoch: &position.epoch,
     })
-}
-
-/// The JSON payload of a frame the server built (RFC 6455 section 5.2).
-pub(super) fn payload(frame: &[u8]) -> &[u8] {
-    let start = match frame.get(1).map(|b| b & 0x7f) {
-        Some(126) => 4,
-        Some(127) => 10,
-        Some(_) => 2,
-        None => return &[],
-    };
-    frame.get(start..).unwrap_or_default()
 }
 
 /// A channel without history: what a `history` request gets (SPEC section 16).
@@ -378,14 +359,15 @@ impl Router {
                 let except = remote_except
                     .map(str::to_owned)
                     .or_else(|| except.and_then(|c| self.aliases.name_of(c).map(str::to_owned)));
-                self.publish(|| super::ClusterOut::HistoryPublish {
+                let publication = super::HistoryPublication {
                     channel: event.channel.to_owned(),
                     json: plain.json,
                     frame: plain.frame,
                     except,
                     user: event.user_id.map(str::to_owned),
                     keep,
-                });
+                };
+                self.publish(|| super::ClusterOut::HistoryPublish(publication));
                 Published::Elsewhere
             }
             Mode::Cluster(_) => {

@@ -29,7 +29,7 @@ use super::history::{self as router_history, Answer, SubscribedFields};
 use super::ids::ClientId;
 use super::remote::ChannelExtras;
 use super::wire::Reject;
-use super::{deliver, ApiError, ClusterOut, ConnId, Frame, Outbox, Router};
+use super::{ApiError, ClusterOut, ConnId, Frame, Outbox, Router};
 use crate::history::{Query, Read, Retention, Since, Snapshot};
 
 /// Reads waiting for Redis at most, in all.
@@ -140,24 +140,22 @@ impl Router {
                 replay: Vec::new(),
             })
         };
-        let (Some(reads), Some(client)) = (self.history.reads(), client) else {
+        let Some(client) = client else {
             return unknown();
         };
-        if !reads.up || reads.full() {
-            return unknown();
-        }
-        let tag = reads.tag();
         let channel: Rc<str> = channel.into();
-        reads.pending.insert(
-            tag,
-            Pending::Subscribe {
-                conn,
-                client,
-                channel: Rc::clone(&channel),
-                recover,
-            },
-        );
-        let seams = reads.seams.entry(Rc::clone(&channel)).or_default();
+        let pending = Pending::Subscribe {
+            conn,
+            client,
+            channel: Rc::clone(&channel),
+            recover,
+        };
+        let read = since.map_or(Read::Position, Read::Recover);
+        let Some(tag) = self.ask(pending, &channel, read, keep, max_bytes) else {
+            return unknown();
+        };
+        let reads = self.history.reads()?;
+        let seams = reads.seams.entry(channel).or_default();
         seams.retain(|s| s.conn != conn);
         seams.push(Seam {
             conn,
@@ -167,14 +165,6 @@ impl Router {
                 bytes: 0,
                 dropped: None,
             },
-        });
-        let read = since.map_or(Read::Position, Read::Recover);
-        self.publish(|| ClusterOut::HistoryRead {
-            tag,
-            channel: channel.to_string(),
-            read,
-            keep,
-            max_bytes,
         });
         None
     }
@@ -188,30 +178,17 @@ impl Router {
         keep: Retention,
         max_bytes: usize,
     ) -> Result<(), Reject> {
-        let client = self.clients.get(&conn).map(|c| c.id);
-        let (Some(reads), Some(client)) = (self.history.reads(), client) else {
+        let Some(client) = self.clients.get(&conn).map(|c| c.id) else {
             return Err(Router::unavailable(channel));
         };
-        if !reads.up || reads.full() {
-            return Err(Router::unavailable(channel));
-        }
-        let tag = reads.tag();
-        reads.pending.insert(
-            tag,
-            Pending::Request {
-                conn,
-                client,
-                channel: channel.into(),
-            },
-        );
-        self.publish(|| ClusterOut::HistoryRead {
-            tag,
-            channel: channel.to_owned(),
-            read: Read::Query(query),
-            keep,
-            max_bytes,
-        });
-        Ok(())
+        let pending = Pending::Request {
+            conn,
+            client,
+            channel: channel.into(),
+        };
+        self.ask(pending, channel, Read::Query(query), keep, max_bytes)
+            .map(drop)
+            .ok_or_else(|| Router::unavailable(channel))
     }
 
     /// Asks Redis for the HTTP API's `history`; its tag.
@@ -222,29 +199,48 @@ impl Router {
         keep: Retention,
     ) -> Result<u64, ApiError> {
         let unavailable = || ApiError::from(Router::unavailable(channel));
-        let Some(reads) = self.history.reads() else {
-            return Err(unavailable());
-        };
-        if !reads.up || reads.full() || reads.api_reads >= MAX_API_READS {
+        if self
+            .history
+            .reads_ref()
+            .is_some_and(|r| r.api_reads >= MAX_API_READS)
+        {
             return Err(unavailable());
         }
+        let pending = Pending::Api {
+            channel: channel.into(),
+        };
+        // An HTTP answer is not bounded by a client's send buffer.
+        self.ask(pending, channel, Read::Query(query), keep, usize::MAX)
+            .ok_or_else(unavailable)
+    }
+
+    /// Sends `read` for `pending`; its tag, or `None` when Redis cannot be asked or too many
+    /// reads wait.
+    fn ask(
+        &mut self,
+        pending: Pending,
+        channel: &str,
+        read: Read,
+        keep: Retention,
+        max_bytes: usize,
+    ) -> Option<u64> {
+        let reads = self.history.reads()?;
+        if !reads.up || reads.full() {
+            return None;
+        }
         let tag = reads.tag();
-        reads.api_reads += 1;
-        reads.pending.insert(
-            tag,
-            Pending::Api {
-                channel: channel.into(),
-            },
-        );
+        if let Pending::Api { .. } = pending {
+            reads.api_reads += 1;
+        }
+        reads.pending.insert(tag, pending);
         self.publish(|| ClusterOut::HistoryRead {
             tag,
             channel: channel.to_owned(),
-            read: Read::Query(query),
+            read,
             keep,
-            // An HTTP answer is not bounded by a client's send buffer.
-            max_bytes: usize::MAX,
+            max_bytes,
         });
-        Ok(tag)
+        Some(tag)
     }
 
     /// Redis's answer to read `tag` (`None`: it failed, or took too long).
@@ -487,30 +483,8 @@ impl Router {
         extras: ChannelExtras<'_>,
         out: &mut impl Outbox,
     ) {
-        if !self.channels.has_members(channel) {
-            return;
-        }
         let frame = frame_of(json);
-        let held = self.hold_for_seams(channel, Some((offset, epoch)), &frame);
-        let skip = extras.except.and_then(|name| self.aliases.get(name));
-        let msg = super::wire::Outgoing {
-            json: if self.handler.observes_send() {
-                String::from_utf8_lossy(json).into_owned()
-            } else {
-                String::new()
-            },
-            frame,
-        };
-        deliver(
-            &self.clients,
-            &mut *self.handler,
-            &msg,
-            self.channels
-                .members(channel)
-                .filter(|c| Some(*c) != skip && !held.contains(c)),
-            out,
-        );
-        self.remote_channel_foreign(channel, json, skip, extras.user, out);
+        self.remote_frame(channel, &frame, Some((offset, epoch)), extras, out);
     }
 
     /// How many reads wait for Redis (tests, metrics).

@@ -57,7 +57,7 @@ pub use self::history::{parse_api_query, ApiHistory};
 pub use self::namespaces::{
     Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
 };
-pub use self::remote::{ChannelExtras, ClusterOut};
+pub use self::remote::{ChannelExtras, ClusterOut, HistoryPublication};
 pub use self::replica::NodeId;
 
 use self::aliases::Aliases;

@@ -67,16 +67,8 @@ pub enum ClusterOut {
     /// The `presence` command: every node sends presence now.
     Presence,
     /// A publication on a history channel, for Redis to number, store and publish to every
-    /// node (SPEC section 16): its Rakit frame's JSON without offset and epoch, that frame (for
-    /// local delivery if Redis cannot take it), and what travels beside it.
-    HistoryPublish {
-        channel: String,
-        json: String,
-        frame: Frame,
-        except: Option<String>,
-        user: Option<String>,
-        keep: Retention,
-    },
+    /// node (SPEC section 16).
+    HistoryPublish(HistoryPublication),
     /// Read `tag` of a history channel's stream; answered with [`Router::history_reply`].
     HistoryRead {
         tag: u64,
@@ -92,6 +84,19 @@ pub enum ClusterOut {
     /// Every node closes its connections signed in as `user` (Pusher's
     /// `terminate_connections`; see [`Router::terminate_everywhere`]).
     Terminate { user: String },
+}
+
+/// A publication on a history channel on its way to Redis (SPEC section 16): its Rakit frame's
+/// JSON without offset and epoch, that frame (for local delivery if Redis cannot take it), what
+/// travels beside it, and how much of the channel is kept.
+#[derive(Debug, Clone)]
+pub struct HistoryPublication {
+    pub channel: String,
+    pub json: String,
+    pub frame: Frame,
+    pub except: Option<String>,
+    pub user: Option<String>,
+    pub keep: Retention,
 }
 
 /// What travels beside a channel frame from another node.
@@ -229,14 +234,26 @@ impl Router {
         extras: ChannelExtras<'_>,
         out: &mut impl Outbox,
     ) {
+        self.remote_frame(channel, frame, None, extras, out);
+    }
+
+    /// [`Router::remote_channel`] for a frame that may carry a history channel's `stamp`
+    /// (offset and epoch): subscribers waiting for their position get it later (SPEC 16,
+    /// `history_cluster.rs`), also one without (delivered while Redis was down).
+    pub(super) fn remote_frame(
+        &mut self,
+        channel: &str,
+        frame: &[u8],
+        stamp: Option<(u64, &str)>,
+        extras: ChannelExtras<'_>,
+        out: &mut impl Outbox,
+    ) {
         if !self.channels.has_members(channel) {
             return;
         }
         let skip = extras.except.and_then(|name| self.aliases.get(name));
         let msg = outgoing(frame, &*self.handler);
-        // SPEC 16: held for subscribers waiting for their position (a history channel's
-        // publication while Redis was down).
-        let held = self.hold_for_seams(channel, None, &msg.frame);
+        let held = self.hold_for_seams(channel, stamp, &msg.frame);
         deliver(
             &self.clients,
             &mut *self.handler,
@@ -513,7 +530,7 @@ fn outgoing(frame: &[u8], handler: &dyn crate::events::Handler) -> Outgoing {
 }
 
 /// The payload of an unmasked frame the server built (RFC 6455 section 5.2).
-fn payload(frame: &[u8]) -> &[u8] {
+pub(super) fn payload(frame: &[u8]) -> &[u8] {
     let start = match frame.get(1).map(|b| b & 0x7f) {
         Some(126) => 4,
         Some(127) => 10,

@@ -76,3 +76,53 @@ pub fn offsets(frames: &[Value]) -> Vec<u64> {
         .map(|v| v["offset"].as_u64().unwrap())
         .collect()
 }
+
+/// A subscriber of `channel` that drops its connection after every `per` publications it
+/// reads and resubscribes with `since` on the connection `connect(round)` gives, until it has
+/// read offset `total`; every resubscribe must be recovered, and each publication's `data` be
+/// its offset. The offsets it read, in order.
+#[track_caller]
+pub fn follow_with_cuts(
+    mut connect: impl FnMut(usize) -> Client,
+    channel: &str,
+    total: u64,
+    per: usize,
+) -> Vec<u64> {
+    let mut seen: Vec<u64> = Vec::new();
+    let mut since: Option<(u64, String)> = None;
+    let deadline = std::time::Instant::now() + 6 * super::WAIT;
+    let mut round = 0;
+    while seen.last().copied() != Some(total) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stuck at {:?}",
+            seen.last()
+        );
+        let mut ws = connect(round);
+        round += 1;
+        let sub = subscribe(
+            &mut ws,
+            channel,
+            since.as_ref().map(|(o, e)| (*o, e.as_str())),
+        );
+        if since.is_some() {
+            assert_eq!(sub["recovered"], true, "{sub}");
+        }
+        let epoch = sub["epoch"].as_str().unwrap().to_owned();
+        if since.is_none() {
+            since = Some((sub["offset"].as_u64().unwrap(), epoch.clone()));
+        }
+        for _ in 0..per {
+            if seen.last().copied() == Some(total) {
+                break;
+            }
+            let v = recv_json(&mut ws);
+            assert_eq!(v["epoch"], epoch.as_str(), "{v}");
+            let offset = v["offset"].as_u64().unwrap();
+            assert_eq!(v["data"], offset, "data and offset agree");
+            seen.push(offset);
+            since = Some((offset, epoch.clone()));
+        }
+    }
+    seen
+}
