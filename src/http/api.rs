@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::{response, HttpCtx, KeepAlive};
 use crate::metrics;
-use crate::router::ApiError;
+use crate::router::{ApiError, ApiHistory};
 
 /// Most commands in one `POST /api/commands` array (SPEC section 8).
 pub const MAX_BATCH: usize = 100;
@@ -52,7 +52,7 @@ impl Reply {
         }
     }
 
-    pub(super) fn json(status: u16, body: String) -> Reply {
+    fn json(status: u16, body: String) -> Reply {
         Reply::new(status, JSON, body.into_bytes())
     }
 
@@ -147,7 +147,14 @@ pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> R
                 Some(_) if !get => method_not_allowed(true, "GET"),
                 // SPEC 16 (the name before it may hold `/`; `%2F` names a channel that ends so).
                 Some(rest) if rest.ends_with(super::history::SUFFIX) => {
-                    super::history::history(rest, head.query.as_deref(), ctx)
+                    match super::history::history(rest, head.query.as_deref(), ctx.router) {
+                        Ok(ApiHistory::Ready(json)) => Reply::json(200, json),
+                        Ok(ApiHistory::Later(tag)) => Reply {
+                            later: Some(tag),
+                            ..Reply::json(200, String::new())
+                        },
+                        Err(e) => api_error(&e),
+                    }
                 }
                 Some(name) => channel(name, ctx),
                 None => not_found(true),
@@ -259,7 +266,22 @@ fn commands(body: &[u8], ctx: &mut HttpCtx<'_>) -> Reply {
     Reply::json(200, results)
 }
 
-pub(super) fn api_error(e: &ApiError) -> Reply {
+/// Writes the answer of a history request that waited for Redis (`history.rs`), and counts it.
+pub fn write_later(
+    answer: Result<String, ApiError>,
+    keep: KeepAlive,
+    metrics: &mut crate::metrics::Metrics,
+    out: &mut Vec<u8>,
+) {
+    let reply = match answer {
+        Ok(json) => Reply::json(200, json),
+        Err(e) => api_error(&e),
+    };
+    metrics.api_requests.incr(reply.status);
+    reply.write(out, keep);
+}
+
+fn api_error(e: &ApiError) -> Reply {
     Reply::json(e.status, failure(e.code, &e.message))
 }
 

@@ -39,8 +39,8 @@ use std::time::Instant;
 
 use rakit_protocol::Request;
 
+pub use self::api::write_later;
 pub use self::body::{BodyError, KeepAlive};
-pub use self::history::write_later;
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
 use crate::router::{Outbox, Router};

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use super::authorize::forbidden;
 use super::dialect::Dialect;
 use super::entry::{ChannelMember, MAX_INFO_LEN};
-use super::history::SubscribedFields;
+use super::history_wire::SubscribedFields;
 use super::members::{Change, Members};
 use super::wire::{self, ErrorCode, Out, Outgoing, PublicUser, Reject};
 use super::{channel_name, ConnId, Outbox, Router};

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::channels::TooManyChannels;
 use super::dialect::{ChannelEvent, Dialect, Foreign};
 use super::entry::{ChannelMember, Subscription};
-use super::history::Published;
+use super::history_state::Published;
 use super::members::Change;
 use super::wire::{Out, Outgoing};
 use super::{Client, ClusterOut, ConnId, Frame, Outbox, Router};

@@ -22,88 +22,15 @@
 //! requests); what is held for one subscriber is at most `max_send_buffer` bytes (beyond it,
 //! it is dropped and the subscribe answered `recovered: false` at the newest offset it saw).
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::history::{self as router_history, Answer, SubscribedFields};
+use super::history_state::{Pending, Seam, SeamState, MAX_API_READS};
+use super::history_wire::{self, unavailable, Answer, SubscribedFields};
 use super::ids::ClientId;
 use super::remote::ChannelExtras;
 use super::wire::Reject;
 use super::{ApiError, ClusterOut, ConnId, Frame, Outbox, Router};
 use crate::history::{Query, Read, Retention, Since, Snapshot};
-
-/// Reads waiting for Redis at most, in all.
-pub const MAX_READS: usize = 16 * 1024;
-/// HTTP requests among them at most.
-pub const MAX_API_READS: usize = 1024;
-
-/// What a read is for.
-#[derive(Debug)]
-enum Pending {
-    /// A subscribe's position, or its recovery (`since`).
-    Subscribe {
-        conn: ConnId,
-        client: ClientId,
-        channel: Rc<str>,
-        recover: bool,
-    },
-    /// A `history` request from a client.
-    Request {
-        conn: ConnId,
-        client: ClientId,
-        channel: Rc<str>,
-    },
-    /// `GET /api/channels/{name}/history`.
-    Api { channel: Rc<str> },
-}
-
-/// A publication held for a subscriber: its offset and epoch (none while Redis is down) and
-/// its frame.
-type Held = (Option<(u64, Rc<str>)>, Frame);
-
-/// One subscriber between its subscribe and the live stream (see the module docs).
-#[derive(Debug)]
-struct Seam {
-    conn: ConnId,
-    state: SeamState,
-}
-
-#[derive(Debug)]
-enum SeamState {
-    /// Redis has not answered read `tag` yet: publications are held.
-    Waiting {
-        tag: u64,
-        held: Vec<Held>,
-        bytes: usize,
-        /// More than `max_send_buffer` was held: dropped, and the newest offset among it.
-        dropped: Option<Option<(u64, Rc<str>)>>,
-    },
-    /// Answered at `offset` of `epoch`: later copies of what it carried are skipped.
-    Floor { epoch: Rc<str>, offset: u64 },
-}
-
-/// The router's reads of Redis (see the module docs).
-#[derive(Debug, Default)]
-pub(crate) struct Reads {
-    /// Redis can be asked (the cluster module says so).
-    pub(super) up: bool,
-    next_tag: u64,
-    pending: HashMap<u64, Pending>,
-    api_reads: usize,
-    seams: HashMap<Rc<str>, Vec<Seam>>,
-    answers: Vec<(u64, Result<String, ApiError>)>,
-}
-
-impl Reads {
-    fn tag(&mut self) -> u64 {
-        self.next_tag += 1;
-        self.next_tag
-    }
-
-    fn full(&self) -> bool {
-        self.pending.len() >= MAX_READS
-    }
-}
 
 /// The frame of a publication's JSON as Redis holds it.
 fn frame_of(json: &[u8]) -> Frame {
@@ -179,7 +106,7 @@ impl Router {
         max_bytes: usize,
     ) -> Result<(), Reject> {
         let Some(client) = self.clients.get(&conn).map(|c| c.id) else {
-            return Err(Router::unavailable(channel));
+            return Err(unavailable(channel));
         };
         let pending = Pending::Request {
             conn,
@@ -188,7 +115,7 @@ impl Router {
         };
         self.ask(pending, channel, Read::Query(query), keep, max_bytes)
             .map(drop)
-            .ok_or_else(|| Router::unavailable(channel))
+            .ok_or_else(|| unavailable(channel))
     }
 
     /// Asks Redis for the HTTP API's `history`; its tag.
@@ -198,7 +125,7 @@ impl Router {
         query: Query,
         keep: Retention,
     ) -> Result<u64, ApiError> {
-        let unavailable = || ApiError::from(Router::unavailable(channel));
+        let unavailable = || ApiError::from(unavailable(channel));
         if self
             .history
             .reads_ref()
@@ -269,7 +196,7 @@ impl Router {
                         let payloads: Vec<&[u8]> = stored.iter().map(|p| &p.json[..]).collect();
                         self.send_history(conn, &channel, &snap.position, &payloads, out)
                     }
-                    None => Err(Router::unavailable(&channel)),
+                    None => Err(unavailable(&channel)),
                 };
                 if let Err(reject) = result {
                     self.send_error(conn, &reject, out);
@@ -280,11 +207,11 @@ impl Router {
                     Some(snap) => {
                         let stored = snap.publications.unwrap_or_default();
                         let payloads: Vec<&[u8]> = stored.iter().map(|p| &p.json[..]).collect();
-                        let json = router_history::answer(&channel, &snap.position, &payloads)
+                        let json = history_wire::answer(&channel, &snap.position, &payloads)
                             .map(|e| e.json);
                         Ok(json.unwrap_or_default())
                     }
-                    None => Err(ApiError::from(Router::unavailable(&channel))),
+                    None => Err(ApiError::from(unavailable(&channel))),
                 };
                 if let Some(reads) = self.history.reads() {
                     reads.api_reads -= 1;

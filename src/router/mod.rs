@@ -25,6 +25,8 @@ mod entry;
 mod fanout;
 mod history;
 mod history_cluster;
+mod history_state;
+mod history_wire;
 mod ids;
 mod members;
 mod namespaces;
@@ -53,7 +55,7 @@ pub use self::entry::{
     is_plausible_channel, ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN,
     MAX_USER_LEN,
 };
-pub use self::history::{parse_api_query, ApiHistory};
+pub use self::history_wire::{parse_api_query, ApiHistory};
 pub use self::namespaces::{
     Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
 };
@@ -197,7 +199,7 @@ pub struct Router {
     /// Encodes for clients of the other dialect, and keeps its channels.
     foreign: Option<Foreign>,
     /// Channel history and recovery (SPEC section 16, `history.rs`).
-    history: history::History,
+    history: history_state::History,
 }
 
 impl fmt::Debug for Router {
@@ -215,7 +217,7 @@ impl Router {
     /// it something that differs between runs (time, pid).
     pub fn new(config: RouterConfig, handler: Box<dyn Handler>, seed: u64) -> Router {
         let any_history = config.namespaces.iter().any(Namespace::has_history);
-        let history = history::History::new(
+        let history = history_state::History::new(
             config.history_max_memory,
             config.max_send_buffer,
             // The process's epoch: another value than the client ids' seed.
@@ -536,7 +538,7 @@ impl Router {
                     .on(&channel));
                 }
                 // SPEC 16: a malformed `since` changes nothing.
-                let since = history::parse_since(msg.since)?;
+                let since = history_wire::parse_since(msg.since)?;
                 // Its namespace's rule, presence, the subscription and the reply.
                 self.subscribe_event(conn, &channel, msg.token, since, now, out)?;
             }

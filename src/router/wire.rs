@@ -351,7 +351,8 @@ pub(crate) enum Out<'a> {
     /// The answer to `{"event":"history",...}` (SPEC section 16).
     History {
         channel: &'a str,
-        publications: super::history::Publications<'a>,
+        /// `[{"offset":N,"data":D,"client_id":S}...]`, written by `history_wire.rs`.
+        publications: &'a RawValue,
         offset: u64,
         epoch: &'a str,
     },
