@@ -24,7 +24,7 @@
 
 use std::rc::Rc;
 
-use super::history_state::{Pending, Seam, SeamState, MAX_API_READS};
+use super::history_state::{Pending, Seam, SeamState, MAX_API_READS, MAX_REQUESTS_PER_CONN};
 use super::history_wire::{self, unavailable, Answer, SubscribedFields};
 use super::ids::ClientId;
 use super::remote::ChannelExtras;
@@ -108,6 +108,20 @@ impl Router {
         let Some(client) = self.clients.get(&conn).map(|c| c.id) else {
             return Err(unavailable(channel));
         };
+        let Some(reads) = self.history.reads_ref().filter(|r| r.up) else {
+            return Err(unavailable(channel));
+        };
+        if reads
+            .requests
+            .get(&conn)
+            .is_some_and(|&n| n >= MAX_REQUESTS_PER_CONN)
+        {
+            return Err(Reject::new(
+                super::wire::ErrorCode::BadRequest,
+                "too many history requests waiting: wait for their answers",
+            )
+            .on(channel));
+        }
         let pending = Pending::Request {
             conn,
             client,
@@ -156,8 +170,10 @@ impl Router {
             return None;
         }
         let tag = reads.tag();
-        if let Pending::Api { .. } = pending {
-            reads.api_reads += 1;
+        match &pending {
+            Pending::Api { .. } => reads.api_reads += 1,
+            Pending::Request { conn, .. } => *reads.requests.entry(*conn).or_default() += 1,
+            Pending::Subscribe { .. } => {}
         }
         reads.pending.insert(tag, pending);
         self.publish(|| ClusterOut::HistoryRead {
@@ -187,6 +203,14 @@ impl Router {
                 client,
                 channel,
             } => {
+                if let Some(reads) = self.history.reads() {
+                    if let Some(n) = reads.requests.get_mut(&conn) {
+                        *n -= 1;
+                        if *n == 0 {
+                            reads.requests.remove(&conn);
+                        }
+                    }
+                }
                 if !self.clients.get(&conn).is_some_and(|c| c.id == client) {
                     return;
                 }

@@ -103,6 +103,9 @@ pub(super) enum Published {
 pub const MAX_READS: usize = 16 * 1024;
 /// HTTP requests among them at most.
 pub const MAX_API_READS: usize = 1024;
+/// `history` requests of one connection waiting at most (its subscribes are bounded by its
+/// subscribe budget): one client cannot take every read for itself.
+pub const MAX_REQUESTS_PER_CONN: u16 = 16;
 
 /// What a read is for.
 #[derive(Debug)]
@@ -157,6 +160,8 @@ pub(crate) struct Reads {
     pub(super) next_tag: u64,
     pub(super) pending: HashMap<u64, Pending>,
     pub(super) api_reads: usize,
+    /// `history` requests waiting, by connection.
+    pub(super) requests: HashMap<ConnId, u16>,
     pub(super) seams: HashMap<Rc<str>, Vec<Seam>>,
     pub(super) answers: Vec<(u64, Result<String, ApiError>)>,
 }

@@ -356,6 +356,26 @@ fn history_requests_and_the_api_wait_for_redis() {
     assert_eq!(answers.len(), 1);
     let body: Value = serde_json::from_str(answers[0].1.as_ref().unwrap()).unwrap();
     assert_eq!(body["publications"][0]["data"], 40);
+    // One connection may not have more than 16 history requests waiting.
+    let ask = json!({"event": "history", "channel": "h.1"}).to_string();
+    for _ in 0..16 {
+        h.text(1, &ask);
+    }
+    assert!(h.take().is_empty());
+    let waiting = reads(&mut h);
+    assert_eq!(waiting.len(), 16);
+    h.text(1, &ask);
+    let e = &h.take()[0].1;
+    assert_eq!(
+        (e["code"].clone(), e["channel"].clone()),
+        (json!("bad_request"), json!("h.1"))
+    );
+    assert!(reads(&mut h).is_empty());
+    // An answer frees a place.
+    h.router.history_reply(waiting[0].0, None, &mut h.out);
+    h.take();
+    h.text(1, &ask);
+    assert_eq!(reads(&mut h).len(), 1);
     // Redis down: unavailable at once, 503 for the API.
     h.router.set_history_up(false);
     h.text(1, r#"{"event":"history","channel":"h.1"}"#);
