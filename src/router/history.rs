@@ -23,11 +23,11 @@ use crate::history::{Query, Recovery, Retention, Since, Store};
 
 impl Router {
     /// The retention of `channel`, if it is a history channel.
+    /// The namespaces' history settings are those of the start (SPEC 18: a reload does not
+    /// change them), so a reload's new rules do not start or stop a channel's history.
     pub(super) fn retention(&self, channel: &str) -> Option<Retention> {
-        if !self.history.any {
-            return None;
-        }
-        let namespace = self.namespace_of(channel);
+        let namespaces = self.history.namespaces.as_ref()?;
+        let namespace = namespaces.of(channel);
         namespace.has_history().then_some(Retention {
             size: namespace.history_size,
             ttl: namespace.history_ttl,
@@ -146,6 +146,13 @@ impl Router {
     ) -> Result<(), Reject> {
         let channel = channel_name(msg.channel)?;
         let query = parse_query(msg)?;
+        // The other dialect's authorized channels are read by its subscribers only.
+        if self.protected(&channel) {
+            return Err(super::authorize::forbidden(
+                &channel,
+                "this channel needs Pusher channel authorization (connect to /app/{key})",
+            ));
+        }
         if !self.channels.is_member(conn, &channel) {
             if msg.token.is_some() {
                 self.spend_subscribes(conn, 1, now)?;

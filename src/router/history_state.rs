@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::ids::ClientId;
 use super::wire::Outgoing;
-use super::{ApiError, ConnId, Frame};
+use super::{ApiError, ConnId, Frame, Namespace, Namespaces};
 use crate::history::Store;
 
 /// Where the router's streams are.
@@ -24,8 +24,9 @@ pub(super) enum Mode {
 #[derive(Debug)]
 pub(crate) struct History {
     pub(super) mode: Mode,
-    /// Some namespace keeps history (else a publication does not even look).
-    pub(super) any: bool,
+    /// The namespaces as they were at the start, when some keeps history (else a publication
+    /// does not even look).
+    pub(super) namespaces: Option<Rc<Namespaces>>,
     /// A replay, or a `history` answer, over this many bytes is refused (`max_send_buffer`).
     pub(super) max_bytes: usize,
     /// The time of a publication (the router's calls that publish carry none).
@@ -33,10 +34,16 @@ pub(crate) struct History {
 }
 
 impl History {
-    pub(crate) fn new(max_memory: usize, max_bytes: usize, seed: u64, any: bool) -> History {
+    pub(crate) fn new(
+        max_memory: usize,
+        max_bytes: usize,
+        seed: u64,
+        namespaces: &Rc<Namespaces>,
+    ) -> History {
+        let any = namespaces.iter().any(Namespace::has_history);
         History {
             mode: Mode::Local(Store::new(max_memory, seed)),
-            any,
+            namespaces: any.then(|| Rc::clone(namespaces)),
             max_bytes,
             clock: Instant::now,
         }

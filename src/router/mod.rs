@@ -216,13 +216,12 @@ impl Router {
     /// A router with no clients. `seed` seeds the client-id generator; give
     /// it something that differs between runs (time, pid).
     pub fn new(config: RouterConfig, handler: Box<dyn Handler>, seed: u64) -> Router {
-        let any_history = config.namespaces.iter().any(Namespace::has_history);
         let history = history_state::History::new(
             config.history_max_memory,
             config.max_send_buffer,
             // The process's epoch: another value than the client ids' seed.
             seed.rotate_left(29) ^ 0x5851_f42d_4c95_7f2d,
-            any_history,
+            &config.namespaces,
         );
         Router {
             history,

@@ -403,3 +403,90 @@ fn one_node_expires_and_sweeps_on_the_routers_timer() {
         (json!(1), json!([]))
     );
 }
+
+#[test]
+fn a_reload_keeps_the_history_settings_of_the_start() {
+    let mut h = Harness::with(RouterConfig {
+        namespaces: Rc::new(Namespaces::new([
+            Namespace {
+                prefix: "h.".into(),
+                history_size: 5,
+                history_ttl: Duration::from_secs(60),
+                ..Namespace::default_rules()
+            },
+            Namespace {
+                prefix: "p.".into(),
+                ..Namespace::default_rules()
+            },
+        ])),
+        ..config(1 << 20)
+    });
+    h.join(1, None);
+    h.text(1, &sub("h.1"));
+    h.text(1, &sub("p.1"));
+    h.take();
+    // New rules: h. without history, p. with it (SPEC 18: not applied to history).
+    h.router.set_namespaces(Rc::new(Namespaces::new([
+        Namespace {
+            prefix: "h.".into(),
+            ..Namespace::default_rules()
+        },
+        Namespace {
+            prefix: "p.".into(),
+            history_size: 5,
+            history_ttl: Duration::from_secs(60),
+            ..Namespace::default_rules()
+        },
+    ])));
+    h.text(1, &publish("h.1", 1));
+    h.text(1, &publish("p.1", 2));
+    let got = h.take();
+    assert_eq!(got[0].1["offset"], 1, "{got:?}");
+    assert!(got[1].1.get("offset").is_none(), "{got:?}");
+}
+
+#[test]
+fn the_other_dialects_channels_have_no_history_for_rakit_clients() {
+    fn encode(_: &crate::router::ChannelEvent<'_>) -> Option<Frame> {
+        None
+    }
+    fn member(_: &crate::router::MemberNotice<'_>) -> Option<Frame> {
+        None
+    }
+    let mut h = Harness::with(RouterConfig {
+        namespaces: Rc::new(Namespaces::new([Namespace {
+            prefix: String::new(),
+            history_size: 5,
+            history_ttl: Duration::from_secs(60),
+            ..Namespace::default_rules()
+        }])),
+        ..config(1 << 20)
+    });
+    h.router.set_foreign(crate::router::Foreign {
+        channel: encode,
+        member,
+        protected: &["private-"],
+    });
+    h.join(1, None);
+    let cmd =
+        json!({"command": "broadcast_to_channel", "channel": "private-x", "message": "secret"});
+    let cmd = serde_json::value::RawValue::from_string(cmd.to_string()).unwrap();
+    h.router.api_command(&cmd, h.now, &mut h.out).unwrap();
+    h.take();
+    h.text(
+        1,
+        &json!({"event": "history", "channel": "private-x"}).to_string(),
+    );
+    let e = &h.take()[0].1;
+    assert_eq!(
+        (e["code"].clone(), e["channel"].clone()),
+        (json!("forbidden"), json!("private-x")),
+        "{e}"
+    );
+    // The backend reads it.
+    let ApiHistory::Ready(json) = h.router.api_history("private-x", Query::Newest(5)).unwrap()
+    else {
+        panic!()
+    };
+    assert!(json.contains("secret"));
+}
