@@ -8,6 +8,12 @@
 //! - `presence/1000_users`: the `presence` command with 1,000 connected
 //!   users: one presence message listing all of them, serialised once and
 //!   queued for all 1,000. Throughput is per user.
+//! - `namespaces/fanout_1000/{1,1000}`: `fanout/1000` on a channel inside a
+//!   namespace (publish `any`), with that namespace alone and among 1,000, one
+//!   of which restricts publishing, so every message looks at its channel's
+//!   rules (SPEC section 15): the rules must not slow a channel message.
+//! - `namespaces/lookup/{1,1000}`: finding the namespace of a 128-byte name
+//!   among 1 and 1,000 namespaces (the trie's worst case: a long path).
 //!
 //! Run with `cargo bench --bench router`.
 
@@ -16,7 +22,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rakit::events::Handler;
-use rakit::router::{CommandPolicy, ConnId, Frame, Outbox, Router, RouterConfig};
+use std::rc::Rc;
+
+use rakit::router::{
+    CommandPolicy, ConnId, Frame, Namespace, Namespaces, Outbox, PublishPolicy, Router,
+    RouterConfig, RouterLimits,
+};
 
 /// Fires nothing: the benches measure the router, not logging.
 struct NoopHandler;
@@ -47,14 +58,21 @@ impl Counting {
 }
 
 fn router(presence_max_users: usize) -> Router {
+    router_with(presence_max_users, Namespaces::default())
+}
+
+fn router_with(presence_max_users: usize, namespaces: Namespaces) -> Router {
     Router::new(
         RouterConfig {
+            namespaces: Rc::new(namespaces),
             max_channels_per_client: 100,
             // Presence only when asked: no throttled updates during setup.
             presence: presence_max_users > 0,
             presence_interval: Duration::from_secs(3600),
             presence_max_users,
             command_policy: CommandPolicy::Any,
+            // The benches publish as fast as they can: SPEC 17's limits off, explicitly.
+            limits: RouterLimits::OFF,
             ..RouterConfig::default()
         },
         Box::new(NoopHandler),
@@ -65,56 +83,126 @@ fn router(presence_max_users: usize) -> Router {
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
     for members in [10usize, 1_000, 10_000] {
-        let now = Instant::now();
-        let mut r = router(0);
-        let mut out = Counting::default();
-        for conn in 0..members {
-            r.connect(conn, None, 0, now, &mut out);
-            r.handle_text(
-                conn,
-                r#"{"event":"subscribe","channel":"bench"}"#,
-                now,
-                &mut out,
-            );
-        }
-        let publisher = members;
-        r.connect(publisher, None, 0, now, &mut out);
-        out.written();
-        let message = r##"{"event":"message","channel":"bench","data":"#000001#xxxxxxxxxx"}"##;
-        // What one measured call does: exactly one delivery per member (not
-        // to the publisher, who is no member), all of one shared encoding
-        // that carries the data.
-        let before = out.frames;
-        r.handle_text(publisher, message, now, &mut out);
-        assert_eq!(
-            out.frames - before,
-            members as u64,
-            "one delivery per member"
+        bench_fanout(
+            &mut group,
+            BenchmarkId::from_parameter(members),
+            router(0),
+            members,
+            "bench",
         );
-        let first = &out.held[0];
-        assert!(
-            out.held.iter().all(|f| Frame::ptr_eq(f, first)),
-            "encoded once"
-        );
-        assert!(
-            first.windows(8).any(|w| w == b"#000001#"),
-            "carries the data"
-        );
-        out.written();
-        let before = out.frames;
-        group.throughput(Throughput::Elements(members as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
-            b.iter(|| {
-                r.handle_text(publisher, black_box(message), now, &mut out);
-                out.written();
-            })
+    }
+    group.finish();
+}
+
+/// One channel message from a non-member to `members` subscribers of `channel` in `r`.
+fn bench_fanout(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    mut r: Router,
+    members: usize,
+    channel: &str,
+) {
+    let now = Instant::now();
+    let mut out = Counting::default();
+    let subscribe = format!(r#"{{"event":"subscribe","channel":"{channel}"}}"#);
+    for conn in 0..members {
+        r.connect(conn, None, 0, now, &mut out);
+        r.handle_text(conn, &subscribe, now, &mut out);
+    }
+    let publisher = members;
+    r.connect(publisher, None, 0, now, &mut out);
+    out.written();
+    let message =
+        format!(r##"{{"event":"message","channel":"{channel}","data":"#000001#xxxxxxxxxx"}}"##);
+    let message = message.as_str();
+    // What one measured call does: exactly one delivery per member (not
+    // to the publisher, who is no member), all of one shared encoding
+    // that carries the data.
+    let before = out.frames;
+    r.handle_text(publisher, message, now, &mut out);
+    assert_eq!(
+        out.frames - before,
+        members as u64,
+        "one delivery per member"
+    );
+    let first = &out.held[0];
+    assert!(
+        out.held.iter().all(|f| Frame::ptr_eq(f, first)),
+        "encoded once"
+    );
+    assert!(
+        first.windows(8).any(|w| w == b"#000001#"),
+        "carries the data"
+    );
+    out.written();
+    let before = out.frames;
+    group.throughput(Throughput::Elements(members as u64));
+    group.bench_with_input(id, &members, |b, _| {
+        b.iter(|| {
+            r.handle_text(publisher, black_box(message), now, &mut out);
+            out.written();
+        })
+    });
+    // Every measured call delivered to every member, and only to them (none ran when a filter
+    // left this bench out).
+    let measured = out.frames - before;
+    assert!(
+        measured % members as u64 == 0,
+        "{measured} deliveries for {members} members"
+    );
+}
+
+/// 1,000 namespaces: `ns0000.` to `ns0997.` (one per prefix, side by side), and two long chains
+/// that share their beginnings with the benched names, so a lookup walks a deep path.
+fn thousand_namespaces() -> Namespaces {
+    // One of them restricts publishing, so a client's channel message looks at its rules.
+    let mut list: Vec<Namespace> = (0..998)
+        .map(|i| Namespace {
+            prefix: format!("ns{i:04}."),
+            publish: if i == 1 {
+                PublishPolicy::Backend
+            } else {
+                PublishPolicy::Any
+            },
+            ..Namespace::default_rules()
+        })
+        .collect();
+    for prefix in ["ns0500.room.", &format!("ns0500.room.{}", "x".repeat(100))] {
+        list.push(Namespace {
+            prefix: prefix.to_owned(),
+            ..Namespace::default_rules()
         });
-        // Every measured call delivered to every member, and only to them.
-        let measured = out.frames - before;
-        assert!(
-            measured > 0 && measured % members as u64 == 0,
-            "{measured} deliveries for {members} members"
-        );
+    }
+    let namespaces = Namespaces::new(list);
+    assert_eq!(namespaces.len(), 1_001, "1,000 and the default");
+    namespaces
+}
+
+fn namespaces(c: &mut Criterion) {
+    let mut group = c.benchmark_group("namespaces");
+    let channel = "ns0500.room.1";
+    let one = Namespaces::new([Namespace {
+        prefix: "ns0500.room.".into(),
+        ..Namespace::default_rules()
+    }]);
+    for (n, rules) in [(1, one), (1_000, thousand_namespaces())] {
+        assert_eq!(rules.of(channel).prefix, "ns0500.room.");
+        let id = BenchmarkId::new("fanout_1000", n);
+        bench_fanout(&mut group, id, router_with(0, rules), 1_000, channel);
+    }
+    // The lookup alone, on a 128-byte name whose namespace is the deepest prefix.
+    let name = format!("ns0500.room.{}", "x".repeat(116));
+    assert_eq!(name.len(), 128);
+    let deep = Namespaces::new([Namespace {
+        prefix: format!("ns0500.room.{}", "x".repeat(100)),
+        ..Namespace::default_rules()
+    }]);
+    group.throughput(Throughput::Elements(1));
+    for (n, rules) in [(1, deep), (1_000, thousand_namespaces())] {
+        assert_eq!(rules.of(&name).prefix.len(), 112);
+        group.bench_with_input(BenchmarkId::new("lookup", n), &n, |b, _| {
+            b.iter(|| rules.lookup(black_box(&name)))
+        });
     }
     group.finish();
 }
@@ -146,5 +234,5 @@ fn presence(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout, presence);
+criterion_group!(benches, fanout, presence, namespaces);
 criterion_main!(benches);

@@ -8,8 +8,9 @@
 //! than one that did not (2 bytes of its protocol state).
 //!
 //! ```text
-//! router frame (Rc) --shared()--> compressed once per frame (one-entry cache
-//!                                 keyed by the Rc) --> every deflate client
+//! router frame (Rc) --shared()--> compressed once per frame and window size
+//!                                 (the last few frames, keyed by the Rc)
+//!                                 --> every deflate client
 //! echo / own message --push_message()--> compressed into the client's queue
 //! RSV1 message --inflate()--> at most max_buffer_size bytes, in a buffer
 //!                             reused by every connection
@@ -17,10 +18,18 @@
 //!
 //! Messages under `compression_min_size`, and messages that would not get
 //! smaller, go out uncompressed (RSV1 is per message).
+//!
+//! A fan-out compresses at most once per window size among its recipients
+//! (at most [`WINDOWS`]), in whatever order their window sizes come: the
+//! compressed form is remembered per frame and window size. The last
+//! `REMEMBERED` frames are remembered, because a channel with subscribers
+//! of both dialects gets two frames in the order of its subscribers (Rakit,
+//! Pusher, Rakit, ...): remembering only the last one compressed again for
+//! every subscriber.
 
 use std::rc::Rc;
 
-use rakit_protocol::deflate::{Deflater, Inflater, Params};
+use rakit_protocol::deflate::{Deflater, Inflater, Params, WINDOWS};
 use rakit_protocol::{encode_compressed, FrameHeader, OpCode, ProtocolError};
 
 use crate::buffer::SendQueue;
@@ -29,6 +38,19 @@ use crate::router::Frame;
 /// A buffer this large or larger is freed after use rather than kept for the
 /// next message: one large message must not pin its memory for good.
 const KEEP: usize = 256 * 1024;
+
+/// Router frames whose compressed forms are remembered: the frames of one
+/// fan-out (one per dialect), with room to spare.
+const REMEMBERED: usize = 4;
+
+/// A router frame and what deflate clients get for it, per window size (the
+/// frame itself when compressing did not pay). The frame is held, so that
+/// its address is not reused while it is the key.
+#[derive(Debug)]
+struct Remembered {
+    frame: Frame,
+    by_window: [Option<Frame>; WINDOWS],
+}
 
 /// The shared compression state of the event loop.
 #[derive(Debug)]
@@ -41,11 +63,12 @@ pub struct Compression {
     scratch: Vec<u8>,
     /// The message last inflated.
     inflated: Vec<u8>,
-    /// The last router frame compressed: the frame itself (held, so that its
-    /// address is not reused while it is the key), the window it was
-    /// compressed for, and what deflate clients get (the frame itself when
-    /// compressing did not pay).
-    last: Option<(Frame, u8, Frame)>,
+    /// The last router frames compressed, replaced oldest first.
+    recent: [Option<Remembered>; REMEMBERED],
+    /// Where the next frame goes in `recent`.
+    next: usize,
+    /// Messages run through the compressor (`rakit_compressions_total`).
+    runs: u64,
 }
 
 impl Compression {
@@ -57,8 +80,16 @@ impl Compression {
             inflater: None,
             scratch: Vec::new(),
             inflated: Vec::new(),
-            last: None,
+            recent: Default::default(),
+            next: 0,
+            runs: 0,
         }
+    }
+
+    /// Messages compressed so far (each run of the compressor, also one
+    /// that did not pay).
+    pub fn runs(&self) -> u64 {
+        self.runs
     }
 
     /// Compresses `payload` into the scratch buffer if that pays: true if it
@@ -68,6 +99,7 @@ impl Compression {
             return false;
         }
         self.scratch.clear();
+        self.runs += 1;
         self.deflater.compress(params, payload, &mut self.scratch);
         self.scratch.len() < payload.len()
     }
@@ -105,19 +137,33 @@ impl Compression {
     }
 
     /// The frame a client that agreed `params` gets for the router's
-    /// `frame`: compressed once, and the same bytes for every such client
-    /// of the same window size, as long as the router sends the same frame.
+    /// `frame`: compressed once per window size, and the same bytes for
+    /// every client of that window size, while the frame is among the last
+    /// `REMEMBERED` ones.
     pub fn shared(&mut self, frame: &Frame, params: &Params) -> Frame {
-        let bits = params.compress_bits();
-        if let Some((key, b, out)) = &self.last {
-            if *b == bits && Rc::ptr_eq(key, frame) {
-                return Rc::clone(out);
-            }
+        let window = params.window_index();
+        let found = self
+            .recent
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| Rc::ptr_eq(&r.frame, frame)));
+        if let Some(out) = found.and_then(|i| self.recent[i].as_ref()?.by_window[window].clone()) {
+            return out;
         }
         let out = self
             .compress_frame(frame, params)
             .unwrap_or_else(|| Rc::clone(frame));
-        self.last = Some((Rc::clone(frame), bits, Rc::clone(&out)));
+        let i = found.unwrap_or_else(|| {
+            let i = self.next;
+            self.next = (i + 1) % REMEMBERED;
+            self.recent[i] = Some(Remembered {
+                frame: Rc::clone(frame),
+                by_window: Default::default(),
+            });
+            i
+        });
+        if let Some(r) = &mut self.recent[i] {
+            r.by_window[window] = Some(Rc::clone(&out));
+        }
         out
     }
 
@@ -193,6 +239,53 @@ mod tests {
         // Another frame with the same bytes is a new key.
         let g = frame(message.as_bytes());
         assert!(!Rc::ptr_eq(&c.shared(&g, &params()), &a));
+    }
+
+    fn bits(server_max_window_bits: u8) -> Params {
+        Params {
+            server_max_window_bits,
+            server_bits_requested: true,
+        }
+    }
+
+    #[test]
+    fn a_frame_is_compressed_once_per_window_size_in_any_order() {
+        let mut c = Compression::new(1, 16);
+        let message = "{\"type\":\"message\",\"message\":\"hi\"} ".repeat(20);
+        let f = frame(message.as_bytes());
+        // Alternating windows; 8 is compressed with 9 bits, so it shares 9's bytes.
+        let outs: Vec<Frame> = [9, 10, 9, 10, 8, 15, 9]
+            .into_iter()
+            .map(|b| c.shared(&f, &bits(b)))
+            .collect();
+        assert_eq!(c.runs(), 3, "9, 10 and 15 bits");
+        assert!(Rc::ptr_eq(&outs[0], &outs[2]) && Rc::ptr_eq(&outs[0], &outs[4]));
+        assert!(Rc::ptr_eq(&outs[1], &outs[3]));
+        for out in &outs {
+            let (_, n) = FrameHeader::decode(out).unwrap().unwrap();
+            assert_eq!(
+                c.inflate(&out[n..], true, 1 << 20).unwrap(),
+                message.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn frames_sent_in_alternation_are_compressed_once_each() {
+        let mut c = Compression::new(1, 16);
+        let a = frame("{\"a\":\"rakit dialect\"} ".repeat(20).as_bytes());
+        let b = frame("{\"b\":\"pusher dialect\"} ".repeat(20).as_bytes());
+        for _ in 0..10 {
+            c.shared(&a, &params());
+            c.shared(&b, &params());
+        }
+        assert_eq!(c.runs(), 2);
+        // More frames than remembered: the oldest is forgotten.
+        for i in 0..REMEMBERED {
+            c.shared(&frame(format!("{i:>300}").as_bytes()), &params());
+        }
+        c.shared(&a, &params());
+        assert_eq!(c.runs(), 2 + REMEMBERED as u64 + 1);
     }
 
     #[test]

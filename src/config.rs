@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 mod backend;
 mod cluster;
 mod history;
+mod limits;
 mod namespaces;
 mod pusher;
 
@@ -21,6 +22,7 @@ pub use self::backend::{
 };
 pub use self::cluster::ClusterConfig;
 pub use self::history::HistoryConfig;
+pub use self::limits::{BroadcastPolicy, LimitsConfig};
 pub use self::namespaces::{NamespaceConfig, MAX_HISTORY_SIZE};
 pub use self::pusher::PusherConfig;
 
@@ -112,6 +114,9 @@ pub struct Config {
     pub max_buffer_size: usize,
     pub max_handshake_size: usize,
     pub max_connections: usize,
+    /// HTTP connections (API, metrics, health, demo page) held at once, apart from
+    /// `max_connections`; beyond it a request gets 503.
+    pub max_http_connections: usize,
     pub max_send_buffer: usize,
     pub max_channels_per_client: usize,
     pub origin_required: bool,
@@ -156,6 +161,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// `[tls]` (SPEC section 12).
     pub tls: TlsConfig,
+    /// `[limits]` (SPEC section 17).
+    pub limits: LimitsConfig,
     /// `[[namespaces]]` (SPEC section 15), in the order of the file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<NamespaceConfig>,
@@ -200,6 +207,7 @@ impl Default for Config {
             max_buffer_size: 65536,
             max_handshake_size: 8192,
             max_connections: 10000,
+            max_http_connections: 1024,
             max_send_buffer: 1_048_576,
             max_channels_per_client: 100,
             origin_required: false,
@@ -229,6 +237,7 @@ impl Default for Config {
             pusher: PusherConfig::default(),
             history: HistoryConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
             namespaces: Vec::new(),
         }
     }
@@ -388,6 +397,13 @@ impl Config {
                 max::CONNECTIONS,
                 "",
             ),
+            (
+                "max_http_connections",
+                size(self.max_http_connections),
+                1,
+                max::CONNECTIONS,
+                "",
+            ),
             // Smaller than one close frame plus a typical message would drop every client.
             (
                 "max_send_buffer",
@@ -501,6 +517,7 @@ impl Config {
             );
         }
         self.tls.validate()?;
+        self.limits.validate()?;
         namespaces::validate(&self.namespaces)?;
         Ok(())
     }
@@ -721,6 +738,14 @@ fn header_name(inner: &str, close: &str) -> Option<String> {
     let name = name.trim().trim_matches('"');
     let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     (!name.is_empty() && name.chars().all(bare)).then(|| name.to_owned())
+}
+
+/// The key a config's validation error names (`None` when it is valid), for the tables' tests.
+#[cfg(test)]
+#[track_caller]
+fn key_of(text: &str) -> Option<String> {
+    let config = Config::from_str(text).expect("parses");
+    config.validate().err().map(|e| e.key().unwrap().to_owned())
 }
 
 #[cfg(test)]

@@ -80,7 +80,11 @@ pub struct Conn {
     pub outq: SendQueue,
     /// Tells this connection from an earlier one in the same slab slot.
     pub serial: u32,
-    /// When bytes last arrived.
+    /// Open: when bytes last arrived (for the idle ping). Before the
+    /// upgrade, and between the requests of a persistent HTTP connection:
+    /// when the current request could begin (accepted, or the last answer
+    /// queued), which the handshake timer counts from; reads do not move it,
+    /// so a request trickled byte by byte still times out.
     pub last_rx: Stamp,
     /// Where it is in its life.
     pub life: Life,
@@ -100,6 +104,9 @@ pub struct Conn {
     pub dirty: bool,
     /// Its send queue overflowed: it is being dropped.
     pub overflowed: bool,
+    /// It sent a request for the HTTP side and counts against
+    /// `max_http_connections` until it is gone (or upgrades).
+    pub http: bool,
 }
 
 impl Conn {
@@ -120,6 +127,7 @@ impl Conn {
             writable: false,
             dirty: false,
             overflowed: false,
+            http: false,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::webhooks::{random_node_id, Settings, Webhooks};
 
 /// How long queued webhook events may take to go out at shutdown.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
-use crate::router::{Router, RouterConfig, TokenKey};
+use crate::router::{Router, RouterConfig, RouterLimits, TokenKey};
 
 /// Builds a server: configuration, mode and event handler.
 ///
@@ -155,6 +155,10 @@ impl Server {
                 presence_interval: Duration::from_millis(self.config.presence_interval_ms),
                 presence_max_users: self.config.presence_max_users,
                 command_policy: self.config.command_policy,
+                limits: RouterLimits {
+                    flood: self.config.limits.flood(),
+                    broadcast_policy: self.config.limits.broadcast_policy,
+                },
                 namespaces: Rc::new(self.config.namespaces()),
                 token_key: TokenKey::new(self.config.session.secret.as_bytes()),
                 max_token_size: self.config.max_handshake_size,

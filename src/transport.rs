@@ -9,9 +9,15 @@
 //! ```
 //!
 //! mio is edge-triggered, so both directions keep the loop's contract:
-//! - a read that returns less than the room it was given has seen the
-//!   socket's `WouldBlock` (or its end): no bytes are left behind in the
-//!   kernel or in rustls without a new readiness event to come for them;
+//! - a read says whether bytes may still wait that no new readiness event
+//!   will announce ([`Transport::read_some`]'s `more`): it filled its room,
+//!   or a TLS read stopped at its ciphertext budget. Otherwise it has seen
+//!   the socket's `WouldBlock` (or its end), and no bytes are left behind
+//!   in the kernel or in rustls;
+//! - a TLS read takes at most [`CIPHERTEXT_PER_READ`] bytes off the socket,
+//!   as a plain read takes at most its room: the loop's fair share of reads
+//!   per turn then bounds the records a client makes it decrypt, however
+//!   small they are (a one-byte record is 22 bytes of ciphertext);
 //! - a write hands rustls plaintext only once its earlier records are all on
 //!   the socket, at most [`RECORD`] bytes, so rustls holds at most one
 //!   write's worth and `max_send_buffer` is still counted on the loop's own
@@ -33,6 +39,13 @@ use rustls::{ServerConfig, ServerConnection};
 
 /// Plaintext handed to rustls per write: one TLS record.
 pub const RECORD: usize = 16 * 1024;
+
+/// Ciphertext one read of a TLS connection takes off the socket, at most:
+/// two records of 16 KiB, or about 1,500 records of one byte (22 bytes each
+/// with their header and tag). Without it, a read went on until 64 KiB of
+/// plaintext, which one-byte records make 1.5 MB of ciphertext and 65,536
+/// decryptions.
+pub const CIPHERTEXT_PER_READ: usize = 32 * 1024;
 
 /// A connection's byte stream, borrowed for one read or write.
 pub enum Transport<'a> {
@@ -87,44 +100,66 @@ fn push_records(socket: &mut TcpStream, tls: &mut ServerConnection) -> io::Resul
     Ok(true)
 }
 
-impl Read for Transport<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+/// What one read brought: `n` bytes of plaintext, and whether more may
+/// wait that no readiness event will announce (read again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Got {
+    pub n: usize,
+    pub more: bool,
+}
+
+impl Transport<'_> {
+    /// Reads plaintext into `buf`. `n == 0` without `more`: the peer closed
+    /// (for TLS, with or without `close_notify`). `Err(WouldBlock)`: nothing
+    /// waits. A TLS read may bring nothing yet with `more` (its budget went
+    /// on records without plaintext).
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Got> {
         match self {
-            Transport::Plain(socket) => socket.read(buf),
+            Transport::Plain(socket) => {
+                let n = socket.read(buf)?;
+                Ok(Got {
+                    n,
+                    more: n > 0 && n == buf.len(),
+                })
+            }
             Transport::Tls(socket, tls) => read_tls(socket, tls, buf),
         }
     }
 }
 
 /// Fills `buf` with plaintext, reading the socket until `buf` is full, the
-/// socket would block, or it ends. `Ok(0)`: the peer closed (with or
-/// without `close_notify`). A TLS error is answered with its alert, then
-/// returned (the loop closes the connection, nothing else happens).
-fn read_tls(
-    socket: &mut TcpStream,
-    tls: &mut ServerConnection,
-    buf: &mut [u8],
-) -> io::Result<usize> {
+/// socket would block or ends, or [`CIPHERTEXT_PER_READ`] bytes were read.
+/// A TLS error is answered with its alert, then returned (the loop closes
+/// the connection, nothing else happens).
+fn read_tls(socket: &mut TcpStream, tls: &mut ServerConnection, buf: &mut [u8]) -> io::Result<Got> {
     let mut filled = 0;
+    let mut budget = CIPHERTEXT_PER_READ;
+    let more = |n| Got { n, more: true };
+    let end = |n| Got { n, more: false };
     loop {
         if filled == buf.len() {
-            return Ok(filled);
+            return Ok(more(filled));
         }
         match tls.reader().read(&mut buf[filled..]) {
             // close_notify: the end of the peer's data.
-            Ok(0) => return Ok(filled),
+            Ok(0) => return Ok(end(filled)),
             Ok(n) => {
                 filled += n;
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             // The socket ended without close_notify: an end all the same.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(end(filled)),
             Err(e) => return Err(e),
         }
-        match tls.read_tls(socket) {
-            Ok(0) => return Ok(filled),
-            Ok(_) => {
+        if budget == 0 {
+            // Records may still wait in the socket: the loop comes back.
+            return Ok(more(filled));
+        }
+        match tls.read_tls(&mut Read::take(&mut *socket, budget as u64)) {
+            Ok(0) => return Ok(end(filled)),
+            Ok(n) => {
+                budget = budget.saturating_sub(n);
                 if let Err(e) = tls.process_new_packets() {
                     // Tell the peer why (a plain-text client gets an alert).
                     let _ = push_records(socket, tls);
@@ -135,7 +170,7 @@ fn read_tls(
                 push_records(socket, tls)?;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return if filled > 0 { Ok(filled) } else { Err(e) };
+                return if filled > 0 { Ok(end(filled)) } else { Err(e) };
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::abuse::LIMITS_OFF;
 use common::msg::{client, expect_gone, recv_close, recv_type};
 use common::{
     raw_ws, read_frame, read_http_head, send_frame, send_json, status_of, upgrade_request,
@@ -73,8 +74,11 @@ fn text_of(frame: &RawFrame) -> Value {
 
 #[test]
 fn sigterm_stops_accepting_and_delivers_what_is_queued_before_exit_0() {
+    // 200 broadcasts in a row fill the slow client's queue: SPEC 17's buckets off.
     let mut daemon = Daemon::start(
-        "logging_level = \"warn\"\npresence = false\nmax_send_buffer = 8388608\n",
+        &format!(
+            "logging_level = \"warn\"\npresence = false\nmax_send_buffer = 8388608\n{LIMITS_OFF}"
+        ),
         &[],
     );
     let mut slow = small_window_client(&daemon);

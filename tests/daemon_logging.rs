@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use common::abuse::LIMITS_OFF;
 use common::msg::{client, expect_gone, recv_type};
 use common::{send_json, wait_exit, Client, Daemon, GONE_WITHIN, SLACK, WAIT};
 use serde_json::{json, Value};
@@ -160,7 +161,12 @@ fn pair(daemon: &Daemon) -> ((Client, String), (Client, String)) {
 
 #[test]
 fn a_stdout_nobody_reads_does_not_stall_clients() {
-    let mut daemon = Daemon::start_undrained("logging_level = \"debug\"\npresence = false\n", &[]);
+    // 2,000 messages from each of two clients, as fast as they are answered: SPEC 17's
+    // message bucket off.
+    let mut daemon = Daemon::start_undrained(
+        &format!("logging_level = \"debug\"\npresence = false\n{LIMITS_OFF}"),
+        &[],
+    );
     let ((mut a, a_id), (mut b, b_id)) = pair(&daemon);
     // Each message is logged as received and as sent, about 1 KiB each: the
     // 64 KiB pipe is full after a few dozen, the log queue after a few
@@ -200,7 +206,11 @@ fn a_stdout_nobody_reads_does_not_stall_clients() {
 
 #[test]
 fn a_stdout_nobody_reads_does_not_hold_up_shutdown() {
-    let mut daemon = Daemon::start_undrained("logging_level = \"debug\"\npresence = false\n", &[]);
+    // 200 messages in a row from one client fill the pipe: SPEC 17's bucket off.
+    let mut daemon = Daemon::start_undrained(
+        &format!("logging_level = \"debug\"\npresence = false\n{LIMITS_OFF}"),
+        &[],
+    );
     let ((mut a, a_id), (mut b, _)) = pair(&daemon);
     // Well over a pipe's worth of log lines, so the writer is stuck.
     let filler = "x".repeat(1000);

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::abuse::LIMITS_OFF;
 use common::{read_frame, send_frame, status_of, upgrade_request, Daemon, WAIT};
 use rakit_protocol::OpCode;
 
@@ -164,8 +165,12 @@ fn a_steadily_lagging_reader_keeps_memory_bounded() {
 #[test]
 fn a_publisher_faster_than_its_subscribers_is_back_pressured() {
     const SUBSCRIBERS: usize = 800;
+    // The publisher writes as fast as its socket lets it: SPEC 17's buckets off, or it would
+    // simply be closed with 4029.
     let daemon = Daemon::start(
-        "logging_enabled = false\npresence = false\nping_interval = 0\nmax_send_buffer = 4194304\n",
+        &format!(
+            "logging_enabled = false\npresence = false\nping_interval = 0\nmax_send_buffer = 4194304\n{LIMITS_OFF}"
+        ),
         &[],
     );
     let pid = daemon.child.id();

@@ -384,3 +384,98 @@ fn python_websockets_over_tls_with_compression() {
     );
     assert_eq!(out["ok"], serde_json::json!([true, true, true]));
 }
+
+/// The ciphertext of `plaintext` sent as one TLS record per byte (each
+/// `writer().write` call makes its own record), ready to be written to the
+/// socket in one go.
+fn one_byte_records(conn: &mut ClientConnection, plaintext: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for b in plaintext {
+        assert_eq!(conn.writer().write(std::slice::from_ref(b)).unwrap(), 1);
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).unwrap();
+        }
+    }
+    wire
+}
+
+/// A client sending a message as one-byte TLS records (23 bytes of
+/// ciphertext each) does not monopolise the loop: each read takes a bounded
+/// amount of ciphertext, as a plain read takes at most its buffer, so a
+/// message another client sends meanwhile is delivered first. (When a read
+/// went on until 64 KiB of plaintext, the whole message was decrypted in one
+/// turn before anyone else was served.)
+#[test]
+fn tiny_tls_records_do_not_monopolise_the_loop() {
+    let tls = Tls::start("presence = false\nmax_buffer_size = 1048576\n", &[]);
+    let subscribe = |ws: &mut tungstenite::WebSocket<TlsStream>| {
+        ws.send(Message::text(r#"{"event":"subscribe","channel":"c"}"#))
+            .unwrap();
+        loop {
+            if let Message::Text(t) = ws.read().unwrap() {
+                if t.contains("\"subscribed\"") {
+                    return;
+                }
+            }
+        }
+    };
+    let mut victim = tls.ws();
+    subscribe(&mut victim);
+    let mut attacker = tls.ws();
+    subscribe(&mut attacker);
+    // A channel message of 100 KB, framed and masked, one byte per record.
+    let data = "x".repeat(100_000);
+    let text = format!(r#"{{"event":"message","channel":"c","data":"{data}"}}"#);
+    let mut frame = Vec::new();
+    rakit_protocol::encode_masked(
+        &mut frame,
+        true,
+        rakit_protocol::OpCode::Text,
+        text.as_bytes(),
+        [9, 8, 7, 6],
+    );
+    let stream = attacker.get_mut();
+    let wire = one_byte_records(&mut stream.conn, &frame);
+    assert!(wire.len() > 20 * frame.len(), "{} bytes", wire.len());
+    let mut socket = stream.sock.try_clone().unwrap();
+    let started = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let writer = {
+        let started = started.clone();
+        std::thread::spawn(move || {
+            socket.write_all(&wire[..64 * 1024]).unwrap();
+            started.wait();
+            socket.write_all(&wire[64 * 1024..]).unwrap();
+        })
+    };
+    // The attacker's records are arriving: now the victim publishes.
+    started.wait();
+    victim
+        .send(Message::text(
+            r#"{"event":"message","channel":"c","data":"small"}"#,
+        ))
+        .unwrap();
+    let first = loop {
+        if let Message::Text(t) = victim.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "channel" {
+                break v;
+            }
+        }
+    };
+    // (Compared by length: the other message is 100 KB of `x`.)
+    assert_eq!(
+        first["data"].as_str().map(str::len),
+        Some("small".len()),
+        "the 100 KB message of one-byte records was handled first"
+    );
+    writer.join().unwrap();
+    let second = loop {
+        if let Message::Text(t) = victim.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "channel" {
+                break v;
+            }
+        }
+    };
+    assert_eq!(second["data"].as_str().map(str::len), Some(100_000));
+}

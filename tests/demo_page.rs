@@ -61,10 +61,16 @@ fn skip() -> bool {
 }
 
 fn drive(base: &str, api_key: Option<&str>) -> Value {
+    let mut args = vec![base];
+    args.extend(api_key);
+    run_driver("demo_page.mjs", &args)
+}
+
+/// Runs `script` of tests/browser with `args` and returns the JSON summary it prints.
+fn run_driver(script: &str, args: &[&str]) -> Value {
     let mut child = Command::new("node")
-        .arg(browser_dir().join("demo_page.mjs"))
-        .arg(base)
-        .args(api_key)
+        .arg(browser_dir().join(script))
+        .args(args)
         .current_dir(browser_dir())
         .env("RAKIT_SCREENSHOT_DIR", env!("CARGO_TARGET_TMPDIR"))
         .stdin(Stdio::null())
@@ -157,4 +163,36 @@ fn demo_page_served_by_the_daemon() {
         assert!(size > 1000, "no screenshot at {}", shot.display());
         eprintln!("screenshot: {}", shot.display());
     }
+}
+
+/// A channel with presence (SPEC section 15.3): the page lists its members as they subscribe and
+/// leave (tests/browser/demo_members.mjs).
+#[test]
+fn demo_page_lists_a_presence_channels_members() {
+    if skip() {
+        return;
+    }
+    let daemon = Daemon::start(
+        "logging_level = \"warn\"\n[[namespaces]]\nprefix = \"room.\"\npresence = true\n",
+        &[],
+    );
+    let base = format!("http://{}", daemon.addr);
+    let summary = run_driver("demo_members.mjs", &[&base, "room.1"]);
+    assert_eq!(summary["ok"], true, "driver failed: {summary}");
+    assert_eq!(summary["pageErrors"], serde_json::json!([]), "{summary}");
+    let (a, b) = (
+        summary["me"]["tab1"].as_str().unwrap(),
+        summary["me"]["tab2"].as_str().unwrap(),
+    );
+    for tab in ["tab1", "tab2"] {
+        let list = summary["joined"][tab].as_array().unwrap();
+        let ids: Vec<&str> = list.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [a, b], "{tab}: {summary}");
+        assert!(list
+            .iter()
+            .all(|m| m["text"].as_str().unwrap().contains("Guest")));
+    }
+    let left = summary["left"]["tab1"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{summary}");
+    assert_eq!(left[0]["id"], a);
 }

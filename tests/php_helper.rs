@@ -158,6 +158,69 @@ fn a_php_token_logs_a_browser_in() {
     );
 }
 
+#[track_caller]
+fn php_channel_token(channel: &str, kind: &str, id: &str, ttl: &str) -> String {
+    let script = root().join("tests/php/channel.php");
+    let out = php(&script, &[SECRET, channel, kind, id, ttl]);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn php_channel_tokens_open_token_channels_of_a_running_daemon() {
+    if !have_php() {
+        return;
+    }
+    let daemon = Daemon::start(
+        &format!(
+            "logging_level = \"warn\"\npresence = false\n[session]\nsecret = \"{SECRET}\"\n\
+             [[namespaces]]\nprefix = \"order.\"\nsubscribe = \"token\"\n"
+        ),
+        &[],
+    );
+    // A user's token (the backend knows its session user) and a guest's (the page sent its
+    // client_id from `welcome`), each for one channel.
+    let session = php_token("-", "-", "600");
+    let (mut ann, _) = daemon.client_at(&format!("/?token={session}"));
+    let (mut guest, welcome) = daemon.client();
+    let guest_id = welcome["client_id"].as_str().unwrap();
+    let subscribe = |ws: &mut common::Client, channel: &str, token: &str| {
+        send_json(
+            ws,
+            &json!({"event":"subscribe","channel":channel,"token":token}),
+        );
+        recv_json(ws)
+    };
+    let anns = php_channel_token("order.42", "user", "42", "600");
+    let guests = php_channel_token("order.42", "client", guest_id, "600");
+    // Not for another channel, user or connection; not once expired.
+    let expired = php_channel_token("order.42", "user", "42", "0");
+    let refused = |v: Value, channel: &str| {
+        assert_eq!(
+            (&v["code"], &v["channel"]),
+            (&json!("forbidden"), &json!(channel)),
+            "{v}"
+        );
+    };
+    refused(subscribe(&mut guest, "order.42", &anns), "order.42");
+    refused(subscribe(&mut ann, "order.43", &anns), "order.43");
+    refused(subscribe(&mut ann, "order.42", &expired), "order.42");
+    refused(subscribe(&mut ann, "order.42", &guests), "order.42");
+    assert_eq!(
+        subscribe(&mut ann, "order.42", &anns),
+        json!({"type":"subscribed","channel":"order.42"})
+    );
+    assert_eq!(
+        subscribe(&mut guest, "order.42", &guests)["type"],
+        "subscribed"
+    );
+    // The same claims as `rakit websocket:token --channel`, exp aside.
+    let cli = common::namespaces::channel_token(SECRET, "order.42", ("--sub", "42"), 600);
+    let (mut a, mut b) = (claims(&anns), claims(&cli));
+    a.as_object_mut().unwrap().remove("exp");
+    b.as_object_mut().unwrap().remove("exp");
+    assert_eq!(a, b);
+}
+
 /// Records what the router asks of the loop.
 #[derive(Default)]
 struct Recorder {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::abuse::LIMITS_OFF;
 use common::{send_frame, upgrade_request, Daemon};
 use rakit_protocol::OpCode;
 
@@ -188,6 +189,20 @@ fn misbehave(kind: u64, daemon: &Daemon, rng: &mut Rng) -> Option<TcpStream> {
             }
             Some(s)
         }
+        // Pipelines scrapes and health checks and never reads the answers
+        // (the daemon stops reading it once 64 KiB of answers wait).
+        8 => {
+            let mut s = TcpStream::connect(daemon.addr).ok()?;
+            s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+            let requests: Vec<u8> = (0..2000)
+                .flat_map(|i| {
+                    let path = if i % 2 == 0 { "/metrics" } else { "/health" };
+                    format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+                })
+                .collect();
+            let _ = s.write_all(&requests);
+            Some(s)
+        }
         // Starts a fragmented message and never finishes it.
         _ => {
             let mut s = ws(daemon)?;
@@ -204,9 +219,13 @@ fn hostile_clients_cannot_break_the_bounds() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
+    // The bounds must hold without SPEC 17's limits too (an operator may turn them off), so
+    // they are off: the publishers here really publish.
     let daemon = Daemon::start(
-        "logging_enabled = false\nhandshake_timeout = 2\nping_interval = 2\nping_timeout = 2\n\
-         presence_interval_ms = 100\nmax_send_buffer = 16777216\n",
+        &format!(
+            "logging_enabled = false\nhandshake_timeout = 2\nping_interval = 2\nping_timeout = 2\n\
+             presence_interval_ms = 100\nmax_send_buffer = 16777216\n{LIMITS_OFF}"
+        ),
         &[],
     );
     let pid = daemon.child.id();
@@ -227,7 +246,7 @@ fn hostile_clients_cannot_break_the_bounds() {
         actors.push(std::thread::spawn(move || {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491));
             while !stop.load(Ordering::Relaxed) {
-                let kind = rng.below(8);
+                let kind = rng.below(9);
                 if let Some(s) = misbehave(kind, &daemon, &mut rng) {
                     let mut kept = kept.lock().unwrap();
                     kept.push_back(s);

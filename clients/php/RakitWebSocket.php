@@ -5,6 +5,8 @@
  *
  *  - Session tokens (SPEC section 4): HS256 JWTs with the claims `rakit websocket:token` writes
  *    (sub, name, email?, admin?, exp), and the session cookie that carries them.
+ *  - Channel tokens (SPEC section 15): `channelToken()`, for channels only the right user or
+ *    connection may read (claims channel, sub or client, exp).
  *  - The backend HTTP API (SPEC section 8): commands, channels and presence, over PHP's own
  *    http:// stream wrapper (https:// too when the openssl extension is loaded).
  *
@@ -77,6 +79,46 @@ final class RakitWebSocket
             $claims['admin'] = true;
         }
         $claims['exp'] = time() + $ttl;
+        return $this->sign($claims);
+    }
+
+    /**
+     * A channel token (SPEC section 15) that lets one user (`userId`, the `sub` of its session)
+     * or one connection (`clientId`, the `client_id` of its `welcome`) subscribe to `$channel`
+     * in a namespace with `subscribe = "token"`, for `$ttl` seconds. Give exactly one of them:
+     *
+     *     $token = $ws->channelToken("order.$id", userId: (string) $user->id);
+     *     $token = $ws->channelToken('room.7', clientId: $_POST['client_id']);
+     */
+    public function channelToken(
+        string $channel,
+        ?string $userId = null,
+        ?string $clientId = null,
+        int $ttl = 3600,
+    ): string {
+        if ($this->sessionSecret === '') {
+            throw new RakitWebSocketException('no session secret configured', 'no_secret');
+        }
+        if ($channel === '') {
+            throw new InvalidArgumentException('channel must not be empty');
+        }
+        if (($userId === null) === ($clientId === null) || $userId === '' || $clientId === '') {
+            throw new InvalidArgumentException('give exactly one of userId and clientId');
+        }
+        // The claims and their order are those of `rakit websocket:token --channel`.
+        $claims = ['channel' => $channel];
+        if ($userId !== null) {
+            $claims['sub'] = $userId;
+        } else {
+            $claims['client'] = $clientId;
+        }
+        $claims['exp'] = time() + $ttl;
+        return $this->sign($claims);
+    }
+
+    /** A compact HS256 JWT of `$claims`, signed with the session secret. */
+    private function sign(array $claims): string
+    {
         $signed = self::base64url(json_encode(['alg' => 'HS256', 'typ' => 'JWT'], self::JSON_FLAGS))
             . '.' . self::base64url(json_encode($claims, self::JSON_FLAGS));
         return $signed . '.' . self::base64url(hash_hmac('sha256', $signed, $this->sessionSecret, true));

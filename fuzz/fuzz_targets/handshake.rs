@@ -18,6 +18,13 @@
 //!   It must be accepted: nothing until its last byte, then exactly its
 //!   fields, `validate()` giving the accept key computed here from SHA-1,
 //!   and `accept` writing the 101 response with it.
+//!
+//! In both modes, every request's `X-Forwarded-For` (repeats joined, as
+//! hostile as the input makes it) goes through the daemon's client-address
+//! walk (`rakit::limits::TrustedProxies`, SPEC section 17) from a peer and
+//! a proxy list the input picks: never a panic, and the answer is the peer
+//! or an entry of the header's last 32, with only trusted proxies (or empty
+//! elements) to its right.
 #![no_main]
 
 use base64::engine::general_purpose::STANDARD;
@@ -25,12 +32,15 @@ use base64::Engine as _;
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use rakit_protocol::handshake::{accept_key, write_refusal, Decoder};
+use rakit::limits::address::{canonical, parse_entry, MAX_HOPS};
+use rakit::limits::TrustedProxies;
 use rakit_protocol::{Connection, Event, HandshakeError, Limits, Request, State};
 use sha1::{Digest, Sha1};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-const STATUSES: [u16; 7] = [400, 401, 403, 405, 426, 431, 503];
+const STATUSES: [u16; 8] = [400, 401, 403, 405, 426, 429, 431, 503];
 
-const ALL_ERRORS: [HandshakeError; 15] = [
+const ALL_ERRORS: [HandshakeError; 16] = [
     HandshakeError::Malformed,
     HandshakeError::WrongHttpVersion,
     HandshakeError::MethodNotAllowed,
@@ -46,7 +56,64 @@ const ALL_ERRORS: [HandshakeError; 15] = [
     HandshakeError::OriginNotAllowed,
     HandshakeError::Unauthorized,
     HandshakeError::ServiceUnavailable,
+    HandshakeError::TooManyRequests {
+        reason: "too many connections from this address",
+        retry_after: 5,
+    },
 ];
+
+/// Proxy lists the input picks from: none, one address, ranges of both families, everything.
+const PROXIES: [&[&str]; 4] = [
+    &[],
+    &["127.0.0.1"],
+    &["10.0.0.0/8", "::1", "fd00::/8", "::ffff:192.168.0.0/112"],
+    &["0.0.0.0/0", "::/0"],
+];
+
+/// The client address of `req` from a peer and a proxy list picked by `seed`, with the walk's
+/// promises checked.
+fn check_client_address(req: &Request, seed: &[u8]) {
+    let pick = seed.first().copied().unwrap_or(0);
+    let list: Vec<String> = PROXIES[usize::from(pick) % PROXIES.len()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let proxies = TrustedProxies::parse(&list).expect("valid lists");
+    let mut raw = [0u8; 16];
+    for (i, b) in seed.iter().skip(1).take(16).enumerate() {
+        raw[i] = *b;
+    }
+    let peer = match pick / 4 % 4 {
+        0 => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+        1 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        2 => IpAddr::V4(Ipv4Addr::new(10, raw[0], raw[1], raw[2])),
+        _ => IpAddr::V6(Ipv6Addr::from(raw)),
+    };
+    let header = req.forwarded_for.as_deref();
+    let client = proxies.client_address(peer, header);
+    let peer = canonical(peer);
+    if !proxies.contains(peer) || header.is_none() {
+        assert_eq!(client, peer);
+        return;
+    }
+    if client == peer {
+        return;
+    }
+    // An entry among the last MAX_HOPS, with nothing but trusted proxies or empty elements
+    // after it (and if it is trusted itself, the walk ran out of entries or hops).
+    let entries: Vec<&str> = header.unwrap().split(',').rev().take(MAX_HOPS).collect();
+    let at = entries
+        .iter()
+        .position(|e| parse_entry(e.trim_matches([' ', '\t'])).map(canonical) == Some(client))
+        .unwrap_or_else(|| panic!("{client} is not in {header:?}"));
+    for e in &entries[..at] {
+        let e = e.trim_matches([' ', '\t']);
+        assert!(
+            e.is_empty() || parse_entry(e).is_some_and(|ip| proxies.contains(ip)),
+            "{e:?} before {client} in {header:?}"
+        );
+    }
+}
 
 /// Just past the first blank line, CRLF or bare LF (`\n\n`, `\n\r\n`),
 /// found the slow way: the shortest prefix that ends in one.
@@ -76,6 +143,14 @@ fn check_refusal(err: &HandshakeError) -> Vec<u8> {
         .collect();
     assert_eq!(lengths, vec![out.len() - head_len], "{err:?}");
     assert_eq!(&out[head_len..], err.reason().as_bytes());
+    if status == 429 {
+        let retry = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
+            .map(|h| std::str::from_utf8(h.value).unwrap().parse::<u32>().unwrap());
+        assert!(retry.is_some_and(|r| r >= 1), "{err:?}");
+    }
     out
 }
 
@@ -174,6 +249,7 @@ fn raw(data: &[u8]) {
                 assert_eq!(conn.state(), State::AwaitingDecision);
                 assert!(out.is_empty());
                 check_request(&req, refusal);
+                check_client_address(&req, bytes);
                 // Refusing it writes exactly the refusal, then nothing more.
                 conn.reject(refusal, &mut out);
                 assert_eq!(out, check_refusal(refusal));
@@ -337,6 +413,21 @@ fn build(u: &mut Unstructured<'_>) -> ArbResult<(Vec<u8>, usize, Request)> {
     for _ in 0..u.int_in_range(0..=10)? {
         headers.push(("X-Fuzz", word(u, VALUE, 60)?));
     }
+    for _ in 0..u.int_in_range(0..=3)? {
+        let mut hops = Vec::new();
+        for _ in 0..u.int_in_range(0..=6)? {
+            hops.push(match u.int_in_range(0..=6)? {
+                0 => Ipv4Addr::from(u.arbitrary::<[u8; 4]>()?).to_string(),
+                1 => Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?).to_string(),
+                2 => format!("10.0.0.{}", u.arbitrary::<u8>()?),
+                3 => format!("[{}]:{}", Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?), u.arbitrary::<u16>()?),
+                4 => format!("127.0.0.1:{}", u.arbitrary::<u16>()?),
+                5 => String::new(),
+                _ => word(u, VALUE, 20)?.replace(',', ""),
+            });
+        }
+        headers.push(("X-Forwarded-For", hops.join(",")));
+    }
     // Shuffle (Fisher-Yates).
     for i in (1..headers.len()).rev() {
         let j = u.int_in_range(0..=i)?;
@@ -364,6 +455,7 @@ fn build(u: &mut Unstructured<'_>) -> ArbResult<(Vec<u8>, usize, Request)> {
             "Content-Length" => want.content_length = Some(value.parse().unwrap()),
             "Cookie" => join(&mut want.cookie, value, "; "),
             "Transfer-Encoding" => join(&mut want.transfer_encoding, value, ", "),
+            "X-Forwarded-For" if !value.is_empty() => join(&mut want.forwarded_for, value, ", "),
             "Sec-WebSocket-Extensions" => join(&mut want.extensions, value, ", "),
             "Sec-WebSocket-Protocol" => want
                 .protocols
@@ -426,6 +518,7 @@ fn generated(data: &[u8]) -> ArbResult<()> {
     };
     assert_eq!(req, want);
     assert_eq!(event, Ok((head_len, Some(want.clone()))));
+    check_client_address(&req, u.bytes(u.len().min(17))?);
     assert!(req.is_upgrade() && req.attempts_upgrade());
 
     // The 101 path: the accept key RFC 6455 derives from the key sent.

@@ -6,8 +6,11 @@
 //! back to exactly the bytes it consumed (RESP2 has one spelling per value
 //! for what the parser accepts, except numbers, checked by re-parsing), and
 //! every strict prefix of those bytes is incomplete, never an error or
-//! another value. A decoded envelope encodes to the same envelope, and so
-//! does a subscription's member (what a hash field or a subscribe holds).
+//! another value. The resumable parser, fed the input split at points the
+//! input itself chooses (as reads would append it), yields exactly what
+//! parsing the whole buffer yields, value after value, and the same error.
+//! A decoded envelope encodes to the same envelope, and so does a
+//! subscription's member (what a hash field or a subscribe holds).
 //!
 //! A parsed value is also read as the answer to a history read (SPEC 16,
 //! src/cluster/history.rs) of every kind: no panic, and what is accepted
@@ -18,7 +21,7 @@
 use libfuzzer_sys::fuzz_target;
 use rakit::cluster::envelope::{Envelope, Joined};
 use rakit::cluster::history::parse_read;
-use rakit::cluster::resp::{parse, Value};
+use rakit::cluster::resp::{parse, Parser, RespError, Value};
 use rakit::history::{Query, Read, Retention, Since};
 
 fn history_reads(value: &Value) {
@@ -63,7 +66,67 @@ fn history_reads(value: &Value) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Every value of `data` parsed from the whole buffer, one after another, and how it ended:
+/// `Ok(rest)` (an incomplete tail of `rest` bytes) or an error.
+fn whole(data: &[u8]) -> (Vec<(Value, usize)>, Result<usize, RespError>) {
+    let mut values = Vec::new();
+    let mut at = 0;
+    loop {
+        match parse(&data[at..]) {
+            Ok(Some((v, used))) => {
+                values.push((v, used));
+                at += used;
+            }
+            Ok(None) => return (values, Ok(data.len() - at)),
+            Err(e) => return (values, Err(e)),
+        }
+    }
+}
+
+/// The same through one [`Parser`], the bytes arriving in pieces whose sizes come from
+/// `cuts` (cycled; a zero is an empty read, never two in a row, so the bytes keep coming).
+fn split(data: &[u8], cuts: &[u8]) -> (Vec<(Value, usize)>, Result<usize, RespError>) {
+    let mut parser = Parser::default();
+    let mut values = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut i = 0;
+    let mut was_empty = false;
+    loop {
+        loop {
+            match parser.parse(&buf) {
+                Ok(Some((v, used))) => {
+                    buf.drain(..used);
+                    values.push((v, used));
+                }
+                Ok(None) => break,
+                Err(e) => return (values, Err(e)),
+            }
+        }
+        if fed == data.len() {
+            return (values, Ok(buf.len()));
+        }
+        let mut n = cuts.get(i % cuts.len().max(1)).map_or(1, |&c| usize::from(c));
+        if n == 0 && was_empty {
+            n = 1;
+        }
+        was_empty = n == 0;
+        i += 1;
+        let end = (fed + n).min(data.len());
+        buf.extend_from_slice(&data[fed..end]);
+        fed = end;
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    // The first byte says how many of the next bytes are read sizes, the rest is the reply.
+    let (cuts, data) = match input.split_first() {
+        Some((&n, rest)) => rest.split_at(usize::from(n % 16).min(rest.len())),
+        None => (&[][..], input),
+    };
+    assert_eq!(split(data, cuts), whole(data), "read sizes {cuts:?}");
+    assert_eq!(split(data, &[1]), whole(data), "a byte at a time");
+    let data = input;
     if let Ok(Some((value, used))) = parse(data) {
         assert!(used <= data.len());
         let mut again = Vec::new();

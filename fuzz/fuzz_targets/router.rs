@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use rakit::config::CommandPolicy;
 use rakit::events::Handler;
-use rakit::router::{ConnId, Frame, Outbox, Router, RouterConfig};
+use rakit::router::{ConnId, Frame, Outbox, Router, RouterConfig, RouterLimits};
 use rakit::session::User;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -505,6 +505,8 @@ fuzz_target!(|data: &[u8]| {
         // Above the client count: presence always lists everyone.
         presence_max_users: CLIENTS + 4,
         command_policy: CommandPolicy::Any,
+        // The reference model knows nothing of SPEC 17's buckets: off, explicitly.
+        limits: RouterLimits::OFF,
         ..RouterConfig::default()
     };
     let mut router = Router::new(config, Box::new(Quiet), 7);

@@ -31,6 +31,10 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// The smallest window zlib-rs takes for raw deflate (it refuses 8).
 const MIN_COMPRESS_BITS: u8 = 9;
 
+/// How many windows compression uses (9 to 15 bits): a message sent to many
+/// clients is compressed at most this many times.
+pub const WINDOWS: usize = 7;
+
 /// What was agreed with one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
@@ -59,6 +63,11 @@ impl Params {
     /// bytes, so the output also fits a peer's 256-byte window.
     pub fn compress_bits(&self) -> u8 {
         self.server_max_window_bits.max(MIN_COMPRESS_BITS)
+    }
+
+    /// [`Params::compress_bits`] as an index below [`WINDOWS`].
+    pub fn window_index(&self) -> usize {
+        usize::from(self.compress_bits() - MIN_COMPRESS_BITS).min(WINDOWS - 1)
     }
 }
 
@@ -144,7 +153,7 @@ fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
 /// seven, made when first needed), each reset after every message.
 pub struct Deflater {
     level: u32,
-    contexts: [Option<Box<Compress>>; 7],
+    contexts: [Option<Box<Compress>>; WINDOWS],
 }
 
 impl std::fmt::Debug for Deflater {
@@ -170,14 +179,13 @@ impl Deflater {
     pub fn compress(&mut self, params: &Params, message: &[u8], out: &mut Vec<u8>) {
         let bits = params.compress_bits();
         let level = self.level;
-        let context =
-            self.contexts[usize::from(bits - MIN_COMPRESS_BITS)].get_or_insert_with(|| {
-                Box::new(Compress::new_with_window_bits(
-                    Compression::new(level),
-                    false,
-                    bits,
-                ))
-            });
+        let context = self.contexts[params.window_index()].get_or_insert_with(|| {
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            ))
+        });
         let start = out.len();
         // Incompressible data grows by a few bytes per 16 KiB block.
         out.reserve(message.len() / 2 + 64);

@@ -129,6 +129,14 @@ pub enum HandshakeError {
     Unauthorized,
     /// The server is full (decided by the daemon).
     ServiceUnavailable,
+    /// Too many connections or handshakes from this client (decided by the daemon): 429 with
+    /// `Retry-After` in seconds.
+    TooManyRequests {
+        /// The one-line body (which limit refused).
+        reason: &'static str,
+        /// Seconds the client should wait.
+        retry_after: u32,
+    },
 }
 
 impl HandshakeError {
@@ -147,6 +155,7 @@ impl HandshakeError {
             HandshakeError::OriginNotAllowed => 403,
             HandshakeError::MethodNotAllowed => 405,
             HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::TooManyRequests { .. } => 429,
             HandshakeError::TooLarge | HandshakeError::TooManyHeaders => 431,
             HandshakeError::ServiceUnavailable => 503,
         }
@@ -170,6 +179,7 @@ impl HandshakeError {
             HandshakeError::OriginNotAllowed => "origin not allowed",
             HandshakeError::Unauthorized => "invalid session token",
             HandshakeError::ServiceUnavailable => "server is at its connection limit",
+            HandshakeError::TooManyRequests { reason, .. } => reason,
         }
     }
 }

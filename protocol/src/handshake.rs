@@ -69,6 +69,10 @@ pub struct Request {
     pub content_length: Option<u64>,
     /// `Transfer-Encoding`, several headers joined with `, `.
     pub transfer_encoding: Option<String>,
+    /// `X-Forwarded-For`, several headers joined with `, ` in order (a list header: the
+    /// right-most entry is the nearest hop). Kept raw; the daemon reads it only from a proxy
+    /// it trusts.
+    pub forwarded_for: Option<String>,
 }
 
 fn has_token(value: Option<&str>, token: &str) -> bool {
@@ -254,6 +258,10 @@ impl Decoder {
                     join_list(&mut out.transfer_encoding, value);
                     continue;
                 }
+                "x-forwarded-for" => {
+                    join_list(&mut out.forwarded_for, value);
+                    continue;
+                }
                 "sec-websocket-extensions" => {
                     join_list(&mut out.extensions, value);
                     continue;
@@ -346,6 +354,7 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, extra: &[&str], body: &str
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -367,10 +376,17 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, extra: &[&str], body: &str
 /// Appends the refusal for `err`: its status, its reason as the body, and
 /// the headers the status calls for (426: the version we speak; 405: `Allow`).
 pub fn write_refusal(out: &mut Vec<u8>, err: &HandshakeError) {
+    let retry_after = match err {
+        HandshakeError::TooManyRequests { retry_after, .. } => {
+            format!("Retry-After: {retry_after}")
+        }
+        _ => String::new(),
+    };
     let extra: &[&str] = match err {
         HandshakeError::UnsupportedVersion => &["Sec-WebSocket-Version: 13"],
         HandshakeError::MethodNotAllowed => &["Allow: GET"],
         HandshakeError::ServiceUnavailable => &["Retry-After: 1"],
+        HandshakeError::TooManyRequests { .. } => &[retry_after.as_str()],
         _ => &[],
     };
     write_response(out, err.http_status(), extra, err.reason());

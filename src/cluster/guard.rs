@@ -11,11 +11,16 @@
 //! - The heartbeat's `PEXPIRE` of our own hash answers 0 when the hash is gone (its TTL ran
 //!   out during a stall, an eviction, a `DEL`): it is written again at once, or a node started
 //!   afterwards would never see our clients.
+//! - The sorted set of live nodes holds whatever was written to it: the newest
+//!   [`MAX_NODES`] only are asked for (as many as are followed). Fetched whole, a set of more
+//!   members than one reply may carry failed to parse and dropped the command connection at
+//!   every reconnection.
 
 use std::time::Instant;
 
+use super::directory::MAX_NODES;
 use super::resp::{Value, MAX_ELEMENTS};
-use super::Cluster;
+use super::{unix_ms, Cluster, Query};
 use crate::router::{Outbox, Router};
 
 /// The most fields a node's hash may have to be fetched: as many as one `HGETALL` reply may
@@ -50,6 +55,51 @@ impl Cluster {
             self.refuse_node(node, &why, router, out, now);
         }
         true
+    }
+
+    /// Asks for the live nodes: the newest [`MAX_NODES`] that heartbeated within `node_timeout`.
+    pub(super) fn list_nodes(&mut self) {
+        let nodes = self.nodes_key();
+        let since = (unix_ms().saturating_sub(self.timeout.as_millis() as u64)).to_string();
+        let most = MAX_NODES.to_string();
+        let tag = self.tag(Query::Nodes);
+        let newest = [
+            b"ZREVRANGEBYSCORE",
+            nodes.as_bytes(),
+            b"+inf",
+            since.as_bytes(),
+            b"LIMIT",
+            b"0",
+            most.as_bytes(),
+        ];
+        if !self.tagged(&newest, tag) {
+            self.queries.remove(&tag);
+        }
+    }
+
+    /// The reply to [`Cluster::list_nodes`]: every node listed is followed and synced. A reply
+    /// that is no list (an error, `+QUEUED`) is ignored, not taken for an empty list.
+    pub(super) fn on_node_list(&mut self, value: &Value, router: &mut Router, now: Instant) {
+        let Some(listed) = value.as_array() else {
+            let shape = value.shape();
+            log::warn!("cluster: the node list came back as {shape}; ignored");
+            return;
+        };
+        let nodes: Vec<String> = listed
+            .iter()
+            .filter_map(Value::as_bytes)
+            .filter_map(|b| std::str::from_utf8(b).ok())
+            .filter(|n| *n != self.node)
+            .map(str::to_owned)
+            .collect();
+        for node in nodes {
+            if self.directory.heard(&node, now) {
+                self.sync(&node, now);
+            }
+        }
+        router.set_live_nodes(self.directory.nodes());
+        self.trust.listed();
+        self.check_trust(router, now);
     }
 
     /// The heartbeat's `PEXPIRE` of our hash: 0 when the key is gone.

@@ -4,10 +4,12 @@
 //! resync. Clients and their subscriptions share one version, so a snapshot is consistent with
 //! the deltas that follow it.
 
+use std::time::Instant;
+
 use super::envelope::{self, Body, Joined, Member as Stored};
 use super::resp::Value;
-use super::Cluster;
-use crate::router::{ChannelMember, ClusterOut, Member, Router, Subscription};
+use super::{apply_delta, Cluster};
+use crate::router::{ChannelMember, ClusterOut, Member, Outbox, Router, Subscription};
 
 /// The hash field that holds the version.
 pub(super) const VERSION_FIELD: &str = "~v";
@@ -98,7 +100,9 @@ impl Cluster {
         }
     }
 
-    /// Writes our hash whole, in one transaction.
+    /// Writes our hash whole, in one transaction, queued as one item: all of it or nothing
+    /// (half of one, without its `EXEC`, would leave the command connection inside it, every
+    /// later command answered `+QUEUED` and run never).
     pub(super) fn announce(&mut self, router: &Router) {
         if !self.can_send() {
             return;
@@ -122,17 +126,56 @@ impl Cluster {
         hset.push(VERSION_FIELD.into());
         hset.push(self.ver.to_string().into_bytes());
         let ttl = self.timeout.as_millis().to_string();
-        let ok = self.command(&[b"MULTI"])
-            && self.command(&[b"DEL", hash.as_bytes()])
-            && self.link.try_send(hset, 0)
-            && self.command(&[b"PEXPIRE", hash.as_bytes(), ttl.as_bytes()])
-            && self.command(&[b"EXEC"]);
-        if !ok {
-            // A half-queued transaction is discarded by Redis when the
-            // connection drops; otherwise EXEC was never sent: undo it.
-            self.command(&[b"DISCARD"]);
+        let transaction = vec![
+            vec![b"MULTI".to_vec()],
+            vec![b"DEL".to_vec(), hash.clone().into_bytes()],
+            hset,
+            vec![b"PEXPIRE".to_vec(), hash.into_bytes(), ttl.into_bytes()],
+            vec![b"EXEC".to_vec()],
+        ];
+        if !self.link.try_send_all(transaction) {
             self.announce_needed = true;
         }
+    }
+
+    /// The reply to the fetch of `node`'s hash ([`super::guard::FETCH`]). Only an array is a
+    /// hash: anything else (an error, or `+QUEUED` from a connection left inside a
+    /// transaction) is no answer, and the snapshot stays awaited (asked again at a heartbeat
+    /// after `node_timeout`). Taken for an empty hash, it made every client of the node vanish.
+    pub(super) fn on_snapshot(
+        &mut self,
+        node: &str,
+        value: &Value,
+        router: &mut Router,
+        out: &mut impl Outbox,
+        now: Instant,
+    ) {
+        if self.oversized(node, value, router, out, now) {
+            return;
+        }
+        // An error is logged by the link; anything else that is no hash, here.
+        let Some(snapshot) = parse_hash(value) else {
+            if !matches!(value, Value::Error(_)) {
+                let shape = value.shape();
+                log::warn!("cluster: the hash of node {node} came back as {shape}; ignored");
+            }
+            return;
+        };
+        if !self.directory.syncing(node) {
+            return;
+        }
+        let Some((deltas, again)) = self.directory.synced(node, snapshot.ver) else {
+            return;
+        };
+        router.remote_node(node, snapshot.members, snapshot.subs, now, out);
+        for delta in deltas {
+            apply_delta(node, delta, router, out, now);
+        }
+        self.check_replica(router, out, now);
+        if again && !self.directory.refused(node) {
+            self.sync(node, now);
+        }
+        self.check_trust(router, now);
     }
 
     /// [`Cluster::command`] with owned arguments.
@@ -183,9 +226,11 @@ pub(super) struct Snapshot {
 
 /// An HGETALL reply of a presence hash: its clients, their subscriptions and
 /// its version. Fields that are none of these, or malformed, are skipped.
-pub(super) fn parse_hash(value: &Value) -> Snapshot {
+/// `None` when the reply is no array (an error, `+QUEUED`): no hash at all,
+/// which is not an empty one.
+pub(super) fn parse_hash(value: &Value) -> Option<Snapshot> {
     let mut snapshot = Snapshot::default();
-    for pair in value.as_array().unwrap_or_default().chunks_exact(2) {
+    for pair in value.as_array()?.chunks_exact(2) {
         let (Some(field), Some(text)) = (pair[0].as_bytes(), pair[1].as_bytes()) else {
             continue;
         };
@@ -211,7 +256,7 @@ pub(super) fn parse_hash(value: &Value) -> Snapshot {
             });
         }
     }
-    snapshot
+    Some(snapshot)
 }
 
 #[cfg(test)]
@@ -239,7 +284,7 @@ mod tests {
             bulk("broken"),
             bulk("x"),
         ]));
-        let snapshot = parse_hash(&reply);
+        let snapshot = parse_hash(&reply).unwrap();
         assert_eq!(snapshot.ver, Some(7));
         assert_eq!(
             snapshot.members,
@@ -268,8 +313,25 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(parse_hash(&Value::Array(Some(vec![]))), Snapshot::default());
-        assert_eq!(parse_hash(&Value::Bulk(None)), Snapshot::default());
+        assert_eq!(
+            parse_hash(&Value::Array(Some(vec![]))),
+            Some(Snapshot::default())
+        );
+    }
+
+    #[test]
+    fn a_reply_that_is_no_array_is_no_hash() {
+        // `+QUEUED` is what a connection left inside a transaction answers to anything.
+        for reply in [
+            Value::Simple("QUEUED".into()),
+            Value::Simple("OK".into()),
+            Value::Error("ERR no".into()),
+            Value::Bulk(None),
+            Value::Array(None),
+            Value::Integer(0),
+        ] {
+            assert_eq!(parse_hash(&reply), None, "{reply:?}");
+        }
     }
 
     #[test]

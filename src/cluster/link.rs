@@ -9,7 +9,13 @@
 //!
 //! Both report to the loop through one bounded queue of [`Inbound`] and the
 //! loop's one `mio::Waker`; a flag coalesces wakes, so a burst of messages
-//! costs one wake-up. A lost connection is reported ([`Inbound::Down`]) and
+//! costs one wake-up.
+//!
+//! Both queues are bounded twice: by count (their slots) and by bytes
+//! ([`OUT_BYTES`], [`IN_BYTES`]), since what fills them (our clients'
+//! messages, other nodes' messages) may be up to `max_buffer_size` each. A
+//! message beyond either bound is dropped and counted; replies and link
+//! changes are never dropped (they answer our own commands). A lost connection is reported ([`Inbound::Down`]) and
 //! retried with exponential backoff and jitter (100 ms to 5 s). While the
 //! command connection is down, what is queued for it is dropped and counted:
 //! messages for other nodes are delivered at most once, never late.
@@ -26,14 +32,22 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::endpoint::{Address, Endpoint};
-use super::resp::{self, Value};
+use super::resp::{self, Parser, Value};
+use crate::queue_bytes::QueueBytes;
 
 /// Commands waiting for the command connection, at most.
 pub const OUT_QUEUE: usize = 16 * 1024;
+/// Bytes of the commands waiting for the command connection: beyond it a command is refused
+/// (one more may take the queue past it by its own size, see `queue_bytes.rs`).
+pub const OUT_BYTES: usize = 32 * 1024 * 1024;
 /// Messages from Redis waiting for the loop, at most.
 pub const IN_QUEUE: usize = 64 * 1024;
-/// Commands written as one pipeline, at most.
+/// Bytes of the messages from Redis waiting for the loop (their payloads).
+pub const IN_BYTES: usize = 32 * 1024 * 1024;
+/// Commands written as one pipeline, at most...
 const PIPELINE: usize = 512;
+/// ...and bytes: a pipeline is closed once it holds this many.
+const PIPELINE_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reply may take before the connection is deemed dead.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,8 +70,30 @@ pub enum Cmd {
         args: Vec<Vec<u8>>,
         tag: u64,
     },
+    /// Commands queued together or not at all, and written together (a `MULTI` ... `EXEC`
+    /// transaction: half of one would leave the connection inside it). Their replies are not
+    /// wanted.
+    All(Vec<Vec<Vec<u8>>>),
     /// Everything before it is written; then the thread says so and ends.
     Stop(mpsc::Sender<()>),
+}
+
+impl Cmd {
+    /// The bytes it holds, as the out queue counts them.
+    fn weight(&self) -> usize {
+        match self {
+            Cmd::Run { args, .. } => weight(args),
+            Cmd::All(commands) => commands.iter().map(|args| weight(args)).sum(),
+            Cmd::Stop(_) => 0,
+        }
+    }
+}
+
+/// A command's bytes: its arguments and their vectors.
+fn weight(args: &[Vec<u8>]) -> usize {
+    args.iter()
+        .map(|a| a.len() + std::mem::size_of::<Vec<u8>>())
+        .sum()
 }
 
 /// What the threads tell the loop.
@@ -83,6 +119,7 @@ pub struct LinkCounters {
 /// The loop's side of the threads.
 pub struct Link {
     pub out: SyncSender<Cmd>,
+    /// Read it through [`Link::next`], which gives a message's bytes back to [`IN_BYTES`].
     pub inbound: Receiver<Inbound>,
     /// Set by the threads when they queue something and wake the loop;
     /// cleared by the loop before it drains [`Link::inbound`].
@@ -90,6 +127,11 @@ pub struct Link {
     /// Asks the subscriber to drop and rebuild its connection.
     pub rebuild: Arc<AtomicBool>,
     pub counters: Arc<LinkCounters>,
+    /// Bytes queued for the command connection ([`OUT_BYTES`]).
+    out_bytes: Arc<QueueBytes>,
+    /// Bytes of messages queued for the loop ([`IN_BYTES`]).
+    in_bytes: Arc<QueueBytes>,
+    waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     cmd_thread: Option<JoinHandle<()>>,
 }
@@ -103,6 +145,8 @@ struct Shared {
     woken: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     counters: Arc<LinkCounters>,
+    out_bytes: Arc<QueueBytes>,
+    in_bytes: Arc<QueueBytes>,
 }
 
 impl Shared {
@@ -148,13 +192,17 @@ impl Link {
         let stop = Arc::new(AtomicBool::new(false));
         let rebuild = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(LinkCounters::default());
+        let out_bytes = Arc::new(QueueBytes::new(OUT_BYTES));
+        let in_bytes = Arc::new(QueueBytes::new(IN_BYTES));
         let shared = Shared {
             endpoint,
             inbound: in_tx,
-            waker,
+            waker: Arc::clone(&waker),
             woken: Arc::clone(&woken),
             stop: Arc::clone(&stop),
             counters: Arc::clone(&counters),
+            out_bytes: Arc::clone(&out_bytes),
+            in_bytes: Arc::clone(&in_bytes),
         };
         let cmd_shared = shared.clone();
         let cmd_thread = std::thread::Builder::new()
@@ -170,18 +218,60 @@ impl Link {
             woken,
             rebuild,
             counters,
+            out_bytes,
+            in_bytes,
+            waker,
             stop,
             cmd_thread: Some(cmd_thread),
         })
     }
 
     /// Queues a command without waiting; false (and nothing queued) when the
-    /// queue is full.
+    /// queue is full, by count or by bytes.
     pub fn try_send(&self, args: Vec<Vec<u8>>, tag: u64) -> bool {
-        match self.out.try_send(Cmd::Run { args, tag }) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        self.queue(Cmd::Run { args, tag })
+    }
+
+    /// Queues `commands` as one: all of them, or (false) none.
+    pub fn try_send_all(&self, commands: Vec<Vec<Vec<u8>>>) -> bool {
+        self.queue(Cmd::All(commands))
+    }
+
+    fn queue(&self, cmd: Cmd) -> bool {
+        let n = cmd.weight();
+        if !self.out_bytes.try_reserve(n) {
+            return false;
         }
+        match self.out.try_send(cmd) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.out_bytes.release(n);
+                false
+            }
+        }
+    }
+
+    /// The next report of the threads, if one is waiting.
+    pub fn next(&self) -> Option<Inbound> {
+        let msg = self.inbound.try_recv().ok()?;
+        if let Inbound::Message(payload) = &msg {
+            self.in_bytes.release(payload.len());
+        }
+        Some(msg)
+    }
+
+    /// Makes the loop come back for what is still queued (it stopped at its budget): the
+    /// same wake-up as the threads', so it is not lost if they wake it meanwhile.
+    pub fn rearm(&self) {
+        self.woken.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cluster: cannot wake the event loop: {e}");
+        }
+    }
+
+    /// Bytes of messages waiting for the loop, and of commands waiting for Redis.
+    pub fn queued_bytes(&self) -> (usize, usize) {
+        (self.in_bytes.held(), self.out_bytes.held())
     }
 
     /// Lets what is queued go out for up to `grace`, then stops both threads.
@@ -207,6 +297,32 @@ impl Link {
         // The command thread is not joined: it may be in a connect or a
         // read bounded by its timeouts, and exits on its own.
         self.cmd_thread.take();
+    }
+}
+
+#[cfg(test)]
+impl Link {
+    /// A link without threads, its queue to Redis `out_slots` long: the test holds the ends
+    /// the threads would (what the loop queues, and the queue to the loop).
+    pub(super) fn detached(
+        out_slots: usize,
+        waker: Arc<Waker>,
+    ) -> (Link, Receiver<Cmd>, SyncSender<Inbound>) {
+        let (out, out_rx) = mpsc::sync_channel(out_slots);
+        let (in_tx, inbound) = mpsc::sync_channel(IN_QUEUE);
+        let link = Link {
+            out,
+            inbound,
+            woken: Arc::new(AtomicBool::new(false)),
+            rebuild: Arc::new(AtomicBool::new(false)),
+            counters: Arc::new(LinkCounters::default()),
+            out_bytes: Arc::new(QueueBytes::new(OUT_BYTES)),
+            in_bytes: Arc::new(QueueBytes::new(IN_BYTES)),
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+            cmd_thread: None,
+        };
+        (link, out_rx, in_tx)
     }
 }
 
@@ -252,10 +368,14 @@ impl Stream {
     }
 }
 
-/// A blocking RESP connection: a stream and what was read but not parsed.
+/// A blocking RESP connection: a stream, what was read, and how far it is parsed.
 struct Conn {
     stream: Stream,
+    /// Read bytes; those before `start` are parsed values already returned.
     buf: Vec<u8>,
+    start: usize,
+    /// Goes on where the last read left a reply incomplete.
+    parser: Parser,
 }
 
 fn timed_out(e: &io::Error) -> bool {
@@ -298,6 +418,8 @@ impl Conn {
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
+            start: 0,
+            parser: Parser::default(),
         };
         let mut hello: Vec<Vec<Vec<u8>>> = Vec::new();
         if let Some(password) = &endpoint.password {
@@ -332,14 +454,27 @@ impl Conn {
     }
 
     /// The next value; a timeout is an error (`WouldBlock`/`TimedOut`).
+    ///
+    /// The parser goes on where the last read left it (a big reply costs work linear in its
+    /// size), and parsed bytes are dropped once per read, not once per value (a read of many
+    /// small replies is not moved once per reply).
     fn read_value(&mut self) -> io::Result<Value> {
         loop {
-            if let Some((value, used)) =
-                resp::parse(&self.buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            {
-                self.buf.drain(..used);
+            let parsed = self
+                .parser
+                .parse(&self.buf[self.start..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some((value, used)) = parsed {
+                self.start += used;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
                 return Ok(value);
             }
+            // The value in progress keeps its offsets: they count from `start`.
+            self.buf.drain(..self.start);
+            self.start = 0;
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -389,8 +524,9 @@ impl Backoff {
 /// a `Stop` was among it (and has been answered).
 fn discard(shared: &Shared, rx: &Receiver<Cmd>) -> bool {
     while let Ok(cmd) = rx.try_recv() {
+        shared.out_bytes.release(cmd.weight());
         match cmd {
-            Cmd::Run { .. } => {
+            Cmd::Run { .. } | Cmd::All(_) => {
                 shared.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
             }
             Cmd::Stop(done) => {
@@ -451,26 +587,36 @@ fn serve_cmd(shared: &Shared, rx: &Receiver<Cmd>, conn: &mut Conn) -> io::Result
             }
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
-        let mut batch = Vec::new();
+        // Encoded as they are taken: the queue's bytes are given back at once, and what is in
+        // flight is one pipeline, at most `PIPELINE` commands or about `PIPELINE_BYTES`.
+        let mut pipeline = Vec::new();
         let mut tags = Vec::new();
         let mut stop = None;
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
+            shared.out_bytes.release(cmd.weight());
             match cmd {
                 Cmd::Run { args, tag } => {
-                    batch.push(args);
+                    resp::encode_command(&args, &mut pipeline);
                     tags.push(tag);
+                }
+                Cmd::All(commands) => {
+                    for args in &commands {
+                        resp::encode_command(args, &mut pipeline);
+                        tags.push(0);
+                    }
                 }
                 Cmd::Stop(done) => {
                     stop = Some(done);
                     break;
                 }
             }
-            if batch.len() < PIPELINE {
+            if tags.len() < PIPELINE && pipeline.len() < PIPELINE_BYTES {
                 next = rx.try_recv().ok();
             }
         }
-        conn.send(&batch)?;
+        conn.stream.write_all(&pipeline)?;
+        drop(pipeline);
         for tag in tags {
             let reply = conn.read_value()?;
             if let Value::Error(e) = &reply {
@@ -554,9 +700,16 @@ fn serve_sub(shared: &Shared, rebuild: &AtomicBool, conn: &mut Conn) -> io::Resu
         let Some(Value::Bulk(Some(payload))) = parts.pop() else {
             continue;
         };
+        let n = payload.len();
+        if !shared.in_bytes.try_reserve(n) {
+            shared.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
+            shared.wake();
+            continue;
+        }
         match shared.inbound.try_send(Inbound::Message(payload)) {
             Ok(()) => shared.wake(),
             Err(TrySendError::Full(_)) => {
+                shared.in_bytes.release(n);
                 shared.counters.dropped_in.fetch_add(1, Ordering::Relaxed);
                 shared.wake();
             }

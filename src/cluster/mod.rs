@@ -18,6 +18,12 @@
 //! IO happens on the threads of `link.rs`; this part is called by the loop
 //! only: when the waker fires ([`Cluster::on_wake`]), when its timer is due
 //! ([`Cluster::on_timers`]) and at the end of every turn ([`Cluster::pump`]).
+//!
+//! A wake-up handles at most [`WAKE_ITEMS`] reports of the threads, or
+//! [`WAKE_BYTES`] of messages, and stops early once the loop's delivery budget
+//! for the turn is spent (at least one report each time); the rest waits for
+//! the next turn, for which the waker is armed again. So a flood on the bus
+//! costs other clients a turn's share, never a stall (docs/limits.md).
 
 pub mod directory;
 pub mod endpoint;
@@ -27,10 +33,11 @@ mod hash;
 pub mod history;
 mod history_ops;
 pub mod link;
+mod requests;
 pub mod resp;
 mod trust;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,8 +48,9 @@ use mio::Waker;
 use self::directory::{Delta, Directory, Outcome};
 use self::endpoint::Endpoint;
 use self::envelope::{Body, Envelope};
-use self::hash::{decode_member, parse_hash};
+use self::hash::decode_member;
 use self::link::{Inbound, Link, Side};
+use self::requests::Requests;
 use self::resp::Value;
 use self::trust::Trust;
 use crate::router::{
@@ -51,6 +59,11 @@ use crate::router::{
 
 /// How long queued commands (the `Bye` at SIGTERM) may take to go out.
 const FINISH_GRACE: Duration = Duration::from_secs(1);
+/// Reports of the Redis threads (messages, replies, link changes) handled per wake-up, at
+/// most; the rest next turn.
+pub const WAKE_ITEMS: usize = 1024;
+/// Bytes of messages handled per wake-up, at most (one message may go past it).
+pub const WAKE_BYTES: usize = 1024 * 1024;
 
 /// What the cluster needs from the configuration.
 #[derive(Debug, Clone)]
@@ -62,10 +75,11 @@ pub struct Settings {
     pub node: String,
 }
 
-/// A tagged command's purpose, for its reply.
+/// A tagged command's purpose, for its reply. A reply is used only when it has the shape its
+/// command answers with.
 #[derive(Debug)]
 enum Query {
-    /// `ZRANGEBYSCORE NS:nodes`: the live nodes.
+    /// `ZREVRANGEBYSCORE NS:nodes`: the live nodes (`guard.rs`).
     Nodes,
     /// `HGETALL NS:presence:ID`: a node's clients, if its hash is not too big (`guard.rs`).
     Sync(String),
@@ -119,8 +133,10 @@ pub struct Cluster {
     trust: Trust,
     queries: HashMap<u64, Query>,
     next_tag: u64,
-    /// Requests awaiting a reply, by deadline (all share one timeout).
-    requests: VecDeque<(Instant, u64)>,
+    /// Requests awaiting a reply from another node.
+    requests: Requests,
+    /// Another node asked for presence during this wake-up.
+    presence_asked: bool,
     counts: Counts,
     /// Channel history in Redis (SPEC section 16; `history_ops.rs`).
     history: history::HistoryState,
@@ -129,15 +145,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the Redis threads; they wake the loop through `waker`.
     pub fn start(settings: Settings, waker: Arc<Waker>) -> io::Result<Cluster> {
-        let ns = settings.namespace;
+        let ns = &settings.namespace;
         let channels = vec![format!("{ns}:bus"), format!("{ns}:node:{}", settings.node)];
-        let link = Link::start(settings.endpoint, channels, waker)?;
+        let link = Link::start(settings.endpoint.clone(), channels, waker)?;
+        Ok(Cluster::with_link(settings, link))
+    }
+
+    fn with_link(settings: Settings, link: Link) -> Cluster {
         let now = Instant::now();
         let heartbeat = (settings.node_timeout / 3).max(Duration::from_millis(20));
         let settings_node_seed = settings.node.clone();
-        Ok(Cluster {
+        Cluster {
             node: settings.node,
-            ns,
+            ns: settings.namespace,
             timeout: settings.node_timeout,
             heartbeat,
             link,
@@ -154,10 +174,11 @@ impl Cluster {
             trust: Trust::default(),
             queries: HashMap::new(),
             next_tag: 1,
-            requests: VecDeque::new(),
+            requests: Requests::default(),
+            presence_asked: false,
             counts: Counts::default(),
             history: history::HistoryState::new(seed_of(&settings_node_seed)),
-        })
+        }
     }
 
     /// Connected to Redis (both connections).
@@ -180,6 +201,12 @@ impl Cluster {
         }
     }
 
+    /// Bytes waiting in the queue from Redis (messages for the loop) and in the queue to it
+    /// (commands), each bounded (`link.rs`).
+    pub fn queued_bytes(&self) -> (usize, usize) {
+        self.link.queued_bytes()
+    }
+
     /// When [`Cluster::on_timers`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.left {
@@ -188,7 +215,7 @@ impl Cluster {
         [
             Some(self.next_heartbeat),
             self.directory.next_expiry(self.timeout),
-            self.requests.front().map(|(at, _)| *at),
+            self.requests.next_deadline(),
             self.history.deadline(),
         ]
         .into_iter()
@@ -196,10 +223,20 @@ impl Cluster {
         .min()
     }
 
-    /// The threads have something: connection changes, messages, replies.
-    pub fn on_wake(&mut self, router: &mut Router, out: &mut impl Outbox, now: Instant) {
+    /// The threads have something: connection changes, messages, replies. At most a
+    /// wake-up's budget of it (see the module docs), and no more once `spent` says the loop's
+    /// deliveries for this turn are; then the waker is armed again for the rest.
+    pub fn on_wake<O: Outbox>(
+        &mut self,
+        router: &mut Router,
+        out: &mut O,
+        now: Instant,
+        spent: impl Fn(&O) -> bool,
+    ) {
         self.link.woken.store(false, Ordering::SeqCst);
-        while let Ok(msg) = self.link.inbound.try_recv() {
+        let (mut items, mut bytes) = (0, 0);
+        let mut stopped = false;
+        while let Some(msg) = self.link.next() {
             match msg {
                 Inbound::Up(side) => self.link_up(side, router, now),
                 Inbound::Down(side) => {
@@ -207,9 +244,24 @@ impl Cluster {
                     // SPEC 16: what waited for Redis is delivered here or answered.
                     self.history_down(router, out);
                 }
-                Inbound::Message(bytes) => self.on_message(&bytes, router, out, now),
+                Inbound::Message(payload) => {
+                    bytes += payload.len();
+                    self.on_message(&payload, router, out, now);
+                }
                 Inbound::Reply(tag, value) => self.on_reply(tag, &value, router, out, now),
             }
+            items += 1;
+            if items >= WAKE_ITEMS || bytes >= WAKE_BYTES || spent(out) {
+                stopped = true;
+                break;
+            }
+        }
+        // Each answer goes to every client of this node: one for all the asks of a wake-up.
+        if std::mem::take(&mut self.presence_asked) {
+            router.remote_presence(now, out);
+        }
+        if stopped {
+            self.link.rearm();
         }
     }
 
@@ -228,11 +280,7 @@ impl Cluster {
             router.remote_node_gone(&node, now, out);
         }
         self.check_trust(router, now);
-        while let Some(&(at, req)) = self.requests.front() {
-            if at > now {
-                break;
-            }
-            self.requests.pop_front();
+        while let Some(req) = self.requests.pop_due(now) {
             // No answer: as far as this node can tell, no live node has it.
             router.remote_reply(req, false, out);
         }
@@ -407,7 +455,7 @@ impl Cluster {
             return;
         }
         if sent {
-            self.requests.push_back((now + self.timeout, req));
+            self.requests.sent(req, now + self.timeout);
         } else {
             router.remote_reply(req, false, out);
         }
@@ -463,18 +511,7 @@ impl Cluster {
         self.trust.connected(now);
         self.announce(router);
         self.next_heartbeat = now;
-        let nodes = self.nodes_key();
-        let since = (unix_ms().saturating_sub(self.timeout.as_millis() as u64)).to_string();
-        let tag = self.tag(Query::Nodes);
-        self.tagged(
-            &[
-                b"ZRANGEBYSCORE",
-                nodes.as_bytes(),
-                since.as_bytes(),
-                b"+inf",
-            ],
-            tag,
-        );
+        self.list_nodes();
         let known: Vec<String> = self.directory.nodes().map(str::to_owned).collect();
         for node in known {
             self.sync(&node, now);
@@ -667,7 +704,11 @@ impl Cluster {
                 let found = router.remote_disconnect(id, now, out);
                 self.reply(origin, req, found);
             }
-            Body::Reply { req, found } => router.remote_reply(req, found, out),
+            Body::Reply { req, found } => {
+                if self.requests.answered(req) {
+                    router.remote_reply(req, found, out);
+                }
+            }
             Body::Join {
                 id,
                 seq,
@@ -721,7 +762,7 @@ impl Cluster {
                     self.sync(origin, now);
                 }
             }
-            Body::Presence => router.remote_presence(now, out),
+            Body::Presence => self.presence_asked = true,
             Body::Bye => {}
         }
     }
@@ -780,59 +821,20 @@ impl Cluster {
             return;
         };
         match query {
-            Query::Nodes => {
-                let nodes: Vec<String> = value
-                    .as_array()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(Value::as_bytes)
-                    .filter_map(|b| std::str::from_utf8(b).ok())
-                    .filter(|n| *n != self.node)
-                    .map(str::to_owned)
-                    .collect();
-                for node in nodes {
-                    if self.directory.heard(&node, now) {
-                        self.sync(&node, now);
-                    }
-                }
-                router.set_live_nodes(self.directory.nodes());
-                self.trust.listed();
-                self.check_trust(router, now);
-            }
+            Query::Nodes => self.on_node_list(value, router, now),
             Query::Expire => self.on_expire(value, router),
             Query::HistoryPublish(seq) => self.history_published(seq, value, router, out),
             Query::HistoryRead(read) => self.history_answer(read, value, router, out),
             query @ (Query::HistoryLose(_) | Query::HistoryGeneration) => {
                 self.history_repaired(&query, value)
             }
-            Query::Sync(node) => {
-                // An error (logged by the link) is no empty hash: the snapshot stays
-                // awaited, and is asked again at a heartbeat after `node_timeout`.
-                if matches!(value, Value::Error(_))
-                    || self.oversized(&node, value, router, out, now)
-                {
-                    return;
-                }
-                let snapshot = parse_hash(value);
-                if !self.directory.syncing(&node) {
-                    return;
-                }
-                let Some((deltas, again)) = self.directory.synced(&node, snapshot.ver) else {
-                    return;
-                };
-                router.remote_node(&node, snapshot.members, snapshot.subs, now, out);
-                for delta in deltas {
-                    apply_delta(&node, delta, router, out, now);
-                }
-                self.check_replica(router, out, now);
-                if again && !self.directory.refused(&node) {
-                    self.sync(&node, now);
-                }
-                self.check_trust(router, now);
-            }
+            Query::Sync(node) => self.on_snapshot(&node, value, router, out, now),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 impl Drop for Cluster {
     fn drop(&mut self) {

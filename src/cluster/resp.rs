@@ -1,11 +1,15 @@
 //! RESP2, the Redis wire protocol, sans-IO: commands are encoded into a
 //! caller-owned buffer, replies are parsed from one.
 //!
-//! [`parse`] returns `Ok(None)` and consumes nothing until a whole value is
-//! there, so a caller appends what it reads and calls it again. Every length
-//! is bounded ([`MAX_BULK`], [`MAX_ELEMENTS`], [`MAX_DEPTH`]) before anything
-//! is allocated: a server (or whatever answers on that port) cannot make us
-//! reserve gigabytes with one line.
+//! A [`Parser`] keeps its place in a reply that has not fully arrived: the
+//! caller appends what it reads and calls it again, and the parser goes on
+//! from the element where it stopped, so a reply of any size costs work
+//! linear in its bytes however it is split across reads ([`parse`] is the
+//! one-shot form). Nothing is consumed until a whole value is there. Every
+//! length is bounded ([`MAX_BULK`], [`MAX_ELEMENTS`], [`MAX_DEPTH`],
+//! [`MAX_VALUE`]) before anything is allocated or buffered for it: a server
+//! (or whatever answers on that port) cannot make us reserve gigabytes with
+//! one line.
 
 use std::fmt;
 
@@ -17,6 +21,10 @@ pub const MAX_ELEMENTS: usize = 1024 * 1024;
 pub const MAX_DEPTH: usize = 8;
 /// The longest simple string, error or integer line.
 const MAX_LINE: usize = 64 * 1024;
+/// The most bytes one value may span, all its elements together: a bulk string at its bound
+/// plus the framing around it (a pub/sub message). Without it, only the count of elements
+/// would bound a reply, each of them up to [`MAX_BULK`].
+pub const MAX_VALUE: usize = MAX_BULK + 64 * 1024;
 
 /// One RESP2 value.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,6 +70,19 @@ impl Value {
         match self {
             Value::Array(Some(items)) => Some(items),
             _ => None,
+        }
+    }
+
+    /// What it is, for a log line: a simple string (its first 32 characters) or an integer
+    /// as it reads, any other by its type (never all of it: a bulk string may be large).
+    pub fn shape(&self) -> String {
+        match self {
+            Value::Simple(s) => format!("+{}", s.chars().take(32).collect::<String>()),
+            Value::Error(_) => "an error".to_owned(),
+            Value::Integer(n) => format!(":{n}"),
+            Value::Bulk(_) => "a bulk string".to_owned(),
+            Value::Array(None) => "a null array".to_owned(),
+            Value::Array(Some(_)) => "an array".to_owned(),
         }
     }
 
@@ -135,29 +156,173 @@ fn bulk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Parses one value from the front of `buf`: `Ok(Some((value, consumed)))`,
-/// or `Ok(None)` when more bytes are needed.
+/// or `Ok(None)` when more bytes are needed (see [`Parser`] to go on from there).
 pub fn parse(buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
-    let mut pos = 0;
-    match value(buf, &mut pos, 0)? {
-        Some(v) => Ok(Some((v, pos))),
-        None => Ok(None),
+    Parser::default().parse(buf)
+}
+
+/// A value being parsed across reads (see the module docs).
+///
+/// Between two calls the caller may only append to the buffer: the bytes of the value so far
+/// must stay where they were. After a value is returned, the next call starts a new value at
+/// the front of the buffer given (the caller drops the consumed bytes, or passes the rest).
+#[derive(Debug)]
+pub struct Parser {
+    /// The most bytes a value may span ([`MAX_VALUE`] but in tests).
+    max_value: usize,
+    /// Bytes of the value parsed so far: whole elements, and array headers.
+    pos: usize,
+    /// Arrays opened and not yet full, outermost first: announced length, elements so far.
+    open: Vec<(usize, Vec<Value>)>,
+    /// The element at `pos` is a bulk string whose header is parsed: where its data starts,
+    /// and its length.
+    bulk: Option<(usize, usize)>,
+    /// Bytes of the line at `pos` already searched for its CRLF.
+    scanned: usize,
+    /// Bytes looked at and elements built since the parser was made (see [`Parser::work`]).
+    work: u64,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::with_max_value(MAX_VALUE)
     }
 }
 
-/// The line starting at `*pos` (without CRLF), advancing past it.
-fn read_line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, RespError> {
-    let rest = &buf[*pos..];
-    let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
-        if rest.len() > MAX_LINE {
+impl Parser {
+    /// A parser whose values may span at most `max_value` bytes.
+    pub fn with_max_value(max_value: usize) -> Parser {
+        Parser {
+            max_value,
+            pos: 0,
+            open: Vec::new(),
+            bulk: None,
+            scanned: 0,
+            work: 0,
+        }
+    }
+
+    /// Parses on from where the last call stopped: `Ok(Some((value, consumed)))`, or
+    /// `Ok(None)` when more bytes are needed. After an error the connection is out of step
+    /// (drop it, and the parser).
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<(Value, usize)>, RespError> {
+        loop {
+            let Some(element) = self.element(buf)? else {
+                return Ok(None);
+            };
+            let mut done = element;
+            // Attach it to the innermost open array; close every array it fills.
+            loop {
+                let Some((want, items)) = self.open.last_mut() else {
+                    let used = self.pos;
+                    self.pos = 0;
+                    return Ok(Some((done, used)));
+                };
+                items.push(done);
+                if items.len() < *want {
+                    break;
+                }
+                let (_, items) = self.open.pop().unwrap_or_default();
+                done = Value::Array(Some(items));
+            }
+        }
+    }
+
+    /// Bytes looked at and elements built so far, over every call: what a reply costs to
+    /// parse. Linear in the reply's bytes however they were split across reads.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
+    /// The element at `pos`: a value to attach, or `None` when it is incomplete. An array
+    /// header with elements to come is opened and parsing goes on with its first element.
+    fn element(&mut self, buf: &[u8]) -> Result<Option<Value>, RespError> {
+        loop {
+            if let Some((start, n)) = self.bulk {
+                let end = start + n;
+                if buf.len() < end + 2 {
+                    return Ok(None);
+                }
+                if &buf[end..end + 2] != b"\r\n" {
+                    return Err(RespError::MissingCrlf);
+                }
+                self.work += n as u64 + 1;
+                self.bulk = None;
+                self.pos = end + 2;
+                return Ok(Some(Value::Bulk(Some(buf[start..end].to_vec()))));
+            }
+            if self.open.len() > MAX_DEPTH || self.pos > self.max_value {
+                return Err(RespError::TooLarge);
+            }
+            let Some(&kind) = buf.get(self.pos) else {
+                return Ok(None);
+            };
+            if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+                return Err(RespError::UnknownType(kind));
+            }
+            let Some(text) = self.line(buf)? else {
+                return Ok(None);
+            };
+            let at = self.pos + 1 + text.len() + 2;
+            self.work += 1;
+            let utf8 = |t: &[u8]| String::from_utf8(t.to_vec()).map_err(|_| RespError::NotUtf8);
+            let v = match kind {
+                b'+' => Value::Simple(utf8(text)?),
+                b'-' => Value::Error(utf8(text)?),
+                b':' => Value::Integer(number(text)?),
+                b'$' => match length(text, MAX_BULK)? {
+                    None => Value::Bulk(None),
+                    Some(n) => {
+                        if at.checked_add(n).map_or(true, |end| end > self.max_value) {
+                            return Err(RespError::TooLarge);
+                        }
+                        self.bulk = Some((at, n));
+                        self.pos = at;
+                        continue;
+                    }
+                },
+                _ => match length(text, MAX_ELEMENTS)? {
+                    None => Value::Array(None),
+                    Some(0) => Value::Array(Some(Vec::new())),
+                    Some(n) => {
+                        // Every element takes at least 3 bytes: do not trust `n`
+                        // for the allocation before they are there.
+                        let items = Vec::with_capacity(n.min(buf.len().saturating_sub(at) / 3));
+                        self.open.push((n, items));
+                        self.pos = at;
+                        continue;
+                    }
+                },
+            };
+            self.pos = at;
+            return Ok(Some(v));
+        }
+    }
+
+    /// The line after the type byte at `pos` (without CRLF), searched from where the last
+    /// search stopped; `None` while its CRLF has not arrived.
+    fn line<'a>(&mut self, buf: &'a [u8]) -> Result<Option<&'a [u8]>, RespError> {
+        let rest = &buf[self.pos + 1..];
+        // The last byte looked at may be the CR of a CRLF whose LF had not arrived.
+        let from = self.scanned.saturating_sub(1).min(rest.len());
+        let found = rest[from..].windows(2).position(|w| w == b"\r\n");
+        let Some(end) = found.map(|i| from + i) else {
+            self.work += (rest.len() - from) as u64;
+            // Too long once even a CRLF right after these bytes would end it too late (not
+            // before: a last byte that is a CR may end the line at exactly `MAX_LINE`).
+            if rest.len() > MAX_LINE + 1 {
+                return Err(RespError::TooLarge);
+            }
+            self.scanned = rest.len();
+            return Ok(None);
+        };
+        self.work += (end + 2 - from) as u64;
+        self.scanned = 0;
+        if end > MAX_LINE {
             return Err(RespError::TooLarge);
         }
-        return Ok(None);
-    };
-    if end > MAX_LINE {
-        return Err(RespError::TooLarge);
+        Ok(Some(&rest[..end]))
     }
-    *pos += end + 2;
-    Ok(Some(&rest[..end]))
 }
 
 fn number(text: &[u8]) -> Result<i64, RespError> {
@@ -181,60 +346,6 @@ fn length(text: &[u8], max: usize) -> Result<Option<usize>, RespError> {
             Ok(Some(n))
         }
     }
-}
-
-fn value(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Value>, RespError> {
-    if depth > MAX_DEPTH {
-        return Err(RespError::TooLarge);
-    }
-    let Some(&kind) = buf.get(*pos) else {
-        return Ok(None);
-    };
-    if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
-        return Err(RespError::UnknownType(kind));
-    }
-    let mut at = *pos + 1;
-    let Some(text) = read_line(buf, &mut at)? else {
-        return Ok(None);
-    };
-    let utf8 = |t: &[u8]| String::from_utf8(t.to_vec()).map_err(|_| RespError::NotUtf8);
-    let v = match kind {
-        b'+' => Value::Simple(utf8(text)?),
-        b'-' => Value::Error(utf8(text)?),
-        b':' => Value::Integer(number(text)?),
-        b'$' => match length(text, MAX_BULK)? {
-            None => Value::Bulk(None),
-            Some(n) => {
-                let end = at.checked_add(n).ok_or(RespError::TooLarge)?;
-                if buf.len() < end + 2 {
-                    return Ok(None);
-                }
-                if &buf[end..end + 2] != b"\r\n" {
-                    return Err(RespError::MissingCrlf);
-                }
-                let data = buf[at..end].to_vec();
-                at = end + 2;
-                Value::Bulk(Some(data))
-            }
-        },
-        _ => match length(text, MAX_ELEMENTS)? {
-            None => Value::Array(None),
-            Some(n) => {
-                // Every element takes at least 3 bytes: do not trust `n`
-                // for the allocation before they are there.
-                let mut items = Vec::with_capacity(n.min((buf.len() - at) / 3));
-                for _ in 0..n {
-                    match value(buf, &mut at, depth + 1)? {
-                        Some(item) => items.push(item),
-                        None => return Ok(None),
-                    }
-                }
-                Value::Array(Some(items))
-            }
-        },
-    };
-    *pos = at;
-    Ok(Some(v))
 }
 
 #[cfg(test)]
@@ -316,12 +427,137 @@ mod tests {
         }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 2);
         assert_eq!(parse(deep.as_bytes()), Err(RespError::TooLarge));
-        let long = vec![b'+'; MAX_LINE + 2];
+        let long = vec![b'+'; MAX_LINE + 3];
         assert_eq!(parse(&long), Err(RespError::TooLarge));
+        // The longest line, and every prefix of it, is fine.
+        let mut longest = vec![b'+'; MAX_LINE + 1];
+        longest.extend_from_slice(b"\r\n");
+        for cut in [MAX_LINE, MAX_LINE + 1, MAX_LINE + 2] {
+            assert_eq!(parse(&longest[..cut]), Ok(None), "prefix {cut}");
+        }
+        assert!(matches!(parse(&longest), Ok(Some((Value::Simple(_), _)))));
+        longest.insert(1, b'+');
+        assert_eq!(parse(&longest), Err(RespError::TooLarge));
     }
 
     #[test]
     fn a_huge_announced_array_allocates_nothing_up_front() {
         assert_eq!(parse(b"*1048576\r\n:1\r\n"), Ok(None));
+    }
+
+    /// Feeds `input` to one parser in pieces of `chunk` bytes (as reads would append them):
+    /// every value it yields, the calls it took, its work.
+    fn in_pieces(input: &[u8], chunk: usize) -> (Vec<Value>, u64, u64) {
+        let mut parser = Parser::default();
+        let mut buf = Vec::new();
+        let (mut values, mut calls) = (Vec::new(), 0);
+        for piece in input.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                calls += 1;
+                match parser.parse(&buf).unwrap() {
+                    Some((v, used)) => {
+                        values.push(v);
+                        buf.drain(..used);
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        (values, calls, parser.work())
+    }
+
+    #[test]
+    fn a_value_split_anywhere_parses_as_when_whole() {
+        let input: &[u8] = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\na\r\nbc\r\n\
+            +OK\r\n*2\r\n*1\r\n:-1\r\n$-1\r\n*0\r\n-ERR x\r\n*-1\r\n$0\r\n\r\n";
+        let mut whole = Vec::new();
+        let mut rest = input;
+        while let Some((v, used)) = parse(rest).unwrap() {
+            whole.push(v);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(whole.len(), 7);
+        for chunk in 1..=input.len() {
+            assert_eq!(in_pieces(input, chunk).0, whole, "pieces of {chunk}");
+        }
+        // An error is found however the bytes arrive.
+        for chunk in 1..6 {
+            let mut parser = Parser::default();
+            let bad = b"*2\r\n$1\r\nab\r\n";
+            let mut buf = Vec::new();
+            let mut seen = None;
+            for piece in bad.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                if let Err(e) = parser.parse(&buf) {
+                    seen = Some(e);
+                    break;
+                }
+            }
+            assert_eq!(seen, Some(RespError::MissingCrlf), "pieces of {chunk}");
+        }
+    }
+
+    /// An `HGETALL` reply of `clients` presence entries, as a 100k-client snapshot is.
+    fn snapshot(clients: usize) -> Vec<u8> {
+        let mut fields = Vec::new();
+        for i in 0..clients {
+            fields.push(Value::Bulk(Some(format!("c{i:07}").into_bytes())));
+            let entry = format!(r#"{i} 1700000000 {{"id":"c{i:07}","name":"Guest","email":null}}"#);
+            fields.push(Value::Bulk(Some(entry.into_bytes())));
+        }
+        let mut out = Vec::new();
+        Value::Array(Some(fields)).encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_reply_costs_work_linear_in_its_bytes_however_it_arrives() {
+        let reply = snapshot(100_000);
+        let (whole, _, once) = in_pieces(&reply, reply.len());
+        assert_eq!(whole[0].as_array().map(<[Value]>::len), Some(200_000));
+        assert!(
+            once <= 2 * reply.len() as u64,
+            "{once} for {} bytes",
+            reply.len()
+        );
+        // The link reads 16 KiB at a time; a trickle comes a byte at a time. Each call may
+        // look again at the one byte where the last stopped, nothing more.
+        for (reply, chunk) in [(&reply, 16 * 1024), (&snapshot(2_000), 1)] {
+            let once = in_pieces(reply, reply.len()).2;
+            let (values, calls, split) = in_pieces(reply, chunk);
+            assert_eq!(values.len(), 1);
+            assert!(
+                split <= once + 2 * calls,
+                "pieces of {chunk}: work {split} over {calls} calls, {once} when whole"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_beyond_its_byte_bound_is_refused_before_it_arrives() {
+        let mut parser = Parser::with_max_value(100);
+        // The second bulk string would end past byte 100: refused from its header.
+        let input = b"*2\r\n$60\r\n";
+        let mut buf = input.to_vec();
+        buf.extend_from_slice(&[b'x'; 60]);
+        buf.extend_from_slice(b"\r\n$60\r\n");
+        assert_eq!(parser.parse(&buf), Err(RespError::TooLarge));
+        // Many small elements add up the same way.
+        let mut parser = Parser::with_max_value(100);
+        let many = format!("*100\r\n{}", ":1\r\n".repeat(100));
+        assert_eq!(parser.parse(many.as_bytes()), Err(RespError::TooLarge));
+        // Within the bound, the same shape parses.
+        let fits = format!("*20\r\n{}", ":1\r\n".repeat(20));
+        let (v, used) = Parser::with_max_value(100)
+            .parse(fits.as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (v.as_array().map(<[Value]>::len), used),
+            (Some(20), fits.len())
+        );
     }
 }

@@ -203,6 +203,9 @@ pub struct WebhooksConfig {
     pub batch_ms: u64,
     /// Events waiting beyond this many are dropped (and counted).
     pub queue_max: usize,
+    /// ...and beyond this many bytes of JSON, the batch being sent included (a `message`
+    /// event carries the client's text, escaped: up to six bytes a character).
+    pub queue_max_bytes: u64,
     /// Timeout of one POST, in milliseconds.
     pub timeout_ms: u64,
     /// Retries of a batch after a timeout, a connection error or a 5xx.
@@ -219,6 +222,7 @@ impl Default for WebhooksConfig {
             batch_max: 100,
             batch_ms: 100,
             queue_max: 10_000,
+            queue_max_bytes: DEFAULT_QUEUE_BYTES,
             timeout_ms: 5_000,
             retries: 3,
         }
@@ -229,6 +233,13 @@ impl Default for WebhooksConfig {
 const MAX_BATCH: usize = 10_000;
 const MAX_BATCH_MS: u64 = 60_000;
 const MAX_QUEUE: usize = 1_000_000;
+/// 16 MiB: a few thousand ordinary events, or forty `message` events of 64 KiB that escape
+/// to six times their size.
+const DEFAULT_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+/// A queue smaller than one default-size message escaped is a mistake...
+const MIN_QUEUE_BYTES: u64 = 64 * 1024;
+/// ...and so is one of more than 4 GiB (memory held for an endpoint that does not answer).
+const MAX_QUEUE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 const MAX_TIMEOUT_MS: u64 = 300_000;
 const MAX_RETRIES: u32 = 10;
 
@@ -268,6 +279,12 @@ impl WebhooksConfig {
             self.queue_max as u64,
             1,
             MAX_QUEUE as u64,
+        )?;
+        within(
+            "webhooks.queue_max_bytes",
+            self.queue_max_bytes,
+            MIN_QUEUE_BYTES,
+            MAX_QUEUE_BYTES,
         )?;
         within("webhooks.timeout_ms", self.timeout_ms, 1, MAX_TIMEOUT_MS)?;
         within(
@@ -447,6 +464,7 @@ mod tests {
         );
         assert!(!w.wants(WebhookEvent::Message));
         assert_eq!((w.batch_max, w.batch_ms, w.queue_max), (100, 100, 10_000));
+        assert_eq!(w.queue_max_bytes, 16_777_216);
         assert_eq!((w.timeout_ms, w.retries), (5_000, 3));
     }
 
@@ -456,7 +474,7 @@ mod tests {
             "demo_page = false\n[api]\nkey = \"0123456789abcdef\"\n[metrics]\nenabled = false\n\
              key = \"fedcba9876543210\"\n[webhooks]\nurl = \"http://localhost:8000/ws-hook\"\n\
              secret = \"x\"\nevents = [\"message\", \"connect\"]\nbatch_max = 5\nbatch_ms = 0\n\
-             queue_max = 7\ntimeout_ms = 250\nretries = 0\n",
+             queue_max = 7\nqueue_max_bytes = 65536\ntimeout_ms = 250\nretries = 0\n",
         )
         .unwrap();
         c.validate().unwrap();
@@ -467,6 +485,7 @@ mod tests {
             [WebhookEvent::Message, WebhookEvent::Connect]
         );
         assert_eq!(c.webhooks.batch_max, 5);
+        assert_eq!(c.webhooks.queue_max_bytes, 65_536);
         assert_eq!(c.webhooks.retries, 0);
     }
 
@@ -513,6 +532,8 @@ mod tests {
             ("batch_ms = 60001", "webhooks.batch_ms"),
             ("queue_max = 0", "webhooks.queue_max"),
             ("queue_max = 1000001", "webhooks.queue_max"),
+            ("queue_max_bytes = 65535", "webhooks.queue_max_bytes"),
+            ("queue_max_bytes = 4294967297", "webhooks.queue_max_bytes"),
             ("timeout_ms = 0", "webhooks.timeout_ms"),
             ("timeout_ms = 9223372036854775807", "webhooks.timeout_ms"),
             ("retries = 11", "webhooks.retries"),

@@ -98,13 +98,7 @@ impl PusherConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
-
-    #[track_caller]
-    fn key_of(text: &str) -> Option<String> {
-        let config = Config::from_str(text).expect("parses");
-        config.validate().err().map(|e| e.key().unwrap().to_owned())
-    }
+    use super::super::{key_of, Config};
 
     #[test]
     fn all_three_or_none() {

@@ -30,6 +30,7 @@ fn defaults_match_spec() {
     assert_eq!(c.max_buffer_size, 65536);
     assert_eq!(c.max_handshake_size, 8192);
     assert_eq!(c.max_connections, 10000);
+    assert_eq!(c.max_http_connections, 1024);
     assert_eq!(c.max_send_buffer, 1048576);
     assert_eq!(c.max_channels_per_client, 100);
     assert!(!c.origin_required);
@@ -235,6 +236,7 @@ fn validate_names_each_key() {
         ("max_buffer_size = 0", "max_buffer_size"),
         ("max_handshake_size = 255", "max_handshake_size"),
         ("max_connections = 0", "max_connections"),
+        ("max_http_connections = 0", "max_http_connections"),
         ("max_send_buffer = 1023", "max_send_buffer"),
         ("max_channels_per_client = 0", "max_channels_per_client"),
         ("handshake_timeout = 0", "handshake_timeout"),
@@ -264,6 +266,7 @@ fn validate_names_each_key() {
         max_buffer_size: 1,
         max_handshake_size: 256,
         max_connections: 1,
+        max_http_connections: 1,
         max_send_buffer: 1024,
         max_channels_per_client: 1,
         handshake_timeout: 1,
@@ -290,6 +293,7 @@ fn values_too_large_to_mean_anything_are_refused() {
         ("max_buffer_size", max::BUFFER),
         ("max_handshake_size", max::HANDSHAKE),
         ("max_connections", max::CONNECTIONS),
+        ("max_http_connections", max::CONNECTIONS),
         ("max_send_buffer", max::BUFFER),
         ("max_channels_per_client", max::CHANNELS_PER_CLIENT),
         ("ping_interval", max::SECONDS),

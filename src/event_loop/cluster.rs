@@ -51,9 +51,14 @@ impl EventLoop {
         self.answer_later();
     }
 
-    /// The waker fired: the Redis threads may have something.
+    /// The waker fired: the Redis threads may have something. What they have is handled within
+    /// the turn's delivery budget, like clients' frames (the cluster arms the waker again for
+    /// the rest).
     pub(super) fn cluster_wake(&mut self) {
-        self.with_cluster(|c, router, out, now| c.on_wake(router, out, now));
+        let budget = self.budget;
+        self.with_cluster(|c, router, out, now| {
+            c.on_wake(router, out, now, |out| *out.delivered >= budget);
+        });
     }
 
     /// The end of a turn: the cluster's timers, then publishing.

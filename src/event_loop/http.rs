@@ -7,16 +7,27 @@
 //! is in [`Life::HttpBody`] until its `Content-Length` bytes are there
 //! (at most `max_buffer_size`), under the same `handshake_timeout`. The
 //! answer is queued; with keep-alive the connection goes back to
-//! [`Life::Handshaking`] with a fresh request decoder and a fresh timer
-//! (its serial changes, so the old timer is stale), and pipelined requests
-//! are answered in order. While a connection's unsent answers exceed
-//! `max_send_buffer`, no further request of it is read.
+//! [`Life::Handshaking`] with a fresh request decoder, and its next request
+//! must be in within `handshake_timeout` of that answer (the idle timeout:
+//! `Conn::last_rx` marks the answer, and the connection's one timer entry
+//! is re-armed from it when it comes up). Pipelined requests are answered
+//! in order, at most a read's worth of work per call of processing (each
+//! answer counts its bytes and 4 KiB), and while a connection's unsent
+//! answers exceed 64 KiB (or `max_send_buffer` if less) no further request
+//! of it is read: a client that does not read its answers meets TCP
+//! back-pressure.
+//!
+//! A connection counts against `max_http_connections` from its first
+//! request for the HTTP side until it is gone (or upgrades); a first
+//! request beyond that cap is answered 503 and the connection closed. So
+//! keep-alive pollers have their own room and never take that of WebSocket
+//! handshakes, which `max_connections` bounds.
 
 use rakit_protocol::{Connection, HandshakeError, Request};
 
 use super::delivery::mark_dirty;
-use super::EventLoop;
-use crate::conn::Life;
+use super::{EventLoop, HTTP_ANSWER_WORK};
+use crate::conn::{Life, Stamp};
 use crate::http::{self, body, Handled, Head, HttpCtx, KeepAlive};
 use crate::metrics::{Gauges, Metrics};
 
@@ -73,6 +84,14 @@ impl EventLoop {
         if !http::wants(&head) {
             return false;
         }
+        if !self.admit_http(key) {
+            let mut out = std::mem::take(&mut self.scratch);
+            out.clear();
+            http::refuse_busy(&head, &mut self.metrics, &mut out);
+            self.reply(key, &out, KeepAlive::Close);
+            self.scratch = out;
+            return true;
+        }
         match body::plan(&head, self.http.max_body) {
             Ok(len) => {
                 if let Some(conn) = self.conns.get_mut(key) {
@@ -88,6 +107,27 @@ impl EventLoop {
                 self.scratch = out;
             }
         }
+        true
+    }
+
+    /// Counts `key` among the HTTP connections if it is not yet: false
+    /// when `max_http_connections` are held already.
+    fn admit_http(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.http {
+            return true;
+        }
+        if self.http_open >= self.config.max_http_connections {
+            log::debug!(
+                "connection {key}: refused, {} HTTP connections held",
+                self.http_open
+            );
+            return false;
+        }
+        conn.http = true;
+        self.http_open += 1;
         true
     }
 
@@ -114,6 +154,9 @@ impl EventLoop {
                 .map(|w| w.snapshot())
                 .unwrap_or_default(),
             log_lines_dropped: Some(crate::logging::dropped()),
+            compressions: self.compression.runs(),
+            sockets: self.conns.len() as u64,
+            rate_limited: Default::default(),
         };
         let mut out = std::mem::take(&mut self.http_out);
         out.clear();
@@ -185,6 +228,7 @@ impl EventLoop {
         };
         conn.outq.push_bytes(response);
         mark_dirty(conn, key, &mut self.dirty);
+        self.work += response.len() + HTTP_ANSWER_WORK;
         match keep {
             KeepAlive::Close => {
                 conn.proto.abort();
@@ -193,9 +237,9 @@ impl EventLoop {
             KeepAlive::Keep => {
                 conn.proto = Connection::new(self.limits);
                 conn.life = Life::Handshaking;
-                self.serial = self.serial.wrapping_add(1);
-                conn.serial = self.serial;
-                self.handshake_timers.arm(self.now, key, conn.serial);
+                // The idle timeout counts from here (the timer armed at
+                // accept is re-armed from it when it comes up).
+                conn.last_rx = Stamp::new(self.epoch, self.now);
             }
         }
         self.settle(key);

@@ -25,6 +25,11 @@ impl EventLoop {
             return;
         };
         conn.life = Life::Open;
+        conn.last_rx = Stamp::new(self.epoch, self.now);
+        if std::mem::take(&mut conn.http) {
+            // A persistent HTTP connection upgraded.
+            self.http_open -= 1;
+        }
         self.open += 1;
         self.metrics.connections_accepted += 1;
         if self.config.ping_interval > 0 {
@@ -118,6 +123,9 @@ impl EventLoop {
         if conn.life == Life::HttpBody {
             self.pending_http.remove(&key);
         }
+        if conn.http {
+            self.http_open -= 1;
+        }
         if !conn.outq.is_empty() {
             // Do not leave the kernel pushing data at a peer that does not
             // read it: reset.
@@ -137,6 +145,7 @@ impl EventLoop {
     /// counts against `max_connections`, and the router forgets it.
     fn left(&mut self, key: usize) {
         self.open -= 1;
+        self.admission.closed(key, self.now);
         if !self.echo {
             self.pusher_left(key);
             let now = self.now;
@@ -152,15 +161,26 @@ impl EventLoop {
     pub(super) fn fire_timers(&mut self, readbuf: &mut [u8]) {
         let now = Instant::now();
         self.now = now;
+        let epoch = self.epoch;
+        let timeout = self.handshake_timers.duration();
         while let Some(t) = self.handshake_timers.pop_due(now) {
-            if let Some(conn) = self.live(t.key, t.serial) {
-                if matches!(conn.life, Life::Handshaking | Life::HttpBody) {
-                    log::debug!("connection {}: handshake timed out", t.key);
-                    self.release(t.key);
-                }
+            let Some(conn) = self.live(t.key, t.serial) else {
+                continue;
+            };
+            if !matches!(conn.life, Life::Handshaking | Life::HttpBody) {
+                continue;
+            }
+            // A persistent HTTP connection's request may begin at its last
+            // answer: one timer entry per connection, re-armed when it comes
+            // up, rather than one more per request.
+            let since = conn.last_rx.instant(epoch);
+            if now.saturating_duration_since(since) >= timeout {
+                log::debug!("connection {}: handshake timed out", t.key);
+                self.release(t.key);
+            } else {
+                self.handshake_timers.arm(since, t.key, t.serial);
             }
         }
-        let epoch = self.epoch;
         while let Some(t) = self.idle_timers.pop_due(now) {
             let interval = self.idle_timers.duration();
             let Some(conn) = self.live(t.key, t.serial) else {

@@ -78,6 +78,20 @@ const MAX_READS_PER_TURN: usize = 16;
 const DELIVERIES_PER_TURN: usize = 256 * 1024;
 /// See [`DELIVERIES_PER_TURN`].
 const DELIVERIES_PER_CONN: usize = 128;
+/// Work one call of processing may do before the connection waits for the
+/// others (the rest of the turn, or the next one), in bytes: what messages
+/// inflated to, and HTTP answers (each counts its bytes plus
+/// [`HTTP_ANSWER_WORK`]). One read's worth, as a read of plain frames is.
+/// At least one message or answer is always processed.
+const WORK_PER_CALL: usize = READ_BUF;
+/// What an HTTP answer costs besides its bytes (parsing, routing): so at
+/// most 16 pipelined requests are answered per call, like 16 reads.
+const HTTP_ANSWER_WORK: usize = 4 * 1024;
+/// Unsent HTTP answers beyond which no further request of that connection
+/// is read (at most `max_send_buffer`): a client that pipelines and never
+/// reads makes the daemon hold this much plus one answer, not
+/// `max_send_buffer` of answers.
+const HTTP_QUEUED: usize = 64 * 1024;
 /// How long a closing connection may take to finish (our close frame or
 /// refusal written, the peer's close frame and FIN received), and how long
 /// shutdown waits for clients.
@@ -100,6 +114,8 @@ pub(crate) struct EventLoop {
     router: Router,
     /// Open WebSocket connections (what `max_connections` limits).
     open: usize,
+    /// HTTP connections held (what `max_http_connections` limits).
+    http_open: usize,
     /// Sockets held at most, handshakes included.
     max_sockets: usize,
     serial: u32,
@@ -109,6 +125,8 @@ pub(crate) struct EventLoop {
     /// How many of `delivered` are already in the metrics.
     delivered_counted: usize,
     budget: usize,
+    /// Work done by the current call of processing (see [`WORK_PER_CALL`]).
+    work: usize,
     /// What connections' compact timestamps count from.
     epoch: Instant,
     handshake_timers: TimerQueue,
@@ -155,6 +173,10 @@ pub(crate) struct EventLoop {
     cluster: Option<crate::cluster::Cluster>,
     /// The Pusher dialect, when `[pusher]` is set.
     pusher: Option<crate::pusher::Pusher>,
+    /// Open connections per address and per user, handshakes per address (SPEC section 17).
+    admission: crate::limits::Admission,
+    /// Whose `X-Forwarded-For` is believed.
+    proxies: crate::limits::TrustedProxies,
 }
 
 impl EventLoop {
@@ -175,6 +197,8 @@ impl EventLoop {
         let secs = Duration::from_secs;
         let http = HttpSettings::new(&config);
         let pusher = crate::pusher::Pusher::new(&config.pusher, config.max_channels_per_client);
+        let admission = crate::limits::Admission::new(config.limits.admission());
+        let proxies = config.limits.proxies();
         let mut router = router;
         if pusher.is_some() {
             router.set_foreign(crate::pusher::FOREIGN);
@@ -184,10 +208,11 @@ impl EventLoop {
             idle_timers: TimerQueue::new(secs(config.ping_interval)),
             pong_timers: TimerQueue::new(secs(config.ping_timeout)),
             close_timers: TimerQueue::new(CLOSE_TIMEOUT),
-            // Room for handshakes in flight beyond the open-connection limit,
-            // so that a full server can still answer 503.
+            // Room for HTTP connections, and for handshakes in flight beyond
+            // both limits, so that a full server can still answer 503.
             max_sockets: config
                 .max_connections
+                .saturating_add(config.max_http_connections)
                 .saturating_add((config.max_connections / 8).max(64)),
             tls: None,
             compression: crate::compression::Compression::new(
@@ -202,11 +227,13 @@ impl EventLoop {
             conns: Slab::new(),
             router,
             open: 0,
+            http_open: 0,
             serial: 0,
             now: Instant::now(),
             delivered: 0,
             delivered_counted: 0,
             budget: DELIVERIES_PER_TURN,
+            work: 0,
             epoch: Instant::now(),
             dirty: Vec::new(),
             resume: Vec::new(),
@@ -226,6 +253,8 @@ impl EventLoop {
             shutdown_deadline: None,
             cluster: None,
             pusher,
+            admission,
+            proxies,
         }
     }
 
@@ -319,6 +348,11 @@ impl EventLoop {
     fn count_deliveries(&mut self) {
         self.metrics.frames_sent += (self.delivered - self.delivered_counted) as u64;
         self.delivered_counted = self.delivered;
+    }
+
+    /// Unsent answers beyond which an HTTP connection is not read.
+    fn http_queue(&self) -> usize {
+        HTTP_QUEUED.min(self.config.max_send_buffer)
     }
 
     /// The turn's delivery budget is spent: processing pauses until the

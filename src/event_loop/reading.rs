@@ -8,17 +8,21 @@
 //! unprocessed is not read again until they are: a publisher faster than
 //! its recipients fills its socket and meets TCP back-pressure.
 
-use std::io::{self, Read};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use rakit_protocol::{Event, OpCode, State};
+use std::net::{IpAddr, Ipv4Addr};
+
+use rakit_protocol::{Event, HandshakeError, OpCode, State};
 
 use super::delivery::mark_dirty;
 use super::http::BodyStep;
-use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL};
+use super::{EventLoop, MAX_READS_PER_TURN, READ_BUF, SMALL_TAIL, WORK_PER_CALL};
 use crate::accept::{self, Decision};
 use crate::conn::{Conn, Life, Stamp};
+use crate::limits::{AddrKey, Kind, Refusal};
 use crate::session;
+use crate::transport::{Got, Transport};
 
 /// Why processing stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +64,20 @@ enum Then {
 }
 
 enum ReadOutcome {
-    Data(usize),
+    /// `n` bytes; `more`: more may wait without a new readiness event.
+    Data {
+        n: usize,
+        more: bool,
+    },
     Blocked,
     Closed,
 }
 
-fn read_some(socket: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
+fn read_some(transport: &mut Transport<'_>, buf: &mut [u8]) -> ReadOutcome {
     loop {
-        return match socket.read(buf) {
-            Ok(0) => ReadOutcome::Closed,
-            Ok(n) => ReadOutcome::Data(n),
+        return match transport.read_some(buf) {
+            Ok(Got { n: 0, more: false }) => ReadOutcome::Closed,
+            Ok(Got { n, more }) => ReadOutcome::Data { n, more },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Blocked,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => ReadOutcome::Closed,
@@ -163,8 +171,8 @@ impl EventLoop {
         };
         let read = read_some(&mut conn.transport(), dest);
         tls_output(conn, key, &mut self.dirty);
-        let n = match read {
-            ReadOutcome::Data(n) => n,
+        let (n, more) = match read {
+            ReadOutcome::Data { n, more } => (n, more),
             ReadOutcome::Blocked => {
                 conn.inbuf.put(tail);
                 return Step::Blocked;
@@ -174,20 +182,29 @@ impl EventLoop {
                 return Step::Eof;
             }
         };
-        conn.last_rx = Stamp::new(self.epoch, self.now);
+        if n == 0 {
+            // A TLS read whose budget went on records without plaintext.
+            conn.inbuf.put(tail);
+            return Step::Read { filled: more };
+        }
+        if conn.life == Life::Open {
+            // (Before the upgrade it marks when the request may begin: see
+            // `Conn::last_rx`.)
+            conn.last_rx = Stamp::new(self.epoch, self.now);
+        }
         self.metrics.bytes_received += n as u64;
         if small {
             drop(tail);
             let input = &mut readbuf[..held + n];
             let (consumed, stop) = self.process(key, input);
             self.keep(key, &input[consumed..], stop);
-            self.after_processing(n == room, stop)
+            self.after_processing(more, stop)
         } else {
             tail.extend_from_slice(&readbuf[..n]);
             let (consumed, stop) = self.process(key, &mut tail);
             tail.drain(..consumed);
             self.keep_vec(key, tail, stop);
-            self.after_processing(n == room, stop)
+            self.after_processing(more, stop)
         }
     }
 
@@ -247,7 +264,7 @@ impl EventLoop {
         conn.inbuf.clear();
         for _ in 0..MAX_READS_PER_TURN {
             match read_some(&mut conn.transport(), &mut readbuf[..READ_BUF]) {
-                ReadOutcome::Data(_) => continue,
+                ReadOutcome::Data { .. } => continue,
                 ReadOutcome::Blocked => return,
                 ReadOutcome::Closed => return self.on_eof(key),
             }
@@ -260,7 +277,13 @@ impl EventLoop {
     /// stopped.
     fn process(&mut self, key: usize, input: &mut [u8]) -> (usize, Stop) {
         let mut pos = 0;
+        self.work = 0;
+        let http_queue = self.http_queue();
         loop {
+            if self.work >= WORK_PER_CALL && pos < input.len() {
+                // Inflating or HTTP answers took a read's worth: the others first.
+                return (pos, Stop::Budget);
+            }
             let Some(conn) = self.conns.get_mut(key) else {
                 return (pos, Stop::Done);
             };
@@ -272,10 +295,7 @@ impl EventLoop {
                 }
                 continue;
             }
-            if conn.life == Life::Handshaking
-                && conn.outq.len() > self.config.max_send_buffer
-                && pos < input.len()
-            {
+            if conn.life == Life::Handshaking && conn.outq.len() > http_queue && pos < input.len() {
                 return (pos, Stop::Full);
             }
             let Conn { proto, outq, .. } = conn;
@@ -296,9 +316,9 @@ impl EventLoop {
                     match event {
                         None | Some(Event::Ping(_) | Event::Pong(_)) => {}
                         Some(Event::Close(code)) => {
-                            if let (Some((code, _)), false) = (code, self.scratch.is_empty()) {
-                                // Our echo of the peer's close code.
-                                self.metrics.closes.incr(code);
+                            if code.is_some() && !self.scratch.is_empty() {
+                                // Our echo of the peer's close code: the peer chose it.
+                                self.metrics.closes.echo();
                             }
                             stop = Some(Stop::Done)
                         }
@@ -323,7 +343,10 @@ impl EventLoop {
                         }
                         Some(Event::Compressed { text, payload }) => {
                             let max = self.limits.max_message_size;
-                            match self.compression.inflate(payload, text, max) {
+                            let inflated = self.compression.inflate(payload, text, max);
+                            // The loop's work is the inflated size, not the bytes read.
+                            self.work += inflated.as_ref().map_or(0, |m| m.len());
+                            match inflated {
                                 Ok(_) if self.echo => {
                                     self.metrics.messages_received += 1;
                                     let opcode = if text { OpCode::Text } else { OpCode::Binary };
@@ -397,14 +420,20 @@ impl EventLoop {
         if self.http_request(key, &req) {
             return;
         }
-        let decision = accept::decide(&req, &self.config, self.open, session::now_unix());
+        let client = self.client_address(key, &req);
+        let address = AddrKey::of(client);
+        let decision = self.judge(address, &req);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         self.scratch.clear();
         match decision {
             Decision::Refuse(e) => {
-                log::debug!("handshake refused: {e} ({} {})", req.method, req.path);
+                log::debug!(
+                    "handshake from {client} refused: {e} ({} {})",
+                    req.method,
+                    req.path
+                );
                 self.metrics.handshake_refusals.incr(e.http_status());
                 conn.proto.reject(&e, &mut self.scratch);
             }
@@ -426,7 +455,10 @@ impl EventLoop {
                 conn.outq.push_bytes(&self.scratch);
                 mark_dirty(conn, key, &mut self.dirty);
                 self.enter_open(key);
+                let user_id = user.as_ref().map(|u| u.id.as_str());
+                self.admission.opened(key, address, user_id);
                 if !self.echo && self.pusher_open(key, &req, &mut user) {
+                    self.log_address(key, client);
                     return;
                 }
                 if !self.echo {
@@ -439,12 +471,58 @@ impl EventLoop {
                         self.fail_client(key);
                     }
                     self.after_router();
+                    self.log_address(key, client);
                 }
                 return;
             }
         }
         conn.outq.push_bytes(&self.scratch);
         mark_dirty(conn, key, &mut self.dirty);
+    }
+
+    /// The address limits (before anything else is decided, so a refused flood costs no
+    /// session check), the handshake's own rules, then the user limit (SPEC section 17).
+    fn judge(&mut self, address: AddrKey, req: &rakit_protocol::Request) -> Decision {
+        let refused = |refusal: Refusal| {
+            Decision::Refuse(HandshakeError::TooManyRequests {
+                reason: refusal.reason(),
+                retry_after: refusal.retry_after_secs(),
+            })
+        };
+        if let Err(refusal) = self.admission.check_address(address, self.now) {
+            self.metrics.rate_limited.incr(Kind::Ip);
+            return refused(refusal);
+        }
+        let decision = accept::decide(req, &self.config, self.open, session::now_unix());
+        if let Decision::Upgrade {
+            user: Some(user), ..
+        } = &decision
+        {
+            if let Err(refusal) = self.admission.check_user(&user.id) {
+                self.metrics.rate_limited.incr(Kind::User);
+                return refused(refusal);
+            }
+        }
+        decision
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy forwarded (SPEC section
+    /// 17). A peer already gone counts as `0.0.0.0` (its handshake is answered to nobody).
+    fn client_address(&self, key: usize, req: &rakit_protocol::Request) -> IpAddr {
+        let peer = self
+            .conns
+            .get(key)
+            .and_then(|c| c.socket.peer_addr().ok())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        self.proxies
+            .client_address(peer, req.forwarded_for.as_deref())
+    }
+
+    /// Logs where a new client connects from (its id is in the `connect` event's line).
+    fn log_address(&self, key: usize, client: IpAddr) {
+        if let Some(id) = self.router.client_id(key) {
+            log::info!("connect: {id} from {client}");
+        }
     }
 
     /// Hands the message to the router. A panic in it (or in an event

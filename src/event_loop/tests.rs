@@ -68,6 +68,8 @@ fn a_burst_past_the_turn_budget_is_delivered_whole_even_after_eof() {
         port: 0,
         presence: false,
         logging_enabled: false,
+        // The publisher floods on purpose: no message limit.
+        limits: crate::config::LimitsConfig::off(),
         ..Config::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();

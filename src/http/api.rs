@@ -66,7 +66,7 @@ impl Reply {
         }
     }
 
-    fn with(mut self, name: &'static str, value: &'static str) -> Reply {
+    pub(super) fn with(mut self, name: &'static str, value: &'static str) -> Reply {
         self.headers.push((name, value));
         self
     }
@@ -172,8 +172,9 @@ pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> R
             }
             let mut gauges = ctx.gauges;
             gauges.channels = ctx.router.channel_count() as u64;
+            gauges.rate_limited = ctx.router.rate_limited();
             let mut text = String::with_capacity(4096);
-            metrics::render(ctx.metrics, &gauges, &mut text);
+            metrics::render(ctx.metrics, &gauges, ctx.now, &mut text);
             Reply::new(200, metrics::CONTENT_TYPE, text.into_bytes())
         }
         "/health" if !get => method_not_allowed(false, "GET"),

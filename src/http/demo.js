@@ -59,6 +59,40 @@ function showPresence(msg) {
   }
 }
 
+// Channels with presence (their namespace's `presence = true`): members by channel, in
+// subscription order, from `subscribed`, `join` and `leave`. The box shows the channel named in
+// the channel field.
+const members = new Map();
+
+function showMembers() {
+  const channel = $("channel-name").value;
+  const state = members.get(channel);
+  $("members-box").hidden = !state;
+  if (!state) return;
+  $("members-channel").textContent = "#" + channel;
+  $("members-count").textContent = state.truncated ? "many" : String(state.list.length);
+  const list = $("members");
+  list.replaceChildren();
+  if (state.truncated) {
+    const li = document.createElement("li");
+    li.textContent = "(too many to list)";
+    list.append(li);
+    return;
+  }
+  for (const member of state.list) {
+    const li = document.createElement("li");
+    li.dataset.id = member.client_id;
+    const id = document.createElement("span");
+    id.className = "id";
+    id.textContent = member.client_id;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = " " + (member.user ? member.user.name : "Guest");
+    li.append(id, name);
+    list.append(li);
+  }
+}
+
 rt.on("state", (state, info) => {
   const open = state === "connected";
   $("status").textContent = state === "disconnected" && info.delay !== undefined
@@ -67,6 +101,8 @@ rt.on("state", (state, info) => {
   if (!open) {
     $("me").textContent = "…";
     delete $("me").dataset.id;
+    members.clear();
+    showMembers();
   }
 });
 rt.on("welcome", (msg) => {
@@ -86,8 +122,24 @@ function sent(ok) {
 function subscribe(name) {
   if (subs.has(name)) return log("error", "", "already subscribed to #" + name);
   subs.set(name, rt.subscribe(name, {
-    onSubscribed: () => log("subscribed", "", "#" + name),
+    onSubscribed: (msg) => {
+      log("subscribed", "", "#" + name);
+      if (Array.isArray(msg.presence)) members.set(name, { list: msg.presence.slice(), truncated: !!msg.truncated });
+      showMembers();
+    },
     onMessage: (data, meta) => log("channel", "#" + name + " " + (meta.client_id || "server"), text(data)),
+    onJoin: (member) => {
+      log("join", "#" + name + " " + member.client_id, member.user ? member.user.name : "Guest");
+      const state = members.get(name);
+      if (state && !state.list.some((m) => m.client_id === member.client_id)) state.list.push(member);
+      showMembers();
+    },
+    onLeave: (member) => {
+      log("leave", "#" + name + " " + member.client_id, member.user ? member.user.name : "Guest");
+      const state = members.get(name);
+      if (state) state.list = state.list.filter((m) => m.client_id !== member.client_id);
+      showMembers();
+    },
   }));
 }
 
@@ -96,6 +148,8 @@ function unsubscribe(name) {
   if (!sub) return log("error", "", "not subscribed to #" + name);
   sub.unsubscribe();
   subs.delete(name);
+  members.delete(name);
+  showMembers();
   log("unsubscribed", "", "#" + name);
 }
 
@@ -121,8 +175,11 @@ onSubmit("private-form", "private-text", (message) => rt.privateMessage($("priva
 $("channel-form").addEventListener("submit", (e) => e.preventDefault());
 $("subscribe").addEventListener("click", () => subscribe($("channel-name").value));
 $("unsubscribe").addEventListener("click", () => unsubscribe($("channel-name").value));
-// Clicking a user fills in the private message recipient.
-$("presence").addEventListener("click", (e) => {
-  const li = e.target.closest("li[data-id]");
-  if (li) $("private-to").value = li.dataset.id;
-});
+$("channel-name").addEventListener("input", showMembers);
+// Clicking a user (or a channel member) fills in the private message recipient.
+for (const list of ["presence", "members"]) {
+  $(list).addEventListener("click", (e) => {
+    const li = e.target.closest("li[data-id]");
+    if (li) $("private-to").value = li.dataset.id;
+  });
+}

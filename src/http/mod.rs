@@ -21,10 +21,11 @@
 //!    snapshot, now). Queue `out` on the connection, then settle deliveries and overflows as
 //!    after a client message.
 //! 5. **Then.** [`KeepAlive::Close`]: close after flushing (the lingering close of a refused
-//!    handshake). [`KeepAlive::Keep`]: drop the consumed bytes, reset the request decoder and
-//!    re-arm `handshake_timeout` as the idle timer, and parse the next head from what is left
-//!    (pipelined requests are answered in order). An HTTP connection never counts towards
-//!    `max_connections` or `rakit_connections`: only upgraded ones do.
+//!    handshake). [`KeepAlive::Keep`]: drop the consumed bytes, reset the request decoder,
+//!    start the `handshake_timeout` idle timeout from this answer, and parse the next head from
+//!    what is left (pipelined requests are answered in order). An HTTP connection never counts
+//!    towards `max_connections` or `rakit_connections`: only upgraded ones do; it counts
+//!    towards `max_http_connections` instead, beyond which the loop answers [`refuse_busy`].
 //!
 //! The loop owns one [`HttpSettings`] built from the config at start, and one
 //! [`crate::metrics::Metrics`] it increments as it works.
@@ -242,6 +243,23 @@ pub fn refuse(
     api::Reply::error(api, error.status(), error.code(), error.message())
         .write(out, KeepAlive::Close);
     KeepAlive::Close
+}
+
+/// Answers a request on a new connection when `max_http_connections` are held already: 503
+/// with `Retry-After` (JSON on API paths, text elsewhere); the connection must then be closed.
+pub fn refuse_busy(head: &Head, metrics: &mut Metrics, out: &mut Vec<u8>) {
+    let api = api::is_api_path(&head.path);
+    if api {
+        metrics.api_requests.incr(503);
+    }
+    api::Reply::error(
+        api,
+        503,
+        "server_busy",
+        "too many HTTP connections; try again later",
+    )
+    .with("Retry-After", "1")
+    .write(out, KeepAlive::Close);
 }
 
 /// Whether the start of a request whose head the protocol's decoder refused (larger than

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -26,6 +27,13 @@ fn sample_metrics() -> (Metrics, Gauges) {
     m.closes.incr(1000);
     m.api_requests.incr(200);
     m.api_requests.incr(401);
+    m.rate_limited.incr(Kind::Ip);
+    m.rate_limited.incr(Kind::Ip);
+    let mut rate_limited = Counts::default();
+    rate_limited.incr(Kind::Message);
+    rate_limited.incr(Kind::Broadcast);
+    rate_limited.incr(Kind::Broadcast);
+    rate_limited.incr(Kind::Broadcast);
     let g = Gauges {
         connections: 3,
         channels: 2,
@@ -36,6 +44,9 @@ fn sample_metrics() -> (Metrics, Gauges) {
             dropped: 1,
         },
         log_lines_dropped: Some(4),
+        compressions: 6,
+        sockets: 0,
+        rate_limited,
     };
     (m, g)
 }
@@ -84,7 +95,7 @@ fn proc_parsers() {
 fn reads_this_process() {
     let info = ProcessInfo::detect();
     assert!(info.ticks_per_second > 0);
-    let s = ProcessSample::read(&info);
+    let s = ProcessCache::default().get(&info, 0, Instant::now());
     assert!(s.resident_bytes.unwrap() > 0);
     assert!(s.open_fds.unwrap() >= 3);
     let start = s.start_time.unwrap();
@@ -127,6 +138,7 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
         "rakit_bytes_sent_total",
         "rakit_closes_total",
         "rakit_slow_client_drops_total",
+        "rakit_rate_limited_total",
         "rakit_channels",
         "rakit_api_requests_total",
         "rakit_webhook_events_total",
@@ -134,6 +146,7 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
         "rakit_cluster_messages_total",
         "rakit_cluster_messages_dropped_total",
         "rakit_log_lines_dropped_total",
+        "rakit_compressions_total",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
         "process_open_fds",
@@ -155,6 +168,10 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
         "rakit_webhook_events_total{result=\"dropped\"} 1",
         "rakit_cluster_up 0",
         "rakit_cluster_messages_total{direction=\"in\"} 0",
+        "rakit_rate_limited_total{kind=\"message\"} 1",
+        "rakit_rate_limited_total{kind=\"broadcast\"} 3",
+        "rakit_rate_limited_total{kind=\"ip\"} 2",
+        "rakit_rate_limited_total{kind=\"user\"} 0",
         "process_cpu_seconds_total 1.25",
         "process_start_time_seconds 1700000000.5",
     ] {
@@ -162,10 +179,10 @@ fn every_family_has_help_and_type_and_counters_end_in_total() {
     }
     assert!(text.ends_with('\n'));
     // Without logging's counter the family is simply absent.
-    let (m, mut g) = sample_metrics();
+    let (mut m, mut g) = sample_metrics();
     g.log_lines_dropped = None;
     let mut out = String::new();
-    render(&m, &g, &mut out);
+    render(&mut m, &g, Instant::now(), &mut out);
     assert!(!out.contains("rakit_log_lines_dropped"));
     assert!(out.contains("\nprocess_open_fds "));
 }
@@ -219,7 +236,7 @@ fn the_reference_python_parser_accepts_it() {
         .map(|f| (f["name"].as_str().unwrap(), f))
         .collect();
     assert_eq!(by_name.len(), families.len(), "no family parsed twice");
-    assert_eq!(families.len(), 20);
+    assert_eq!(families.len(), 22);
     for f in &families {
         assert!(!f["help"].as_str().unwrap().is_empty(), "{f}");
     }
@@ -249,4 +266,61 @@ fn the_reference_python_parser_accepts_it() {
     );
     assert_eq!(by_name["process_cpu_seconds"]["type"], "counter");
     assert_eq!(sample("process_start_time_seconds", 0).2, 1_700_000_000.5);
+}
+
+#[test]
+fn only_the_servers_close_codes_are_labels() {
+    let mut m = Metrics::default();
+    m.closes.incr(4008);
+    m.closes.incr(4029);
+    m.closes.incr(3001);
+    m.closes.echo();
+    m.closes.echo();
+    assert_eq!((m.closes.get(4008), m.closes.get(3001)), (1, 0));
+    assert_eq!(m.closes.other(), 3);
+    let mut out = String::new();
+    render_with(&m, &Gauges::default(), &ProcessSample::default(), &mut out);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("rakit_closes_total{"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rakit_closes_total{code=\"4008\"} 1",
+            "rakit_closes_total{code=\"4029\"} 1",
+            "rakit_closes_total{code=\"other\"} 3"
+        ]
+    );
+}
+
+/// A scrape's cost must not grow with the process: the figures are read at most once a second,
+/// the descriptors listed no more often, and between listings the count follows the loop's
+/// sockets.
+#[test]
+fn process_figures_are_read_at_most_once_a_second() {
+    let info = ProcessInfo::detect();
+    let mut cache = ProcessCache::default();
+    let t = Instant::now();
+    let first = cache.get(&info, 10, t);
+    assert!(first.open_fds.unwrap() >= 3);
+    for i in 0..100u64 {
+        let s = cache.get(&info, 10 + i, t + Duration::from_millis(i * 9));
+        assert_eq!(
+            s.open_fds,
+            first.open_fds.map(|n| n + i),
+            "sockets opened since"
+        );
+        assert_eq!(s.cpu_seconds, first.cpu_seconds, "cached");
+    }
+    let s = cache.get(&info, 5, t + Duration::from_millis(990));
+    assert_eq!(
+        s.open_fds,
+        first.open_fds.map(|n| n - 5),
+        "sockets closed since"
+    );
+    assert_eq!(cache.listings, 1);
+    // A minute on, everything is read and listed again.
+    cache.get(&info, 10, t + Duration::from_secs(60));
+    assert_eq!(cache.listings, 2);
 }

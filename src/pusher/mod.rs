@@ -37,10 +37,11 @@ use serde_json::value::RawValue;
 
 use self::socket_id::SocketIds;
 use self::wire::{Incoming, SubscribeData, UserData};
-use crate::budget::Budget;
+use crate::budget::{Budget, Rate};
 use crate::config::PusherConfig;
 use crate::events::ChannelActivity;
-use crate::router::{ChannelEvent, ConnId, Dialect, Foreign, Outbox, Router};
+use crate::limits::Verdict;
+use crate::router::{ChannelEvent, ConnId, Dialect, Foreign, Frame, Outbox, Router};
 use crate::session::User;
 
 /// Close codes of Pusher's protocol (SPEC section 13).
@@ -59,11 +60,13 @@ pub mod close {
     pub const SHUTDOWN: u16 = 4200;
     /// No pong to our ping.
     pub const MISSED_PONG: u16 = 4201;
+    /// Dropped for flooding (SPEC section 17): pusher-js does not reconnect after a 43xx.
+    pub const RATE_LIMITED: u16 = 4301;
 }
 
 /// Client events allowed per connection per second (Pusher's documented limit), as a bucket of
-/// that many that refills at the budget's rate, which is the same 10 per second.
-const CLIENT_EVENTS_PER_SECOND: u64 = crate::budget::REFILL_PER_SECOND;
+/// that many that refills at that rate.
+const CLIENT_EVENTS: Rate = Rate::per_second(10, 10);
 /// Largest event `data`, in bytes (Pusher's limit for client and API events).
 pub const MAX_EVENT_SIZE: usize = 10 * 1024;
 /// Longest event name, in characters (Pusher's limit for client and API events).
@@ -112,6 +115,8 @@ pub struct Pusher {
     burst: u64,
     /// The connections signed in as each user (`users.rs`).
     signed_in: users::SignedIn,
+    /// The answer to a message over its sender's bucket (SPEC section 17), encoded once.
+    rate_limited: Frame,
 }
 
 impl Pusher {
@@ -129,6 +134,10 @@ impl Pusher {
                 .unwrap_or(u64::MAX)
                 .saturating_mul(2),
             signed_in: users::SignedIn::default(),
+            rate_limited: wire::error(
+                Some(close::RATE_LIMITED),
+                "Too many messages: rate limit exceeded",
+            ),
         })
     }
 
@@ -205,7 +214,7 @@ impl Pusher {
         let burst = self.burst;
         self.sessions.get_mut(&conn).is_some_and(|s| {
             let cost = u64::try_from(cost).unwrap_or(u64::MAX);
-            s.budget.spend(cost, burst, now)
+            s.budget.spend(cost, Rate::subscribes(burst), now)
         })
     }
 
@@ -233,6 +242,17 @@ impl Pusher {
     ) {
         if !self.sessions.contains_key(&conn) {
             return;
+        }
+        // Every message (pusher:ping included) costs a token of its message bucket first.
+        match router.admit(conn, now, out) {
+            Verdict::Pass => {}
+            Verdict::Refuse { notify } => {
+                if notify {
+                    out.send(conn, &self.rate_limited);
+                }
+                return;
+            }
+            Verdict::Close => return,
         }
         // Frames that get an error cost from the budget; beyond it they are dropped unanswered.
         let Ok(msg) = serde_json::from_str::<Incoming<'_>>(text) else {
@@ -350,10 +370,7 @@ impl Pusher {
         let Some(session) = self.sessions.get_mut(&conn) else {
             return Ok(());
         };
-        if !session
-            .client_events
-            .spend(1, CLIENT_EVENTS_PER_SECOND, now)
-        {
+        if !session.client_events.spend(1, CLIENT_EVENTS, now) {
             return Err("Client event rejected due to rate limit (10 per second)");
         }
         let user_id = session

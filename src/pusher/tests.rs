@@ -17,9 +17,9 @@ const SECRET: &str = "0123456789abcdef";
 struct Quiet;
 impl Handler for Quiet {}
 
-/// What was sent, as JSON with `data` decoded again when it is a string.
+/// What was sent, as JSON with `data` decoded again when it is a string; and what was closed.
 #[derive(Default)]
-struct Sent(Vec<(ConnId, Value)>);
+struct Sent(Vec<(ConnId, Value)>, Vec<(ConnId, u16)>);
 
 impl Outbox for Sent {
     fn send(&mut self, conn: ConnId, frame: &Frame) {
@@ -37,7 +37,9 @@ impl Outbox for Sent {
         }
         self.0.push((conn, v));
     }
-    fn close(&mut self, _conn: ConnId, _code: u16, _reason: &str) {}
+    fn close(&mut self, conn: ConnId, code: u16, _reason: &str) {
+        self.1.push((conn, code));
+    }
 }
 
 impl Sent {
@@ -309,4 +311,32 @@ fn a_presence_channel_bigger_than_the_budget_stays_joinable() {
     h.now += Duration::from_secs(1);
     let (event, _) = h.join(500, &socket, "presence-big", &cd("me"));
     assert_eq!(event, "pusher_internal:subscription_succeeded");
+}
+
+/// SPEC section 17 in Pusher's forms: every message, `pusher:ping` included, costs a token of
+/// the message bucket (200 at once by default); a refusal is `pusher:error` 4301 at most once a
+/// second, and more than 200 refusals within 10 s close with 4301 (pusher-js does not retry).
+#[test]
+fn a_flooding_client_gets_pushers_forms_of_the_rate_limit() {
+    let mut h = Harness::new(100);
+    h.open(1);
+    let ping = json!({"event": "pusher:ping", "data": {}});
+    for _ in 0..200 {
+        assert_eq!(h.text(1, &ping)[0]["event"], "pusher:pong");
+    }
+    let got = h.text(1, &ping);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["event"], "pusher:error");
+    assert_eq!(got[0]["data"]["code"], 4301);
+    // Subscribes and client events are messages too; the rest of the second is silent.
+    let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": "c"}});
+    assert!(h.text(1, &subscribe).is_empty());
+    for _ in 0..198 {
+        assert!(h.text(1, &ping).is_empty());
+    }
+    assert!(h.out.1.is_empty(), "200 refusals are tolerated");
+    assert!(h.text(1, &ping).is_empty());
+    assert_eq!(h.out.1, [(1, super::close::RATE_LIMITED)]);
+    assert_eq!(crate::router::Dialect::Pusher.rate_limited().0, 4301);
+    assert_eq!(h.router.client_id(1), None, "gone from the router");
 }

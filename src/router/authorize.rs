@@ -100,6 +100,9 @@ impl Router {
 
     /// Whether `conn` may publish to `channel` by its namespace's rule.
     pub(super) fn authorize_publish(&self, conn: ConnId, channel: &str) -> Result<(), Reject> {
+        if !self.config.namespaces.restricts_publish() {
+            return Ok(()); // section 5: anyone publishes (no lookup on the message path)
+        }
         let user = self.clients.get(&conn).and_then(|c| c.user.as_deref());
         match self.namespace_of(channel).publish {
             PublishPolicy::Any => Ok(()),

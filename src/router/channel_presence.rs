@@ -19,51 +19,20 @@
 
 use std::time::Instant;
 
-use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::value::RawValue;
 
 use super::authorize::forbidden;
 use super::dialect::Dialect;
 use super::entry::{ChannelMember, MAX_INFO_LEN};
 use super::history_wire::SubscribedFields;
-use super::members::{Change, Members};
+use super::members::{user_value, Change, ChannelMembers};
+use super::namespaces::SubscribePolicy;
 use super::wire::{self, ErrorCode, Out, Outgoing, PublicUser, Reject};
 use super::{channel_name, ConnId, Outbox, Router};
 use crate::history::Since;
 
 /// Members per extra token of a subscribe to a channel with presence.
 const MEMBERS_PER_TOKEN: usize = 10;
-
-/// A channel's members as `[{"client_id":ID,"user":U}...]`, in the order they appeared; empty
-/// when `truncated`.
-pub(crate) struct ChannelMembers<'a> {
-    members: &'a Members,
-    channel: &'a str,
-    truncated: bool,
-}
-
-impl Serialize for ChannelMembers<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Entry<'a>(&'a str, &'a str);
-        impl Serialize for Entry<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut s = serializer.serialize_struct("Member", 2)?;
-                s.serialize_field("client_id", self.0)?;
-                s.serialize_field("user", user_value(self.1))?;
-                s.end()
-            }
-        }
-        let entries = self.members.in_order(self.channel);
-        let entries = entries.take(if self.truncated { 0 } else { usize::MAX });
-        serializer.collect_seq(entries.map(|(id, user)| Entry(id, user)))
-    }
-}
-
-/// A member's `user` as JSON: `null` if it is not JSON (member data from another node is not
-/// trusted to be). Checked in place, without building a tree.
-fn user_value(info: &str) -> &RawValue {
-    serde_json::from_str(info).unwrap_or(RawValue::NULL)
-}
 
 impl Router {
     /// Whether `channel` has channel presence: its namespace says so, and it is no channel the
@@ -151,11 +120,7 @@ impl Router {
             recovered: history.recovered,
             offset: history.offset,
             epoch: history.epoch.as_deref(),
-            presence: presence.then_some(ChannelMembers {
-                members: &self.members,
-                channel,
-                truncated,
-            }),
+            presence: presence.then(|| ChannelMembers::new(&self.members, channel, truncated)),
             truncated,
         };
         if let Some(encoded) = Outgoing::encode(&msg) {
@@ -164,8 +129,9 @@ impl Router {
     }
 
     /// `{"event":"presence","channel":C}`: the members of C, for a subscriber of C or a
-    /// connection C's rule admits (with its `token` where it needs one; verifying one costs a
-    /// subscribe's token of the budget). `bad_request` on a channel without presence.
+    /// connection C's rule admits (with its `token` where it needs one; on a token channel the
+    /// query costs a subscribe's token of the budget, spent before the token is verified).
+    /// `bad_request` on a channel without presence.
     pub(super) fn presence_event(
         &mut self,
         conn: ConnId,
@@ -180,7 +146,7 @@ impl Router {
             ));
         }
         if !self.channels.is_member(conn, &channel) {
-            if msg.token.is_some() {
+            if self.namespace_of(&channel).subscribe == SubscribePolicy::Token {
                 self.spend_subscribes(conn, 1, now)?;
             }
             self.authorize_subscribe(conn, &channel, msg.token)?;
@@ -189,11 +155,7 @@ impl Router {
         let truncated = count > self.config.presence_max_users;
         let msg = Out::ChannelPresence {
             channel: &channel,
-            clients: ChannelMembers {
-                members: &self.members,
-                channel: &channel,
-                truncated,
-            },
+            clients: ChannelMembers::new(&self.members, &channel, truncated),
             count,
             truncated,
         };
@@ -253,11 +215,6 @@ impl Router {
         if !self.has_channel_presence(channel) {
             return None;
         }
-        let list = ChannelMembers {
-            members: &self.members,
-            channel,
-            truncated: false,
-        };
-        serde_json::to_string(&list).ok()
+        serde_json::to_string(&ChannelMembers::new(&self.members, channel, false)).ok()
     }
 }

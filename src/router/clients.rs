@@ -65,6 +65,8 @@ mod tests {
             seq,
             dialect: super::super::Dialect::Rakit,
             budget: crate::budget::Budget::full(std::time::Instant::now()),
+            messages: Default::default(),
+            broadcasts: Default::default(),
         }
     }
 
@@ -83,5 +85,17 @@ mod tests {
         assert_eq!(clients.remove(&2).map(|c| c.seq), Some(3));
         assert!(clients.remove(&2).is_none() && clients.remove(&1000).is_none());
         assert_eq!(clients.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// Ten thousand idle connections each hold one: SPEC 17's two buckets (8 bytes each) are
+    /// the most a limit may add to it.
+    #[test]
+    fn an_idle_client_record_stays_small() {
+        let size = std::mem::size_of::<super::Client>();
+        eprintln!("router client record: {size} bytes");
+        assert!(size <= 64, "{size} bytes");
     }
 }

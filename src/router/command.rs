@@ -237,13 +237,7 @@ impl Router {
     /// The `disconnect` command: forgets `target` exactly as a disconnect
     /// would, then asks the loop to close it with 4000.
     pub(super) fn kick(&mut self, target: ConnId, now: Instant, out: &mut impl Outbox) {
-        if let Some(client) = self.forget(target, out) {
-            let (code, reason) = client.dialect.kick();
-            out.close(target, code, reason);
-            self.handler
-                .disconnect(client.id.as_str(), client.user.as_deref());
-            self.presence_changed(now);
-        }
+        self.close_client(target, super::Dialect::kick, now, out);
     }
 }
 

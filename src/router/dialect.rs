@@ -33,6 +33,17 @@ impl Dialect {
             Dialect::Pusher => (4009, "disconnected by server"),
         }
     }
+
+    /// The close code and reason of a connection dropped for flooding (SPEC section 17).
+    /// Pusher clients get 4301, which pusher-js does not retry (4000-4099 would mean "refused"
+    /// too, but 4000 itself "switch to TLS").
+    pub fn rate_limited(self) -> (u16, &'static str) {
+        let reason = crate::limits::CLOSE_REASON;
+        match self {
+            Dialect::Rakit => (crate::limits::CLOSE_CODE, reason),
+            Dialect::Pusher => (4301, reason),
+        }
+    }
 }
 
 /// One message on a channel, in no dialect's wire form.

@@ -20,6 +20,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde_json::value::RawValue;
+
 use super::dialect::{Dialect, MemberNotice};
 use super::{ConnId, Outbox, Router};
 
@@ -257,6 +260,47 @@ impl Members {
                 .filter_map(|user| m.by_user.get(user).map(|member| (&**user, &*member.info)))
         })
     }
+}
+
+/// A channel's members as `[{"client_id":ID,"user":U}...]`, in the order they appeared; empty
+/// when `truncated`.
+pub(crate) struct ChannelMembers<'a> {
+    members: &'a Members,
+    channel: &'a str,
+    truncated: bool,
+}
+
+impl<'a> ChannelMembers<'a> {
+    pub(crate) fn new(members: &'a Members, channel: &'a str, truncated: bool) -> Self {
+        ChannelMembers {
+            members,
+            channel,
+            truncated,
+        }
+    }
+}
+
+impl Serialize for ChannelMembers<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Entry<'a>(&'a str, &'a str);
+        impl Serialize for Entry<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut s = serializer.serialize_struct("Member", 2)?;
+                s.serialize_field("client_id", self.0)?;
+                s.serialize_field("user", user_value(self.1))?;
+                s.end()
+            }
+        }
+        let entries = self.members.in_order(self.channel);
+        let entries = entries.take(if self.truncated { 0 } else { usize::MAX });
+        serializer.collect_seq(entries.map(|(id, user)| Entry(id, user)))
+    }
+}
+
+/// A member's `user` as JSON: `null` if it is not JSON (member data from another node is not
+/// trusted to be). Checked in place, without building a tree.
+pub(crate) fn user_value(info: &str) -> &RawValue {
+    serde_json::from_str(info).unwrap_or(RawValue::NULL)
 }
 
 impl Router {

@@ -23,6 +23,7 @@ mod command;
 mod dialect;
 mod entry;
 mod fanout;
+mod flood;
 mod history;
 mod history_cluster;
 mod history_state;
@@ -55,6 +56,7 @@ pub use self::entry::{
     is_plausible_channel, ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN,
     MAX_USER_LEN,
 };
+pub use self::flood::RouterLimits;
 pub use self::history_wire::{parse_api_query, ApiHistory};
 pub use self::namespaces::{
     Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
@@ -70,8 +72,9 @@ use self::members::Members;
 use self::presence::{PresenceUsers, Throttle};
 use self::remote::Remote;
 use self::wire::{ErrorCode, Out, Outgoing, Reject};
-use crate::budget::Budget;
+use crate::budget::{Budget, Rate};
 use crate::events::{ChannelActivity, Handler};
+use crate::limits::Offenders;
 use crate::session::User;
 
 /// A connection, as the event loop knows it (its slab key).
@@ -114,6 +117,8 @@ pub struct RouterConfig {
     pub presence_max_users: usize,
     /// Who may send commands.
     pub command_policy: CommandPolicy,
+    /// SPEC section 17: the message and broadcast buckets, and who may broadcast.
+    pub limits: RouterLimits,
     /// The channels' rules (SPEC section 15), shared and immutable: new rules replace them
     /// whole ([`Router::set_namespaces`]).
     pub namespaces: Rc<Namespaces>,
@@ -138,6 +143,7 @@ impl Default for RouterConfig {
             presence_interval: Duration::from_millis(200),
             presence_max_users: 100,
             command_policy: CommandPolicy::Admin,
+            limits: RouterLimits::default(),
             namespaces: Rc::default(),
             token_key: TokenKey::default(),
             max_token_size: 8192,
@@ -172,6 +178,9 @@ pub(crate) struct Client {
     dialect: Dialect,
     /// What it may still send of Rakit `subscribe`s (`src/budget.rs`, docs/limits.md).
     budget: Budget,
+    /// Its messages and its broadcasts (SPEC section 17, `flood.rs`).
+    messages: Budget,
+    broadcasts: Budget,
 }
 
 /// Routes client messages (see the module docs).
@@ -198,6 +207,12 @@ pub struct Router {
     remote: Option<Box<Remote>>,
     /// Encodes for clients of the other dialect, and keeps its channels.
     foreign: Option<Foreign>,
+    /// The connections refused lately for flooding (`flood.rs`).
+    offenders: Offenders,
+    /// Refusals so far, for `rakit_rate_limited_total`.
+    rate_limited: crate::limits::Counts,
+    /// The `rate_limited` error, encoded once: a refusal allocates nothing.
+    rate_limited_error: Option<Outgoing>,
     /// Channel history and recovery (SPEC section 16, `history.rs`).
     history: history_state::History,
 }
@@ -238,6 +253,9 @@ impl Router {
             members: Members::default(),
             remote: None,
             foreign: None,
+            offenders: Offenders::default(),
+            rate_limited: crate::limits::Counts::default(),
+            rate_limited_error: flood::error_frame(),
         }
     }
 
@@ -293,6 +311,8 @@ impl Router {
                 seq,
                 dialect,
                 budget: Budget::full(now),
+                messages: Budget::default(),
+                broadcasts: Budget::default(),
             },
         );
         if let Some(client) = self.clients.get(&conn) {
@@ -323,10 +343,29 @@ impl Router {
         }
     }
 
+    /// Forgets `conn` exactly as a disconnect would, then asks the loop to close it with the
+    /// code and reason `why` gives its dialect (a kick, a flooder).
+    fn close_client(
+        &mut self,
+        conn: ConnId,
+        why: fn(Dialect) -> (u16, &'static str),
+        now: Instant,
+        out: &mut impl Outbox,
+    ) {
+        if let Some(client) = self.forget(conn, out) {
+            let (code, reason) = why(client.dialect);
+            out.close(conn, code, reason);
+            self.handler
+                .disconnect(client.id.as_str(), client.user.as_deref());
+            self.presence_changed(now);
+        }
+    }
+
     /// Removes every trace of `conn` and returns its client. Presence
     /// channel members it was the last connection of leave (`member_removed`).
     fn forget(&mut self, conn: ConnId, out: &mut impl Outbox) -> Option<Client> {
         let client = self.clients.remove(&conn)?;
+        self.offenders.forget(conn);
         self.by_id.remove(&client.id);
         self.aliases.remove_conn(conn);
         self.order.remove(&client.seq);
@@ -350,14 +389,28 @@ impl Router {
     /// One complete text message from `conn`: fires `Handler::receive` with
     /// the raw text, then routes it (SPEC section 5). Problems become an
     /// `error` message to the sender; the connection stays open. Unknown
-    /// connections are ignored.
+    /// connections are ignored. A message over its sender's buckets (SPEC
+    /// section 17, `flood.rs`) is dropped before any of that.
     pub fn handle_text(&mut self, conn: ConnId, text: &str, now: Instant, out: &mut impl Outbox) {
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        // Commands that `command_policy` allows are not limited; anything else from a client
+        // that may not send them is charged before it is even parsed.
+        let may_command = self.config.command_policy.allows(client.user.as_deref());
+        if !may_command && !self.message_ok(conn, now, out) {
+            return;
+        }
+        let msg = wire::parse(text);
+        if !self.text_ok(conn, msg.as_ref().ok(), may_command, now, out) {
+            return;
+        }
         let Some(client) = self.clients.get(&conn) else {
             return;
         };
         self.handler
             .receive(client.id.as_str(), client.user.as_deref(), text);
-        if let Err(reject) = self.route(conn, text, now, out) {
+        if let Err(reject) = msg.and_then(|msg| self.route(conn, &msg, now, out)) {
             self.send_error(conn, &reject, out);
         }
     }
@@ -365,7 +418,10 @@ impl Router {
     /// One binary message from `conn`: the protocol is JSON text, so the
     /// sender gets `binary_unsupported`. `Handler::receive` does not fire,
     /// as it carries text.
-    pub fn handle_binary(&mut self, conn: ConnId, _now: Instant, out: &mut impl Outbox) {
+    pub fn handle_binary(&mut self, conn: ConnId, now: Instant, out: &mut impl Outbox) {
+        if !self.message_ok(conn, now, out) {
+            return;
+        }
         let reject = Reject::new(
             ErrorCode::BinaryUnsupported,
             "binary messages are not supported; send JSON text",
@@ -425,20 +481,20 @@ impl Router {
     fn route(
         &mut self,
         conn: ConnId,
-        text: &str,
+        msg: &wire::Incoming<'_>,
         now: Instant,
         out: &mut impl Outbox,
     ) -> Result<(), Reject> {
-        let msg = wire::parse(text)?;
         if let Some(name) = msg.command {
-            self.command(conn, name, &msg, now, out)
+            self.command(conn, name, msg, now, out)
         } else if let Some(event) = msg.event {
-            self.channel_event(conn, event, &msg, now, out)
+            self.channel_event(conn, event, msg, now, out)
         } else if let Some(to) = msg.to {
             let to = wire::required_str(Some(to), "to")?;
             let message = wire::required(msg.message, "message")?;
             self.private(conn, &to, message, out)
         } else if let Some(message) = msg.message {
+            self.may_broadcast(conn)?;
             let sender = self.sender(conn)?;
             self.send_to_all(
                 &Out::Message {
@@ -597,7 +653,7 @@ impl Router {
         let burst = self.subscribe_burst();
         let cost = u64::try_from(cost).unwrap_or(u64::MAX);
         let client = self.clients.get_mut(&conn);
-        if client.is_some_and(|c| !c.budget.spend(cost, burst, now)) {
+        if client.is_some_and(|c| !c.budget.spend(cost, Rate::subscribes(burst), now)) {
             return Err(Reject::new(
                 ErrorCode::TooManyChannels,
                 "too many subscribes in a short time: slow down",

@@ -117,6 +117,9 @@ pub struct Namespaces {
     list: Vec<Namespace>,
     /// Node 0 is the root (the empty prefix, i.e. the default namespace).
     nodes: Vec<Node>,
+    /// Whether any namespace restricts publishing (else a client's channel message needs no
+    /// look at its channel's rules).
+    restricts_publish: bool,
 }
 
 impl Namespaces {
@@ -151,7 +154,17 @@ impl Namespaces {
             nodes[node].namespace = Some(NamespaceId(id));
             list.push(entry);
         }
-        Namespaces { list, nodes }
+        let restricts_publish = list.iter().any(|n| n.publish != PublishPolicy::Any);
+        Namespaces {
+            list,
+            nodes,
+            restricts_publish,
+        }
+    }
+
+    /// Whether some namespace's `publish` is not `any`.
+    pub fn restricts_publish(&self) -> bool {
+        self.restricts_publish
     }
 
     /// The namespace of channel `name`: the one with the longest prefix of it, else the default.
@@ -304,6 +317,14 @@ mod tests {
         assert_eq!(prefix_of(&n, "chat"), "");
         assert_eq!(n.of("chat"), &Namespace::default_rules());
         assert_eq!(n.lookup("chat"), NamespaceId::DEFAULT);
+        assert!(!n.restricts_publish());
+        assert!(!Namespaces::default().restricts_publish());
+        let backend = Namespace {
+            prefix: "b.".into(),
+            publish: PublishPolicy::Backend,
+            ..Namespace::default_rules()
+        };
+        assert!(Namespaces::new([backend]).restricts_publish());
         // Bytes, not characters: a prefix may end inside a UTF-8 sequence.
         let n = Namespaces::new([ns("é", SubscribePolicy::Token)]);
         assert_eq!(prefix_of(&n, "éa"), "é");

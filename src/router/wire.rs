@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::channel_presence::ChannelMembers;
+use super::members::ChannelMembers;
 use super::presence::PresenceUsers;
 use super::Frame;
 use crate::session::User;
@@ -30,6 +30,8 @@ pub(crate) enum ErrorCode {
     TooManyChannels,
     Forbidden,
     BinaryUnsupported,
+    /// SPEC section 17: a message over its sender's bucket (sent at most once a second).
+    RateLimited,
     /// History could not be read (Redis unreachable or answering nonsense; SPEC 16, docs/history.md).
     Unavailable,
 }
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
         }
     }
@@ -527,6 +530,7 @@ mod tests {
             (ErrorCode::TooManyChannels, "too_many_channels"),
             (ErrorCode::Forbidden, "forbidden"),
             (ErrorCode::BinaryUnsupported, "binary_unsupported"),
+            (ErrorCode::RateLimited, "rate_limited"),
             (ErrorCode::Unavailable, "unavailable"),
         ];
         for (code, text) in all {

@@ -22,10 +22,12 @@
 //! hooks.map(|h| h.shutdown(Duration::from_secs(2)));     // on SIGTERM, after the loop's drain
 //! ```
 //!
-//! Memory: at most `queue_max` queued events plus the batch in flight (at most `batch_max`).
-//! The queue's slots (about 48 bytes each) are allocated when the worker starts; an event's JSON
-//! is a hundred bytes or so, except `message` events, which carry the client's text (up to
-//! `max_buffer_size`).
+//! Memory: at most `queue_max` queued events plus the batch in flight (at most `batch_max`),
+//! and at most `queue_max_bytes` of their JSON, the batch in flight included (plus the one event
+//! that may take it past the bound, see `queue_bytes.rs`). The bytes bound is what holds
+//! against a client: an event's JSON is a hundred bytes or so, except `message` events, which
+//! carry the client's text (up to `max_buffer_size`) escaped, control characters six bytes
+//! each. The queue's slots (about 48 bytes each) are allocated when the worker starts.
 
 mod event;
 mod format;
@@ -43,6 +45,7 @@ pub use self::format::Format;
 use crate::config::{PusherConfig, WebhookEvent, WebhooksConfig};
 use crate::events::{ChannelActivity, Handler};
 use crate::metrics::WebhookCounts;
+use crate::queue_bytes::QueueBytes;
 use crate::session::User;
 
 /// Everything the worker needs (the `[webhooks]` table, resolved).
@@ -55,6 +58,8 @@ pub struct Settings {
     pub batch_max: usize,
     pub batch_ms: Duration,
     pub queue_max: usize,
+    /// Bytes of queued JSON, the batch in flight included.
+    pub queue_max_bytes: usize,
     /// Timeout of one POST.
     pub timeout: Duration,
     pub retries: u32,
@@ -79,6 +84,7 @@ impl Settings {
             batch_max: config.batch_max.max(1),
             batch_ms: Duration::from_millis(config.batch_ms),
             queue_max: config.queue_max.max(1),
+            queue_max_bytes: usize::try_from(config.queue_max_bytes).unwrap_or(usize::MAX),
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
             retries: config.retries,
             backoff: Duration::from_millis(250),
@@ -109,14 +115,25 @@ struct Counters {
 }
 
 /// What the loop, the handler and the worker share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     counters: Counters,
     /// Set by `shutdown`: the worker stops waiting and gives up at this instant.
     stop: Mutex<Option<Instant>>,
+    /// The JSON queued or in flight (`queue_max_bytes`): reserved by the handler, given back
+    /// by the worker once the event's batch is done with.
+    bytes: QueueBytes,
 }
 
 impl Shared {
+    fn new(queue_max_bytes: usize) -> Shared {
+        Shared {
+            counters: Counters::default(),
+            stop: Mutex::new(None),
+            bytes: QueueBytes::new(queue_max_bytes),
+        }
+    }
+
     fn stop_at(&self) -> Option<Instant> {
         *self.stop.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -159,7 +176,7 @@ impl Webhooks {
     /// Starts the worker thread (`rakit-webhooks`).
     pub fn start(settings: Settings) -> std::io::Result<Webhooks> {
         let (tx, rx) = sync_channel(settings.queue_max);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(settings.queue_max_bytes));
         let (done_tx, done) = sync_channel(1);
         let events = settings.events.clone();
         let worker = worker::Worker::new(settings, rx, Arc::clone(&shared));
@@ -232,6 +249,9 @@ impl WebhookHandler {
         if !self.wants[name as usize] {
             return false;
         }
+        if self.full() {
+            return false;
+        }
         self.queue(encode(name, client_id, user, now_ms(), detail))
     }
 
@@ -240,21 +260,38 @@ impl WebhookHandler {
         if !self.wants[pusher::event_of(activity) as usize] {
             return false;
         }
+        if self.full() {
+            return false;
+        }
         self.queue(pusher::encode(activity))
     }
 
+    /// The queue holds its bytes bound already: the event is dropped (and counted) before it
+    /// costs an encoding.
+    fn full(&self) -> bool {
+        let full = self.shared.bytes.held() >= self.shared.bytes.max();
+        if full {
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        full
+    }
+
     fn queue(&self, json: String) -> bool {
+        let n = json.len();
         let queued = Queued {
             json: json.into_boxed_str(),
             at: Instant::now(),
         };
-        match self.tx.try_send(Msg::Event(queued)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                false
+        if self.shared.bytes.try_reserve(n) {
+            match self.tx.try_send(Msg::Event(queued)) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.shared.bytes.release(n);
+                }
             }
         }
+        self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        false
     }
 }
 

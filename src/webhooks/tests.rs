@@ -144,6 +144,7 @@ fn settings(url: &str, edit: impl FnOnce(&mut Settings)) -> Settings {
         batch_max: 100,
         batch_ms: Duration::from_millis(20),
         queue_max: 1000,
+        queue_max_bytes: 16 << 20,
         timeout: Duration::from_secs(5),
         retries: 3,
         backoff: Duration::from_millis(10),
@@ -443,6 +444,82 @@ fn a_hanging_endpoint_never_blocks_the_pushing_side() {
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
+/// Bytes, not only events: `message` events whose text is control characters escape to six
+/// bytes a character, and the JSON queued or in flight stays within `queue_max_bytes` (plus the
+/// one event that may cross it), however many events `queue_max` would allow.
+#[test]
+fn a_hanging_endpoint_holds_at_most_queue_max_bytes() {
+    let ep = Endpoint::start(|_| Answer::Hang);
+    let hooks = Webhooks::start(settings(&ep.url, |s| {
+        s.timeout = Duration::from_secs(60);
+        s.batch_max = 4;
+        s.queue_max = 10_000;
+        s.queue_max_bytes = 1 << 20;
+        s.retries = 0;
+    }))
+    .unwrap();
+    let h = hooks.handler();
+    let text = "\u{1}".repeat(16 * 1024);
+    let event = encode(
+        WebhookEvent::Message,
+        "AbCd1234",
+        None,
+        now_ms(),
+        Detail::Text(&text),
+    );
+    assert!(event.len() > 6 * 16 * 1024, "{}", event.len());
+    let mut queued = 0;
+    for _ in 0..200 {
+        if h.push(WebhookEvent::Message, "AbCd1234", None, Detail::Text(&text)) {
+            queued += 1;
+        }
+    }
+    // The first batch is in flight (the endpoint hangs), the rest waits: all counted.
+    let held = hooks.shared.bytes.held();
+    assert!(held <= (1 << 20) + event.len(), "{held} bytes held");
+    assert_eq!(
+        queued,
+        (1usize << 20).div_ceil(event.len()),
+        "{queued} queued"
+    );
+    let c = hooks.counters().snapshot();
+    assert_eq!((c.sent, c.dropped), (0, 200 - queued as u64));
+    ep.next();
+    assert!(!hooks.shutdown(Duration::from_millis(100)));
+}
+
+/// What a batch held is free again once it is done with.
+#[test]
+fn a_delivered_batch_gives_its_bytes_back() {
+    let ep = Endpoint::start(|_| Answer::Status(200));
+    let hooks = Webhooks::start(settings(&ep.url, |s| {
+        s.batch_ms = Duration::ZERO;
+        s.queue_max_bytes = 64 * 1024;
+    }))
+    .unwrap();
+    let h = hooks.handler();
+    let text = "x".repeat(40 * 1024);
+    for round in 0..5 {
+        assert!(
+            h.push(WebhookEvent::Message, "a", None, Detail::Text(&text)),
+            "round {round}"
+        );
+        ep.next();
+        await_counts(&hooks, |c| c.sent == round + 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hooks.shared.bytes.held() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "still held: {}",
+                hooks.shared.bytes.held()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert_eq!(hooks.counters().snapshot().dropped, 0);
+    assert!(hooks.shutdown(Duration::from_secs(2)));
+}
+
 #[test]
 fn a_dead_endpoint_fails_after_retries_and_the_queue_stays_bounded() {
     // A port that was free a moment ago: connections are refused.
@@ -498,6 +575,7 @@ fn settings_from_config() {
     c.secret = "s".into();
     let s = Settings::from_config(&c, &pusher, "n".into()).unwrap();
     assert_eq!((s.batch_max, s.queue_max, s.retries), (100, 10_000, 3));
+    assert_eq!(s.queue_max_bytes, 16 * 1024 * 1024);
     assert_eq!(
         (s.batch_ms, s.timeout),
         (Duration::from_millis(100), Duration::from_secs(5))

@@ -11,8 +11,9 @@
 //!
 //! One batch at a time, in queue order, so events of this node reach the endpoint in the order
 //! they happened. While a batch is being sent or retried, new events wait in the bounded queue
-//! (and beyond `queue_max` the loop drops them): a slow endpoint costs memory up to the queue's
-//! bound, never time on the loop.
+//! (and beyond `queue_max`, or `queue_max_bytes` counting the batch in flight, the loop drops
+//! them): a slow endpoint costs memory up to the queue's bounds, never time on the loop. An
+//! event's bytes are given back when its batch is done with (sent, failed or dropped).
 //!
 //! Stopping (after [`super::Webhooks::shutdown`]): no more waiting for `batch_ms`; what is
 //! queued goes out in full batches while the deadline allows (each attempt's timeout and each
@@ -76,7 +77,8 @@ impl Worker {
         // Stopped: whatever is still queued will not be sent.
         let mut left = 0;
         while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Event(_) = msg {
+            if let Msg::Event(q) = msg {
+                self.shared.bytes.release(q.json.len());
                 left += 1;
             }
         }
@@ -129,8 +131,15 @@ impl Worker {
         }
     }
 
-    /// Sends one batch with retries and counts its events as sent or failed.
+    /// Sends one batch with retries and counts its events as sent or failed; then its bytes
+    /// are free for new events.
     fn deliver(&self, batch: Vec<Queued>) {
+        let bytes = batch.iter().map(|q| q.json.len()).sum();
+        self.send(batch);
+        self.shared.bytes.release(bytes);
+    }
+
+    fn send(&self, batch: Vec<Queued>) {
         let n = batch.len() as u64;
         let format = &self.settings.format;
         let body = format.body(

@@ -120,15 +120,26 @@ impl Http {
     /// `Content-Length` that the body matches (SPEC section 8).
     #[track_caller]
     pub fn read_response(&mut self) -> Response {
+        match self.try_read_response() {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Http::read_response`], or why there is none: the connection closed
+    /// before a whole response (a dropped socket).
+    #[track_caller]
+    pub fn try_read_response(&mut self) -> Result<Response, String> {
         let head_end = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            assert!(
-                self.fill(),
-                "the connection closed before a whole response head: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
+            if !self.fill() {
+                return Err(format!(
+                    "the connection closed before a whole response head: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ));
+            }
         };
         let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("an ASCII head");
         let mut lines = head.trim_end().split("\r\n");
@@ -149,19 +160,20 @@ impl Http {
             .parse()
             .expect("a numeric Content-Length");
         while self.buf.len() < head_end + len {
-            assert!(
-                self.fill(),
-                "the connection closed inside a body of {len} bytes: {head}"
-            );
+            if !self.fill() {
+                return Err(format!(
+                    "the connection closed inside a body of {len} bytes: {head}"
+                ));
+            }
         }
         let body = self.buf[head_end..head_end + len].to_vec();
         self.buf.drain(..head_end + len);
-        Response {
+        Ok(Response {
             status,
             head,
             headers,
             body,
-        }
+        })
     }
 
     /// Writes one request and reads its response.
@@ -295,6 +307,17 @@ pub fn scrape(addr: SocketAddr, key: Option<&str>) -> String {
     r.text().to_owned()
 }
 
+/// The value of one series (`name{labels}` exactly as exposed) in a scrape's text.
+#[track_caller]
+pub fn series(text: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// Sends SIGTERM to a process (with kill(1): the tests use no libc).
 #[track_caller]
 pub fn sigterm(pid: u32) {
@@ -303,4 +326,13 @@ pub fn sigterm(pid: u32) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -TERM {pid}");
+}
+
+/// The value of the unlabelled sample `name` in an exposition (`None` when absent), read without
+/// the Python parser.
+pub fn value_of(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::api::scrape;
+use super::api::{scrape, series};
 use super::{Daemon, WAIT};
 
 /// One POST as the receiver saw it.
@@ -138,13 +138,11 @@ fn serve(mut stream: TcpStream, mode: Mode, tx: Sender<Post>) {
 /// `rakit_webhook_events_total{result}` from a scrape.
 pub fn webhook_counts(daemon: &Daemon) -> (u64, u64, u64) {
     let text = scrape(daemon.addr, None);
-    let count = |result: &str| -> u64 {
-        let prefix = format!("rakit_webhook_events_total{{result=\"{result}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
-            .parse()
-            .unwrap()
+    let count = |result: &str| {
+        series(
+            &text,
+            &format!("rakit_webhook_events_total{{result=\"{result}\"}}"),
+        )
     };
     (count("sent"), count("failed"), count("dropped"))
 }

@@ -49,6 +49,31 @@ try {
     check(true, 'an empty sub is refused');
 }
 
+// Channel tokens: the claims of `websocket:token --channel`, exactly one holder.
+$channel = explode('.', $ws->channelToken('order.42', userId: '42', ttl: 60));
+$claims = json_decode(b64url_decode($channel[1]), true);
+check(array_keys($claims) === ['channel', 'sub', 'exp'], 'channel token claims for a user');
+check($claims['channel'] === 'order.42' && $claims['sub'] === '42', 'channel and sub');
+check(abs($claims['exp'] - (time() + 60)) <= 2, 'channel token exp');
+$expected = hash_hmac('sha256', $channel[0] . '.' . $channel[1], 'php-secret', true);
+check(hash_equals($expected, b64url_decode($channel[2])), 'channel token signature');
+$guest = json_decode(b64url_decode(explode('.', $ws->channelToken('room.1', clientId: 'Ab3dEf9h'))[1]), true);
+check(array_keys($guest) === ['channel', 'client', 'exp'] && $guest['client'] === 'Ab3dEf9h', 'channel token for a connection');
+foreach ([['c', null, null], ['c', '1', 'Ab3dEf9h'], ['', '1', null], ['c', '', null]] as [$c, $u, $k]) {
+    try {
+        $ws->channelToken($c, userId: $u, clientId: $k);
+        check(false, 'bad channel token arguments are refused');
+    } catch (InvalidArgumentException) {
+        check(true, 'bad channel token arguments are refused');
+    }
+}
+try {
+    (new RakitWebSocket())->channelToken('c', userId: '1');
+    check(false, 'no secret, no channel token');
+} catch (RakitWebSocketException $e) {
+    check($e->errorCode === 'no_secret', 'no secret, no channel token');
+}
+
 // The session cookie.
 check($ws->cookieName() === 'my_cookie', 'cookie name');
 $o = $ws->sessionCookieOptions(120);

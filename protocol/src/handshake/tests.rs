@@ -405,3 +405,40 @@ fn responses_are_well_formed_http() {
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
     );
 }
+
+#[test]
+fn forwarded_for_headers_are_joined_in_order() {
+    let req = request(
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\n\
+         x-forwarded-for:\r\nX-FORWARDED-FOR:  [2001:db8::1]:80 \r\n\r\n",
+    );
+    assert_eq!(
+        req.forwarded_for.as_deref(),
+        Some("1.1.1.1, 2.2.2.2, [2001:db8::1]:80")
+    );
+    assert_eq!(
+        request("GET / HTTP/1.1\r\nHost: h\r\n\r\n").forwarded_for,
+        None
+    );
+}
+
+#[test]
+fn too_many_requests_says_when_to_retry() {
+    let err = HandshakeError::TooManyRequests {
+        reason: "too many connections from this address",
+        retry_after: 7,
+    };
+    assert_eq!(err.http_status(), 429);
+    let mut out = Vec::new();
+    write_refusal(&mut out, &err);
+    let text = String::from_utf8(out).unwrap();
+    let body = "too many connections from this address";
+    assert!(
+        text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nRetry-After: 7\r\n"), "{text}");
+    assert!(text.contains("\r\nConnection: close\r\n"));
+    assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+    assert!(text.ends_with(&format!("\r\n\r\n{body}")));
+}

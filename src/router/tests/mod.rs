@@ -5,6 +5,7 @@ mod api;
 mod budget;
 mod cluster;
 mod commands;
+mod flood;
 mod history;
 mod members;
 mod namespaces;
