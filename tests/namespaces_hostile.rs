@@ -159,3 +159,50 @@ fn a_pusher_subscribe_without_the_signature_costs_the_same_whatever_the_audience
         assert_eq!(data["type"], "AuthError", "{i}: {data}");
     }
 }
+
+/// A namespace's `publish` rule is the operator's word on who may publish to its channels; a
+/// Pusher client event is a client's publish too (its other route). On a `private-` channel in
+/// a `publish = "backend"` namespace, a subscriber's client event must reach nobody.
+#[test]
+fn a_pusher_client_event_obeys_the_namespaces_publish_rule() {
+    use common::pusher::{connect, recv_event, sign, APP_ID, KEY, SECRET as PUSHER_SECRET};
+    let config = format!(
+        "logging_level = \"warn\"\n\
+         [pusher]\napp_id = \"{APP_ID}\"\nkey = \"{KEY}\"\nsecret = \"{PUSHER_SECRET}\"\n\
+         [[namespaces]]\nprefix = \"private-feed.\"\npublish = \"backend\"\n"
+    );
+    let daemon = Daemon::start(&config, &[]);
+    let mut join = |channel: &str| {
+        let (mut ws, socket_id) = connect(&daemon);
+        let auth = sign(&[&socket_id, channel]);
+        common::send_json(
+            &mut ws,
+            &serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}}),
+        );
+        let (event, _, data) = recv_event(&mut ws);
+        assert_eq!(event, "pusher_internal:subscription_succeeded", "{data}");
+        ws
+    };
+    let (mut sender, mut reader) = (join("private-feed.1"), join("private-feed.1"));
+    let event = |data: &str| serde_json::json!({"event":"client-note","channel":"private-feed.1","data":data});
+    let ping = serde_json::json!({"event":"pusher:ping","data":{}});
+    common::send_json(&mut sender, &event("forged"));
+    common::send_json(&mut sender, &ping);
+    let (name, _, data) = recv_event(&mut sender);
+    assert_eq!(name, "pusher:error", "refused, and told so: {data}");
+    // Elsewhere client events go on as ever: the reader's own, on a channel of no namespace.
+    let (mut a, mut b) = (join("private-chat"), join("private-chat"));
+    common::send_json(
+        &mut a,
+        &serde_json::json!({"event":"client-note","channel":"private-chat","data":"hi"}),
+    );
+    let (name, _, data) = recv_event(&mut b);
+    assert_eq!(
+        (name.as_str(), data),
+        ("client-note", serde_json::json!("hi"))
+    );
+    // The reader of the backend's channel got nothing: its next frame is its own pong.
+    common::send_json(&mut reader, &ping);
+    let (name, _, data) = recv_event(&mut reader);
+    assert_eq!(name, "pusher:pong", "the client event was relayed: {data}");
+}
