@@ -145,6 +145,12 @@ mod tests {
             verify(&token, SECRET, NOW + 60, "c", ALICE),
             Err(TokenError::Expired)
         );
+        // No secret, no token: one signed with the empty key is anybody's.
+        let keyless = issue(b"", "c", Holder::User("42"), NOW + 60);
+        assert_eq!(
+            verify(&keyless, b"", NOW, "c", ALICE),
+            Err(TokenError::Signature)
+        );
         assert_eq!(check("a.b", "c", ALICE), Err(TokenError::Malformed));
         // A session token is no channel token.
         let user = session::User {

@@ -81,11 +81,18 @@ pub fn now_unix() -> u64 {
 /// anything in the payload is read, so an attacker's claims are never parsed), and its time
 /// claims (`exp` required, `nbf` if present). Returns the claims, for the caller to read its own.
 /// Session tokens ([`verify`]) and channel tokens (`src/channel_token.rs`) share it.
+///
+/// An empty `secret` verifies nothing: HMAC takes any key, the empty one included, so a token
+/// "signed" with it is one anybody can make (`[session] secret` empty means no sessions and no
+/// channel tokens, never tokens without a key).
 pub fn verify_claims(
     token: &str,
     secret: &[u8],
     now_unix: u64,
 ) -> Result<Map<String, Value>, TokenError> {
+    if secret.is_empty() {
+        return Err(TokenError::Signature);
+    }
     let mut parts = token.split('.');
     let (Some(header64), Some(payload64), Some(signature64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

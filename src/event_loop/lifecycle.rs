@@ -26,6 +26,7 @@ impl EventLoop {
         };
         conn.life = Life::Open;
         conn.last_rx = Stamp::new(self.epoch, self.now);
+        self.peer_sockets.done(key);
         if std::mem::take(&mut conn.http) {
             // A persistent HTTP connection upgraded.
             self.http_open -= 1;
@@ -120,6 +121,7 @@ impl EventLoop {
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.peer_sockets.done(key);
         if conn.life == Life::HttpBody {
             self.pending_http.remove(&key);
         }

@@ -1,6 +1,7 @@
 //! Accepting sockets.
 
 use std::io;
+use std::net::IpAddr;
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use rustls::ServerConfig;
 
 use super::{EventLoop, ACCEPT_BACKOFF};
 use crate::conn::{Conn, Stamp};
+use crate::limits::{AddrKey, Kind};
 
 impl EventLoop {
     /// Accepts until `WouldBlock`. Each new socket's upgrade request is
@@ -24,9 +26,9 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((socket, _addr)) => {
+                Ok((socket, addr)) => {
                     self.accept_exhausted = false;
-                    if let Some(key) = self.admit(socket) {
+                    if let Some(key) = self.admit(socket, addr.ip()) {
                         self.on_readable(key, readbuf, false);
                     }
                 }
@@ -58,13 +60,21 @@ impl EventLoop {
         }
     }
 
-    /// Takes a new socket into the slab (its life begins: Handshaking, with
+    /// Takes a new socket from `peer` into the slab (its life begins: Handshaking, with
     /// the handshake timer armed); its key, unless it was refused.
-    fn admit(&mut self, mut socket: TcpStream) -> Option<usize> {
+    fn admit(&mut self, mut socket: TcpStream, peer: IpAddr) -> Option<usize> {
         if self.conns.len() >= self.max_sockets {
             // Far past the limit even for handshakes in flight: no room to
             // answer 503, so drop the socket at once.
             log::debug!("refusing a socket: {} held", self.conns.len());
+            return None;
+        }
+        // Its address's share of the sockets that are not WebSockets yet (SPEC section 17: one
+        // address must not hold every socket); a trusted proxy speaks for many clients.
+        let counted = (!self.proxies.contains(peer)).then(|| AddrKey::of(peer));
+        if counted.is_some_and(|peer| !self.peer_sockets.has_room(peer)) {
+            log::debug!("refusing a socket from {peer}: its address holds its share");
+            self.metrics.rate_limited.incr(Kind::Ip);
             return None;
         }
         if let Err(e) = socket.set_nodelay(true) {
@@ -88,6 +98,9 @@ impl EventLoop {
             conn.tls = Some(crate::transport::session(config)?);
         }
         entry.insert(conn);
+        if let Some(peer) = counted {
+            self.peer_sockets.hold(key, peer);
+        }
         self.handshake_timers.arm(self.now, key, self.serial);
         Some(key)
     }

@@ -180,6 +180,8 @@ pub(crate) struct EventLoop {
     pusher: Option<crate::pusher::Pusher>,
     /// Open connections per address and per user, handshakes per address (SPEC section 17).
     admission: crate::limits::Admission,
+    /// Sockets per peer address that are not WebSockets yet, while a per-address limit is on.
+    peer_sockets: crate::limits::PeerSockets,
     /// Whose `X-Forwarded-For` is believed.
     proxies: crate::limits::TrustedProxies,
 }
@@ -203,6 +205,7 @@ impl EventLoop {
         let http = HttpSettings::new(&config);
         let pusher = crate::pusher::Pusher::new(&config.pusher, config.max_channels_per_client);
         let admission = crate::limits::Admission::new(config.limits.admission());
+        let peer_sockets = crate::limits::PeerSockets::new(&config.limits.admission());
         let proxies = config.limits.proxies();
         let mut router = router;
         if pusher.is_some() {
@@ -260,6 +263,7 @@ impl EventLoop {
             cluster: None,
             pusher,
             admission,
+            peer_sockets,
             proxies,
         }
     }

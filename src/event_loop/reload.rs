@@ -70,6 +70,7 @@ impl EventLoop {
                 .set_namespaces(std::rc::Rc::new(self.config.namespaces()));
         }
         self.admission.set_rules(self.config.limits.admission());
+        self.peer_sockets.set_rules(&self.config.limits.admission());
         self.proxies = self.config.limits.proxies();
         self.http = crate::http::HttpSettings::new(&self.config);
         // This reload's own lines go out at the more verbose of the two levels.

@@ -9,6 +9,8 @@
 //!   address per second; asked by the event loop at each upgrade.
 //! - `address.rs`: the client address behind `trusted_proxies` (`X-Forwarded-For`), and the
 //!   key an address is counted under (IPv6 per /64).
+//! - `sockets.rs`: while a per-address limit is on, the sockets one peer address may hold before
+//!   they are WebSockets (handshakes in flight, HTTP connections).
 //!
 //! Every limit is a [`Budget`](crate::budget::Budget), the daemon's one token bucket. The HTTP
 //! API and commands are never limited here: their callers are the backend and its admins.
@@ -16,10 +18,12 @@
 pub mod address;
 pub mod admission;
 pub mod flood;
+pub mod sockets;
 
 pub use self::address::{AddrKey, Cidr, TrustedProxies};
 pub use self::admission::{Admission, AdmissionRules, Refusal};
 pub use self::flood::{FloodRules, Offenders, Verdict};
+pub use self::sockets::PeerSockets;
 
 /// The close code of a connection dropped for flooding (SPEC section 17); Pusher clients get
 /// 4301 instead.

@@ -338,7 +338,8 @@ impl Pusher {
     }
 
     /// `client-*`: relayed to the channel's other subscribers (both dialects), on a private or
-    /// presence channel the sender is in, within the rate and size limits; else why not.
+    /// presence channel the sender is in, that its namespace lets it publish to (SPEC section
+    /// 15), within the rate and size limits; else why not.
     fn client_event(
         &mut self,
         router: &mut Router,
@@ -360,6 +361,11 @@ impl Pusher {
         }
         if !router.subscribers(channel).any(|(c, _)| c == conn) {
             return Err("Client event on a channel the connection is not in");
+        }
+        // SPEC section 15: the channel's namespace says who may publish; a client event is a
+        // client's publish (else `publish = "backend"` would hold for Rakit clients only).
+        if !router.may_publish(conn, channel) {
+            return Err("Client event rejected: this channel's namespace forbids it");
         }
         let Some(data) = msg.data else {
             return Err("Client event without data");

@@ -3,9 +3,7 @@
 //!
 //! A subscribe is checked in this order, each refusal a `pusher:subscription_error` on the
 //! channel (pusher-js emits it there; Echo's `.error()`), the connection staying open:
-//! 1. the budget (`budget.rs`; `LimitReached`, 4301): one token, plus one per ten members on a
-//!    presence channel (or a channel with the Rakit dialect's channel presence), whose answer
-//!    lists them all and whose arrival each of them hears of;
+//! 1. the budget (`budget.rs`; `LimitReached`, 4301): one token;
 //! 2. the authorization: a signature for `private-` and `presence-`, the signin for
 //!    `#server-to-user-{id}` (`AuthError`, 401);
 //! 3. on a presence channel, the member: `channel_data` with a `user_id` (401); at most 128
@@ -13,7 +11,12 @@
 //!    4301 as Soketi); the same user as an earlier subscription of this connection (409);
 //!    a place on the channel for a new user (`max_presence_members`; `LimitReached`, 4100 as
 //!    Soketi);
-//! 4. the router's `max_channels_per_client` (`LimitReached`, 400).
+//! 4. the rest of the budget (`LimitReached`, 4301): one more token per ten members on a
+//!    presence channel (or a channel with the Rakit dialect's channel presence), whose answer
+//!    lists them all and whose arrival each of them hears of. Charged only once the
+//!    subscription is authorized: a refused one costs one token whatever the channel, or a
+//!    client could count the members of a channel it may not join by when its budget ran out;
+//! 5. the router's `max_channels_per_client` (`LimitReached`, 400).
 //!
 //! Between 1 and 2: any other channel must be in a namespace anyone may subscribe to (SPEC
 //! section 15; `AuthError`, 403), or a Pusher subscription would read what a Rakit client may
@@ -45,17 +48,10 @@ impl Pusher {
     ) {
         let data = SubscribeData::parse(data);
         let channel = data.channel.as_deref().filter(|c| wire::valid_channel(c));
-        let cost = channel
-            .filter(|c| c.starts_with("presence-") || router.has_channel_presence(c))
-            .map_or(1, |c| 1 + router.user_count(c) / MEMBERS_PER_TOKEN);
-        if !self.spend(conn, cost, now) {
+        if !self.spend(conn, 1, now) {
             // Over budget: a short answer, and no signature checked.
             if let Some(channel) = channel {
-                let text = "Too many subscriptions: slow down (docs/pusher.md, Limits)";
-                out.send(
-                    conn,
-                    &wire::subscription_error(channel, "LimitReached", text, 4301),
-                );
+                over_budget(conn, channel, out);
             }
             return;
         }
@@ -98,6 +94,15 @@ impl Pusher {
             && !auth::verify_auth(&self.key, &self.secret, auth, &[socket_id, channel])
         {
             return auth_error(conn, channel, "Invalid signature", out);
+        }
+        // Authorized: the rest of the cost of a channel whose members it will hear of, at most
+        // what is left of a full bucket (a full one pays for a channel of any size).
+        if channel.starts_with("presence-") || router.has_channel_presence(channel) {
+            let most = usize::try_from(self.burst.saturating_sub(1)).unwrap_or(usize::MAX);
+            let extra = (router.user_count(channel) / MEMBERS_PER_TOKEN).min(most);
+            if extra > 0 && !self.spend(conn, extra, now) {
+                return over_budget(conn, channel, out);
+            }
         }
         let joined = match &member {
             Some(m) => router.join_member(conn, channel, m, out),
@@ -213,6 +218,15 @@ impl Pusher {
 /// `#server-to-user-`: [`super::PROTECTED`]), whatever its namespace says.
 fn own_authorization(channel: &str) -> bool {
     super::PROTECTED.iter().any(|p| channel.starts_with(p))
+}
+
+/// A subscribe beyond the budget (docs/pusher.md, "Limits").
+fn over_budget(conn: ConnId, channel: &str, out: &mut impl Outbox) {
+    let text = "Too many subscriptions: slow down (docs/pusher.md, Limits)";
+    out.send(
+        conn,
+        &wire::subscription_error(channel, "LimitReached", text, 4301),
+    );
 }
 
 fn auth_error(conn: ConnId, channel: &str, text: &str, out: &mut impl Outbox) {

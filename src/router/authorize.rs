@@ -98,6 +98,13 @@ impl Router {
         }
     }
 
+    /// Whether `conn` may publish to `channel` by its namespace's rule: for the other dialect's
+    /// own publishes (a Pusher client event), which are a client's publish as much as a
+    /// `{"event":"message",...}` is.
+    pub fn may_publish(&self, conn: ConnId, channel: &str) -> bool {
+        self.authorize_publish(conn, channel).is_ok()
+    }
+
     /// Whether `conn` may publish to `channel` by its namespace's rule.
     pub(super) fn authorize_publish(&self, conn: ConnId, channel: &str) -> Result<(), Reject> {
         if !self.config.namespaces.restricts_publish() {

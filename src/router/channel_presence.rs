@@ -63,6 +63,11 @@ impl Router {
     /// first token spent: its rule, then on a channel with presence the rest of its cost and
     /// the member, then the subscription, its `join` to the others and the `subscribed` reply.
     /// A connection already subscribed is answered again without a check (it passed one).
+    ///
+    /// The rest of the cost grows with the channel's members, so it is charged only once the
+    /// rule admits the subscriber: a refused subscribe costs one token whatever the channel, or
+    /// a client could count the members of a channel it may not read by when its budget ran
+    /// out.
     pub(super) fn subscribe_event(
         &mut self,
         conn: ConnId,
@@ -74,11 +79,11 @@ impl Router {
     ) -> Result<(), Reject> {
         let presence = self.has_channel_presence(channel);
         if !self.channels.is_member(conn, channel) {
+            self.authorize_subscribe(conn, channel, token)?;
             if presence {
                 let extra = self.presence_count(channel) / MEMBERS_PER_TOKEN;
-                self.spend_subscribes(conn, extra, now)?;
+                self.spend_more_subscribes(conn, extra, now)?;
             }
-            self.authorize_subscribe(conn, channel, token)?;
             if presence && self.presence_member(conn).is_none() {
                 return Err(forbidden(
                     channel,

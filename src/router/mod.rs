@@ -679,6 +679,19 @@ impl Router {
         Ok(())
     }
 
+    /// The rest of a subscribe's cost, its first token spent: at most what is left of a full
+    /// bucket, so that a full bucket pays for a channel of any size (charged in full, the rest
+    /// alone would ask for a full bucket after one token was gone, and be refused for ever).
+    fn spend_more_subscribes(
+        &mut self,
+        conn: ConnId,
+        extra: usize,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        let most = usize::try_from(self.subscribe_burst() - 1).unwrap_or(usize::MAX);
+        self.spend_subscribes(conn, extra.min(most), now)
+    }
+
     /// A connection's burst of subscribes: twice `max_channels_per_client` (a reconnecting
     /// client rejoins all its channels at once, and may leave and rejoin them all), and no
     /// fewer than [`MIN_SUBSCRIBE_BURST`].

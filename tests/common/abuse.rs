@@ -69,3 +69,17 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+/// A TCP connection to `addr` from the loopback address `from` (`127.0.0.2`, ...: Linux routes
+/// all of 127/8 to the loopback), so that one test can be several client addresses.
+#[track_caller]
+pub fn connect_from(addr: SocketAddr, from: [u8; 4]) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let local = SocketAddr::from((from, 0));
+    socket.bind(&local.into()).expect("bind a loopback address");
+    socket.connect(&addr.into()).expect("connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(super::WAIT)).unwrap();
+    stream
+}

@@ -205,6 +205,42 @@ fn token_admits_a_valid_token_for_this_channel_and_holder() {
 }
 
 #[test]
+fn a_token_up_to_max_token_size_is_read_and_a_longer_one_is_not() {
+    let mut h = harness();
+    h.join(1, Some(alice()));
+    let reason = |h: &mut Harness, len: usize| {
+        h.text(1, &sub_with("order.1", &"x".repeat(len)));
+        let msgs = h.take();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert_eq!(msgs[0].1["code"], "forbidden", "{msgs:?}");
+        msgs[0].1["message"].as_str().unwrap().to_owned()
+    };
+    // max_token_size is 1024 here: that long, it is verified (and malformed); longer, not read.
+    assert!(reason(&mut h, 1024).contains("malformed"));
+    for len in [1025, 4096] {
+        assert!(reason(&mut h, len).contains("too long"), "{len}");
+    }
+}
+
+#[test]
+fn public_namespaces_are_the_ones_another_dialect_may_read() {
+    let h = harness();
+    for channel in ["news", "room.1", "vip", "orders"] {
+        assert!(h.router.is_public(channel), "{channel}");
+    }
+    for channel in ["order.1", "user.42", "staff.x", "vip.1"] {
+        assert!(!h.router.is_public(channel), "{channel}");
+    }
+}
+
+#[test]
+fn the_token_key_never_shows_the_secret() {
+    assert_eq!(format!("{:?}", TokenKey::new(SECRET)), "TokenKey(<set>)");
+    assert_eq!(format!("{:?}", TokenKey::default()), "TokenKey(none)");
+    assert_eq!(format!("{:?}", TokenKey::new(b"")), "TokenKey(none)");
+}
+
+#[test]
 fn a_storm_of_bad_tokens_spends_the_subscribe_budget() {
     // The message bucket (SPEC 17) would refuse the storm first: off, to reach the subscribe budget.
     let mut h = Harness::with(RouterConfig {
