@@ -16,6 +16,7 @@
 mod aliases;
 mod api;
 mod authorize;
+mod cache;
 mod channel_presence;
 mod channels;
 mod clients;
@@ -50,6 +51,7 @@ use serde_json::value::RawValue;
 
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::authorize::TokenKey;
+pub use self::cache::CacheChannels;
 pub use self::command::CommandPolicy;
 pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
 pub use self::entry::{
