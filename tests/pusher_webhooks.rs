@@ -365,6 +365,57 @@ fn presence_members_per_user_and_client_events() {
     drop(a2);
 }
 
+/// A subscriber of a cache channel that finds nothing cached gets `pusher:cache_miss`, and the
+/// backend the `cache_miss` event (in the default set); once an event is cached, a subscriber
+/// gets it and the backend hears nothing. Both libraries accept the POSTs.
+#[test]
+fn cache_miss_webhook() {
+    let endpoint = Endpoint::start(Mode::Answer);
+    let daemon = Daemon::start(&config(&endpoint.url(), ""), &[]);
+    let (mut a, socket_a) = pusher_client(&daemon);
+    subscribe(&mut a, &socket_a, "cache-prices", None);
+    let (name, miss) = recv_event(&mut a);
+    assert_eq!(
+        (name.as_str(), &miss["channel"]),
+        ("pusher:cache_miss", &json!("cache-prices"))
+    );
+    let (mut posts, mut events) = collect(&endpoint, 2);
+    assert_eq!(
+        events,
+        [
+            occupied("cache-prices"),
+            json!({"name": "cache_miss", "channel": "cache-prices"})
+        ]
+    );
+    // The backend answers with the state; the next subscriber gets it, and no webhook.
+    assert_eq!(
+        common::pusher::trigger(&daemon, "cache-prices", "price", r#"{"eur":5}"#),
+        200
+    );
+    recv_until(&mut a, "price", Some("cache-prices"));
+    let (mut b, socket_b) = pusher_client(&daemon);
+    subscribe(&mut b, &socket_b, "cache-prices", None);
+    let (name, hit) = recv_event(&mut b);
+    assert_eq!((name.as_str(), &hit["data"]), ("price", &json!({"eur": 5})));
+    // A private cache channel without anything cached: its own miss.
+    subscribe(&mut b, &socket_b, "private-cache-doc", None);
+    recv_until(&mut b, "pusher:cache_miss", Some("private-cache-doc"));
+    let (more, rest) = collect(&endpoint, 2);
+    assert_eq!(
+        rest,
+        [
+            occupied("private-cache-doc"),
+            json!({"name": "cache_miss", "channel": "private-cache-doc"})
+        ]
+    );
+    assert_no_more(&endpoint);
+    posts.extend(more);
+    events.extend(rest);
+    let ran = libraries_accept(&posts, &events);
+    eprintln!("{} POSTs checked by {ran} Pusher libraries", posts.len());
+    await_sent(&daemon, 4);
+}
+
 /// A receiver that hangs: the queue stays bounded and what it cannot hold is counted as
 /// dropped, while Pusher clients are served as usual.
 #[test]
@@ -436,7 +487,7 @@ fn check_shows_the_format_and_refuses_mixed_events() {
     );
     assert!(
         run.stdout.contains(
-            "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\"]\n"
+            "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\", \"cache_miss\"]\n"
         ),
         "{}",
         run.stdout
