@@ -241,6 +241,8 @@ fn cluster_wide_through_redis() {
         });
     }
     assert_eq!(first_after_subscribe(&b, "cache-c1").0, "pusher:cache_miss");
+    // A Pusher reader leaves nothing in Redis.
+    assert_eq!(redis.cli(&["EXISTS", "rakit:history:m:cache-c1"]), "0");
     let t0 = Instant::now();
     let channels = ["cache-c1", "private-cache-c2", "presence-cache-c3"];
     if have(Tool::PusherPython) {
@@ -281,6 +283,7 @@ fn cluster_wide_through_redis() {
         first_after_subscribe(&b, "cache-c1"),
         ("py".to_owned(), json!({"n": 101}))
     );
+    assert_eq!(redis.cli(&["EXISTS", "rakit:history:m:cache-c1"]), "1");
     let (mut r, _) = b.client();
     let (subscribed, cached) = rakit_cached(&mut r, "cache-c1");
     assert_eq!(subscribed["offset"], 1, "{subscribed}");

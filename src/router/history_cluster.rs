@@ -80,9 +80,12 @@ impl Router {
             recover,
             cache,
         };
+        // The other dialect's subscriber is told no position: it leaves nothing in Redis.
+        let told = self.dialect(conn) != Some(super::Dialect::Pusher);
         let read = match since {
             Some(since) => Read::Recover(since),
-            None if cache => Read::Query(Query::Newest(1)),
+            None if cache && told => Read::Query(Query::Newest(1)),
+            None if cache => Read::Cached,
             None => Read::Position,
         };
         let Some(tag) = self.ask(pending, &channel, read, keep, max_bytes) else {
