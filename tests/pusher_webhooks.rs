@@ -21,8 +21,7 @@ use common::pusher::sign as auth;
 use common::receiver::{webhook_counts, Endpoint, Mode, Post};
 use common::tools::{have, Tool};
 use common::{
-    expect_gone, rakit, recv_json, run_to_exit, scratch_dir, send_json, wait_exit, Client, Daemon,
-    GONE_WITHIN, SLACK, WAIT,
+    expect_gone, recv_json, send_json, wait_exit, Client, Daemon, GONE_WITHIN, SLACK, WAIT,
 };
 use serde_json::{json, Value};
 
@@ -474,26 +473,16 @@ fn sigterm_delivers_queued_pusher_webhooks() {
 /// format without `[pusher]`, is a config error naming the key (exit 2).
 #[test]
 fn check_shows_the_format_and_refuses_mixed_events() {
-    let dir = scratch_dir();
-    let file = dir.join("ok.toml");
-    std::fs::write(&file, config("http://127.0.0.1:9/hook", "")).unwrap();
-    let arg = format!("--config={}", file.display());
-    let run = run_to_exit(rakit().args(["websocket:check", &arg]));
-    assert_eq!(run.code, Some(0), "{run:?}");
+    let shown = common::check::shown(&config("http://127.0.0.1:9/hook", ""));
+    assert!(shown.contains("format = \"pusher\"\n"), "{shown}");
     assert!(
-        run.stdout.contains("format = \"pusher\"\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(
+        shown.contains(
             "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\", \"cache_miss\"]\n"
         ),
-        "{}",
-        run.stdout
+        "{shown}"
     );
-    assert!(!run.stdout.contains(SECRET), "{}", run.stdout);
-    for (i, (toml, key)) in [
+    assert!(!shown.contains(SECRET), "{shown}");
+    for (toml, key) in [
         (
             config("http://127.0.0.1:9/hook", "events = [\"connect\"]\n"),
             "webhooks.events",
@@ -502,26 +491,7 @@ fn check_shows_the_format_and_refuses_mixed_events() {
             "[webhooks]\nurl = \"http://127.0.0.1:9/hook\"\nformat = \"pusher\"\n".to_owned(),
             "webhooks.format",
         ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let file = dir.join(format!("bad{i}.toml"));
-        std::fs::write(&file, &toml).unwrap();
-        let arg = format!("--config={}", file.display());
-        for args in [
-            &["websocket:check", arg.as_str()][..],
-            &["websocket:run", "--port=0", arg.as_str()],
-        ] {
-            let run = run_to_exit(rakit().args(args));
-            assert_eq!(run.code, Some(2), "{toml}: {run:?}");
-            let err = run.stderr.trim_end();
-            let named = format!("{key}: ");
-            assert!(
-                err.contains(&named) && !err.contains('\n') && !err.contains("panicked"),
-                "{toml}: {err}"
-            );
-        }
+    ] {
+        common::check::refused_naming(&toml, key);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
