@@ -27,25 +27,13 @@
 //! publications made while Redis was down are delivered unstored, and their channel's stream is
 //! deleted when Redis is back, so a later subscriber gets a miss rather than an older event.
 
-use std::time::Duration;
-
+use super::dialect::CacheChannels;
 use super::history_state::Mode;
 use super::history_wire::{Answer, SubscribedFields};
 use super::remote::payload;
 use super::{ConnId, Frame, Outbox, Router};
 use crate::events::ChannelActivity;
 use crate::history::{Query, Retention};
-
-/// What a dialect with cache channels plugs into the router ([`Router::set_cache_channels`]).
-#[derive(Debug, Clone, Copy)]
-pub struct CacheChannels {
-    /// The name prefixes of its cache channels.
-    pub prefixes: &'static [&'static str],
-    /// How long a channel's last publication is kept.
-    pub ttl: Duration,
-    /// Its frame telling a subscriber that nothing is cached on a channel.
-    pub miss: fn(&str) -> Option<Frame>,
-}
 
 impl Router {
     /// Makes the channels named with `cache.prefixes` cache channels (see the module docs).

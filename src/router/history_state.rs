@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::cache::CacheChannels;
+use super::dialect::CacheChannels;
 use super::ids::ClientId;
 use super::wire::Outgoing;
 use super::{ApiError, ConnId, Frame, Namespace, Namespaces};

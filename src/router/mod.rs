@@ -51,9 +51,10 @@ use serde_json::value::RawValue;
 
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::authorize::TokenKey;
-pub use self::cache::CacheChannels;
 pub use self::command::CommandPolicy;
-pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
+pub use self::dialect::{
+    CacheChannels, ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice,
+};
 pub use self::entry::{
     is_plausible_channel, ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN,
     MAX_USER_LEN,
