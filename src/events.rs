@@ -36,6 +36,10 @@ pub enum ChannelActivity<'a> {
         /// The sender's user on a presence channel.
         user_id: Option<&'a str>,
     },
+    /// A subscriber of cache channel `channel` found no cached event (SPEC section 16): it
+    /// got `pusher:cache_miss`, and the backend may publish the channel's state. Reported by
+    /// the subscriber's node.
+    CacheMiss { channel: &'a str },
 }
 
 /// Receives the server's events. All methods run on the event-loop thread and
@@ -59,8 +63,9 @@ pub trait Handler {
     fn unsubscribe(&mut self, _client_id: &str, _user: Option<&User>, _channel: &str) {}
     /// A message was queued for a client (the JSON text of the frame).
     fn send(&mut self, _client_id: &str, _user: Option<&User>, _message: &str) {}
-    /// A channel became occupied or vacated, a presence member came or went, or a client event
-    /// was relayed (see [`ChannelActivity`]).
+    /// A channel became occupied or vacated, a presence member came or went, a client event
+    /// was relayed, or a cache channel's subscriber found nothing cached (see
+    /// [`ChannelActivity`]).
     fn channel(&mut self, _activity: &ChannelActivity<'_>) {}
     /// Whether to call [`Handler::send`] at all. A fan-out calls it once per
     /// recipient; a handler that does nothing with it (or logs it at a level

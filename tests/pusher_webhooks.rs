@@ -21,8 +21,7 @@ use common::pusher::sign as auth;
 use common::receiver::{webhook_counts, Endpoint, Mode, Post};
 use common::tools::{have, Tool};
 use common::{
-    expect_gone, rakit, recv_json, run_to_exit, scratch_dir, send_json, wait_exit, Client, Daemon,
-    GONE_WITHIN, SLACK, WAIT,
+    expect_gone, recv_json, send_json, wait_exit, Client, Daemon, GONE_WITHIN, SLACK, WAIT,
 };
 use serde_json::{json, Value};
 
@@ -365,6 +364,57 @@ fn presence_members_per_user_and_client_events() {
     drop(a2);
 }
 
+/// A subscriber of a cache channel that finds nothing cached gets `pusher:cache_miss`, and the
+/// backend the `cache_miss` event (in the default set); once an event is cached, a subscriber
+/// gets it and the backend hears nothing. Both libraries accept the POSTs.
+#[test]
+fn cache_miss_webhook() {
+    let endpoint = Endpoint::start(Mode::Answer);
+    let daemon = Daemon::start(&config(&endpoint.url(), ""), &[]);
+    let (mut a, socket_a) = pusher_client(&daemon);
+    subscribe(&mut a, &socket_a, "cache-prices", None);
+    let (name, miss) = recv_event(&mut a);
+    assert_eq!(
+        (name.as_str(), &miss["channel"]),
+        ("pusher:cache_miss", &json!("cache-prices"))
+    );
+    let (mut posts, mut events) = collect(&endpoint, 2);
+    assert_eq!(
+        events,
+        [
+            occupied("cache-prices"),
+            json!({"name": "cache_miss", "channel": "cache-prices"})
+        ]
+    );
+    // The backend answers with the state; the next subscriber gets it, and no webhook.
+    assert_eq!(
+        common::pusher::trigger(&daemon, "cache-prices", "price", r#"{"eur":5}"#),
+        200
+    );
+    recv_until(&mut a, "price", Some("cache-prices"));
+    let (mut b, socket_b) = pusher_client(&daemon);
+    subscribe(&mut b, &socket_b, "cache-prices", None);
+    let (name, hit) = recv_event(&mut b);
+    assert_eq!((name.as_str(), &hit["data"]), ("price", &json!({"eur": 5})));
+    // A private cache channel without anything cached: its own miss.
+    subscribe(&mut b, &socket_b, "private-cache-doc", None);
+    recv_until(&mut b, "pusher:cache_miss", Some("private-cache-doc"));
+    let (more, rest) = collect(&endpoint, 2);
+    assert_eq!(
+        rest,
+        [
+            occupied("private-cache-doc"),
+            json!({"name": "cache_miss", "channel": "private-cache-doc"})
+        ]
+    );
+    assert_no_more(&endpoint);
+    posts.extend(more);
+    events.extend(rest);
+    let ran = libraries_accept(&posts, &events);
+    eprintln!("{} POSTs checked by {ran} Pusher libraries", posts.len());
+    await_sent(&daemon, 4);
+}
+
 /// A receiver that hangs: the queue stays bounded and what it cannot hold is counted as
 /// dropped, while Pusher clients are served as usual.
 #[test]
@@ -423,26 +473,16 @@ fn sigterm_delivers_queued_pusher_webhooks() {
 /// format without `[pusher]`, is a config error naming the key (exit 2).
 #[test]
 fn check_shows_the_format_and_refuses_mixed_events() {
-    let dir = scratch_dir();
-    let file = dir.join("ok.toml");
-    std::fs::write(&file, config("http://127.0.0.1:9/hook", "")).unwrap();
-    let arg = format!("--config={}", file.display());
-    let run = run_to_exit(rakit().args(["websocket:check", &arg]));
-    assert_eq!(run.code, Some(0), "{run:?}");
+    let shown = common::check::shown(&config("http://127.0.0.1:9/hook", ""));
+    assert!(shown.contains("format = \"pusher\"\n"), "{shown}");
     assert!(
-        run.stdout.contains("format = \"pusher\"\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(
-            "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\"]\n"
+        shown.contains(
+            "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\", \"cache_miss\"]\n"
         ),
-        "{}",
-        run.stdout
+        "{shown}"
     );
-    assert!(!run.stdout.contains(SECRET), "{}", run.stdout);
-    for (i, (toml, key)) in [
+    assert!(!shown.contains(SECRET), "{shown}");
+    for (toml, key) in [
         (
             config("http://127.0.0.1:9/hook", "events = [\"connect\"]\n"),
             "webhooks.events",
@@ -451,26 +491,7 @@ fn check_shows_the_format_and_refuses_mixed_events() {
             "[webhooks]\nurl = \"http://127.0.0.1:9/hook\"\nformat = \"pusher\"\n".to_owned(),
             "webhooks.format",
         ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let file = dir.join(format!("bad{i}.toml"));
-        std::fs::write(&file, &toml).unwrap();
-        let arg = format!("--config={}", file.display());
-        for args in [
-            &["websocket:check", arg.as_str()][..],
-            &["websocket:run", "--port=0", arg.as_str()],
-        ] {
-            let run = run_to_exit(rakit().args(args));
-            assert_eq!(run.code, Some(2), "{toml}: {run:?}");
-            let err = run.stderr.trim_end();
-            let named = format!("{key}: ");
-            assert!(
-                err.contains(&named) && !err.contains('\n') && !err.contains("panicked"),
-                "{toml}: {err}"
-            );
-        }
+    ] {
+        common::check::refused_naming(&toml, key);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -39,6 +39,7 @@ fn history_reads(value: &Value) {
         }),
         Read::Query(Query::Newest(3)),
         Read::Query(Query::After { since: 1, limit: 3 }),
+        Read::Cached,
     ];
     for read in &reads {
         let Some(snap) = parse_read(value, read, keep, 1 << 16) else {
@@ -52,6 +53,7 @@ fn history_reads(value: &Value) {
             Read::Position => 0,
             Read::Recover(_) => keep.size,
             Read::Query(q) => q.limit(),
+            Read::Cached => 1,
         };
         assert!(list.len() <= most);
         assert!(list.windows(2).all(|w| w[0].offset < w[1].offset));

@@ -71,7 +71,8 @@ return offset
 /// Reads a stream (see the module docs).
 ///
 /// `KEYS`: hash, stream, generation. `ARGV`: epoch candidate, hash ttl (s), mode (`p` the
-/// position, `r` a recovery, `n` the newest, `a` the first after), since, since + 1, since's
+/// position, `r` a recovery, `n` the newest, `a` the first after, `c` the newest without
+/// making a missing or lost stream: a cache channel's reader), since, since + 1, since's
 /// epoch, count (a recovery's most: `history_size`), the most bytes of JSON.
 /// Returns `{epoch, offset, now_ms, complete, entries}`; `complete` 0 when a recovery cannot
 /// be answered (another epoch, an offset never reached, too many or too large).
@@ -80,16 +81,17 @@ local gen = redis.call('get', KEYS[3]) or '0'
 local m = redis.pcall('hmget', KEYS[1], 'e', 's', 'g')
 local epoch, offset = nil, nil
 if type(m) == 'table' and not m.err then epoch = m[1]; offset = tonumber(m[2]) end
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local mode = ARGV[3]
 if not epoch or not offset or m[3] ~= gen or offset >= 1e14 then
+  if mode == 'c' then return {ARGV[1], 0, now, 1, {}} end
   redis.call('del', KEYS[1], KEYS[2])
   epoch = ARGV[1]
   offset = 0
   redis.call('hset', KEYS[1], 'e', epoch, 's', 0, 'g', gen)
 end
 redis.call('expire', KEYS[1], ARGV[2])
-local t = redis.call('time')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local mode = ARGV[3]
 local count = tonumber(ARGV[7])
 local entries = {}
 if mode == 'r' then
@@ -105,7 +107,7 @@ if mode == 'r' then
     for i = 2, #e[2], 2 do bytes = bytes + #e[2][i] end
   end
   if bytes > tonumber(ARGV[8]) then return {epoch, offset, now, 0, {}} end
-elseif mode == 'n' then
+elseif mode == 'n' or mode == 'c' then
   entries = redis.call('xrevrange', KEYS[2], '+', '-', 'COUNT', count)
 elseif mode == 'a' then
   if tonumber(ARGV[4]) < offset then
@@ -166,6 +168,14 @@ pub fn read_args(read: &Read, keep: Retention, max_bytes: usize) -> [String; 6] 
             limit.to_string(),
             max,
         ],
+        Read::Cached => [
+            "c".into(),
+            "0".into(),
+            "1".into(),
+            String::new(),
+            "1".into(),
+            max,
+        ],
     }
 }
 
@@ -194,12 +204,13 @@ pub fn parse_read(
         Read::Position => 0,
         Read::Recover(_) => keep.size,
         Read::Query(query) => query.limit(),
+        Read::Cached => 1,
     };
     if entries.len() > most {
         return None;
     }
     let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
-    let descending = matches!(read, Read::Query(Query::Newest(_)));
+    let descending = matches!(read, Read::Query(Query::Newest(_)) | Read::Cached);
     let mut list: Vec<Stored> = Vec::with_capacity(entries.len());
     let mut expired = false;
     for entry in entries {
@@ -244,7 +255,7 @@ pub fn parse_read(
                 && list.iter().map(|s| s.json.len()).sum::<usize>() <= max_bytes;
             exact.then_some(list)
         }
-        Read::Position | Read::Query(_) => Some(list),
+        Read::Position | Read::Query(_) | Read::Cached => Some(list),
     };
     Some(Snapshot {
         position,
@@ -450,6 +461,11 @@ mod tests {
         let r = reply("E", 5, now, 1, vec![entry(5, now), entry(4, now)]);
         let s = parse_read(&r, &Read::Query(Query::Newest(2)), KEEP, 1 << 20).unwrap();
         assert_eq!(offsets(&s), Some(vec![4, 5]));
+        // A cache channel's newest: one at most.
+        let one = reply("E", 5, now, 1, vec![entry(5, now)]);
+        let s = parse_read(&one, &Read::Cached, KEEP, 1 << 20).unwrap();
+        assert_eq!(offsets(&s), Some(vec![5]));
+        assert_eq!(parse_read(&r, &Read::Cached, KEEP, 1 << 20), None);
         // Expired ones are left out of a query, and make a recovery incomplete.
         let old = now - 61_000;
         let r = reply("E", 5, now, 1, vec![entry(5, now), entry(4, old)]);
@@ -573,5 +589,9 @@ mod tests {
         assert_eq!(args[5], i64::MAX.to_string());
         let args = read_args(&Read::Query(Query::After { since: 4, limit: 7 }), KEEP, 9);
         assert_eq!(args, ["a", "4", "5", "", "7", "9"]);
+        assert_eq!(
+            read_args(&Read::Cached, KEEP, 9),
+            ["c", "0", "1", "", "1", "9"]
+        );
     }
 }

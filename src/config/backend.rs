@@ -76,11 +76,13 @@ pub enum WebhookEvent {
     MemberRemoved,
     /// Pusher: every relayed client event, with its data (off by default, like `message`).
     ClientEvent,
+    /// Pusher: a subscriber of a cache channel found no cached event (SPEC section 16).
+    CacheMiss,
 }
 
 impl WebhookEvent {
     /// Every event: SPEC section 10's in its order, then Pusher's.
-    pub const ALL: [WebhookEvent; 10] = [
+    pub const ALL: [WebhookEvent; 11] = [
         WebhookEvent::Connect,
         WebhookEvent::Disconnect,
         WebhookEvent::Subscribe,
@@ -91,6 +93,7 @@ impl WebhookEvent {
         WebhookEvent::MemberAdded,
         WebhookEvent::MemberRemoved,
         WebhookEvent::ClientEvent,
+        WebhookEvent::CacheMiss,
     ];
 
     /// The wire and config spelling.
@@ -106,6 +109,7 @@ impl WebhookEvent {
             WebhookEvent::MemberAdded => "member_added",
             WebhookEvent::MemberRemoved => "member_removed",
             WebhookEvent::ClientEvent => "client_event",
+            WebhookEvent::CacheMiss => "cache_miss",
         }
     }
 
@@ -121,7 +125,8 @@ impl WebhookEvent {
             | WebhookEvent::ChannelVacated
             | WebhookEvent::MemberAdded
             | WebhookEvent::MemberRemoved
-            | WebhookEvent::ClientEvent => WebhookFormat::Pusher,
+            | WebhookEvent::ClientEvent
+            | WebhookEvent::CacheMiss => WebhookFormat::Pusher,
         }
     }
 }
@@ -160,6 +165,7 @@ impl WebhookFormat {
                 WebhookEvent::ChannelVacated,
                 WebhookEvent::MemberAdded,
                 WebhookEvent::MemberRemoved,
+                WebhookEvent::CacheMiss,
             ],
         }
     }
@@ -619,7 +625,8 @@ mod tests {
                 WebhookEvent::ChannelOccupied,
                 WebhookEvent::ChannelVacated,
                 WebhookEvent::MemberAdded,
-                WebhookEvent::MemberRemoved
+                WebhookEvent::MemberRemoved,
+                WebhookEvent::CacheMiss
             ]
         );
         assert!(!c.webhooks.wants(WebhookEvent::ClientEvent));
@@ -635,7 +642,7 @@ mod tests {
         assert!(shown.contains("format = \"pusher\"\n"), "{shown}");
         assert!(
             shown.contains(
-                "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\"]"
+                "events = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\", \"cache_miss\"]"
             ),
             "{shown}"
         );

@@ -17,6 +17,10 @@ pub struct PusherConfig {
     /// Users (distinct `user_id`s) a presence channel may hold, cluster-wide; one more is
     /// refused with `pusher:subscription_error` (Pusher's limit is 100).
     pub max_presence_members: usize,
+    /// Seconds the last event of a cache channel (`cache-`, `private-cache-`,
+    /// `presence-cache-`, `private-encrypted-cache-`) is kept for new subscribers (SPEC 16;
+    /// Pusher keeps it 30 minutes).
+    pub cache_ttl: u64,
 }
 
 impl Default for PusherConfig {
@@ -26,6 +30,7 @@ impl Default for PusherConfig {
             key: String::new(),
             secret: String::new(),
             max_presence_members: 100,
+            cache_ttl: DEFAULT_CACHE_TTL,
         }
     }
 }
@@ -34,6 +39,12 @@ impl Default for PusherConfig {
 /// channel's snapshot grows with it (and must fit in `max_send_buffer`), and its arrivals
 /// and departures cost O(n) frames each.
 pub const MAX_PRESENCE_MEMBERS: usize = 10_000;
+
+/// The default `cache_ttl`: 30 minutes, as Pusher keeps a cache channel's event.
+pub const DEFAULT_CACHE_TTL: u64 = 1800;
+/// The longest `cache_ttl`: one day (as `history_ttl`; a channel's offset and epoch outlive
+/// its last publication by a day, and the cached event must not outlive them).
+pub const MAX_CACHE_TTL: u64 = 86_400;
 
 /// The shortest secret accepted: it is an HMAC key, and a short one can be guessed offline
 /// from one signed request.
@@ -52,6 +63,13 @@ impl PusherConfig {
             1,
             MAX_PRESENCE_MEMBERS as u64,
             "",
+        )?;
+        super::within(
+            "pusher.cache_ttl",
+            self.cache_ttl,
+            1,
+            MAX_CACHE_TTL,
+            " seconds (one day)",
         )?;
         let set = [&self.app_id, &self.key, &self.secret].map(|v| !v.is_empty());
         if set == [false; 3] {
@@ -86,6 +104,11 @@ impl PusherConfig {
             );
         }
         Ok(())
+    }
+
+    /// How long a cache channel's last event is kept.
+    pub fn cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cache_ttl)
     }
 
     /// For `websocket:check`: the secret is never printed.
@@ -143,6 +166,22 @@ mod tests {
         // A negative number or a string is a type error, not a silent conversion.
         assert!(Config::from_str(&format!("{app}max_presence_members = -1\n")).is_err());
         assert!(Config::from_str(&format!("{app}max_presence_members = \"9\"\n")).is_err());
+    }
+
+    #[test]
+    fn cache_ttl_is_bounded_and_shown() {
+        let app = "[pusher]\napp_id = \"4242\"\nkey = \"app-key\"\nsecret = \"0123456789abcdef\"\n";
+        let config = Config::from_str(app).unwrap();
+        assert_eq!(config.pusher.cache_ttl, 1800);
+        assert!(config.describe().contains("cache_ttl = 1800\n"));
+        for (value, ok) in [(0, false), (1, true), (86_400, true), (86_401, false)] {
+            let text = format!("{app}cache_ttl = {value}\n");
+            let want = (!ok).then(|| "pusher.cache_ttl".to_owned());
+            assert_eq!(key_of(&text), want, "{value}");
+        }
+        for bad in ["cache_ttl = -1", "cache_ttl = \"60\"", "cache_ttl = 1.5"] {
+            assert!(Config::from_str(&format!("{app}{bad}\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]

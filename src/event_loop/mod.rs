@@ -210,6 +210,7 @@ impl EventLoop {
         let mut router = router;
         if pusher.is_some() {
             router.set_foreign(crate::pusher::FOREIGN);
+            router.set_cache_channels(crate::pusher::cache_channels(config.pusher.cache_ttl()));
         }
         EventLoop {
             handshake_timers: TimerQueue::new(secs(config.handshake_timeout)),

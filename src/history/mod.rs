@@ -87,6 +87,10 @@ pub enum Read {
     Recover(Since),
     /// A `history` request.
     Query(Query),
+    /// The newest publication of a cache channel, for a subscriber told no position (the other
+    /// dialect's): like `Query(Newest(1))`, but a channel nobody published to is not made in
+    /// Redis (a reader leaves nothing behind).
+    Cached,
 }
 
 /// One publication as Redis holds it: its offset and the JSON of its Rakit frame.

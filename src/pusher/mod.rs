@@ -41,7 +41,7 @@ use crate::budget::{Budget, Rate};
 use crate::config::PusherConfig;
 use crate::events::ChannelActivity;
 use crate::limits::Verdict;
-use crate::router::{ChannelEvent, ConnId, Dialect, Foreign, Frame, Outbox, Router};
+use crate::router::{CacheChannels, ChannelEvent, ConnId, Dialect, Foreign, Frame, Outbox, Router};
 use crate::session::User;
 
 /// Close codes of Pusher's protocol (SPEC section 13).
@@ -76,6 +76,24 @@ const ACTIVITY_TIMEOUT: u64 = 30;
 /// Channels only authorized Pusher clients may join; Rakit clients may neither subscribe nor
 /// publish to them (admins and the backend may publish).
 pub const PROTECTED: &[&str] = &["private-", "presence-", wire::USER_CHANNEL];
+
+/// Pusher's cache channels (SPEC section 16): their last event is kept for `[pusher]
+/// cache_ttl` and sent to each new subscriber (`src/router/cache.rs`).
+pub const CACHE_PREFIXES: &[&str] = &[
+    "cache-",
+    "private-cache-",
+    "private-encrypted-cache-",
+    "presence-cache-",
+];
+
+/// The cache channels the dialect plugs into the router, kept for `ttl`.
+pub fn cache_channels(ttl: std::time::Duration) -> CacheChannels {
+    CacheChannels {
+        prefixes: CACHE_PREFIXES,
+        ttl,
+        miss: wire::cache_miss,
+    }
+}
 
 /// What the dialect plugs into the router.
 pub const FOREIGN: Foreign = Foreign {

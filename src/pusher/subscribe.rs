@@ -22,8 +22,11 @@
 //! section 15; `AuthError`, 403), or a Pusher subscription would read what a Rakit client may
 //! not.
 //!
+//! After `subscription_succeeded`, a cache channel's subscriber gets its last event or
+//! `pusher:cache_miss` (`src/router/cache.rs`).
+//!
 //! A subscribe to a channel the connection is already in (pusher-js never sends one) is
-//! answered again, and costs again; on a presence channel as the same user it keeps the
+//! answered again (a cache channel's event too), and costs again; on a presence channel as the same user it keeps the
 //! member's first `user_info`.
 
 use std::time::Instant;
@@ -139,6 +142,9 @@ impl Pusher {
                 None,
             ),
         );
+        // A cache channel's last event, or `pusher:cache_miss` (SPEC 16; maybe later, from
+        // Redis).
+        router.cache_subscribe(conn, channel, out);
     }
 
     /// The member a signed presence subscription joins as, or the `subscription_error` that

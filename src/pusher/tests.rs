@@ -77,6 +77,7 @@ impl Harness {
             key: KEY.into(),
             secret: SECRET.into(),
             max_presence_members,
+            ..PusherConfig::default()
         };
         Harness {
             router,

@@ -154,6 +154,22 @@ pub fn encode_channel_event(event: &ChannelEvent<'_>) -> Option<Frame> {
     ))
 }
 
+/// `pusher:cache_miss` on cache channel `channel`: nothing is cached there (pusher-js emits it
+/// on the channel). No `data`, as Soketi sends it.
+pub fn cache_miss(channel: &str) -> Option<Frame> {
+    #[derive(Serialize)]
+    struct Miss<'a> {
+        event: &'static str,
+        channel: &'a str,
+    }
+    let json = serde_json::to_string(&Miss {
+        event: "pusher:cache_miss",
+        channel,
+    })
+    .ok()?;
+    Some(framed(&json))
+}
+
 /// The channel of a signed-in user's connections (Pusher's "sending events to authenticated
 /// users": the server library triggers on `#server-to-user-{id}`, pusher-js subscribes to it
 /// after `pusher:signin_success`).
@@ -220,6 +236,10 @@ mod tests {
             r#"{"event":"message","channel":"c","data":"{\"a\":1}"}"#
         );
         assert_eq!(data_value("hello").get(), r#""hello""#);
+        assert_eq!(
+            payload(&cache_miss("cache-a").unwrap()),
+            r#"{"event":"pusher:cache_miss","channel":"cache-a"}"#
+        );
         assert_eq!(data_value(" 12 ").get(), "12");
     }
 

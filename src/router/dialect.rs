@@ -94,3 +94,16 @@ pub struct Foreign {
     /// client that is no admin.
     pub protected: &'static [&'static str],
 }
+
+/// What a dialect with cache channels plugs into the router ([`super::Router::set_cache_channels`],
+/// `cache.rs`): which channels keep their last publication, for how long, and how it tells a
+/// subscriber that nothing is cached.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheChannels {
+    /// The name prefixes of its cache channels.
+    pub prefixes: &'static [&'static str],
+    /// How long a channel's last publication is kept.
+    pub ttl: std::time::Duration,
+    /// Its frame telling a subscriber that nothing is cached on a channel.
+    pub miss: fn(&str) -> Option<Frame>,
+}

@@ -246,6 +246,7 @@ impl Router {
                 event: event.event,
                 client_id: event.client_id,
                 data: event.data,
+                user_id: None,
                 offset: None,
                 epoch: None,
             })
@@ -306,41 +307,57 @@ impl Router {
     }
 
     /// A Rakit channel frame from another node, translated once for the local clients of the
-    /// other dialect but `skip`, with the sender's `user_id` (what the Rakit frame cannot hold).
+    /// other dialect but `skip` and the `held` ones (waiting for a cache read: `cache.rs`),
+    /// with the sender's `user_id` (what the Rakit frame cannot hold).
     pub(super) fn remote_channel_foreign(
         &mut self,
         channel: &str,
         payload: &[u8],
         skip: Option<ConnId>,
+        held: &[ConnId],
         user_id: Option<&str>,
         out: &mut impl Outbox,
     ) {
-        let Some(encode) = self.foreign.map(|f| f.channel) else {
+        if self.foreign.is_none() {
             return;
-        };
+        }
         let mut members = self
             .channels
             .members(channel)
-            .filter(|conn| Some(*conn) != skip && self.dialect(*conn) == Some(Dialect::Pusher))
+            .filter(|conn| {
+                Some(*conn) != skip
+                    && !held.contains(conn)
+                    && self.dialect(*conn) == Some(Dialect::Pusher)
+            })
             .peekable();
         if members.peek().is_none() {
             return;
         }
-        let Ok(msg) = serde_json::from_slice::<RemoteChannel<'_>>(payload) else {
-            return;
-        };
+        if let Some(frame) = self.foreign_frame(channel, payload, user_id) {
+            for conn in members {
+                out.send(conn, &frame);
+            }
+        }
+    }
+
+    /// The other dialect's frame of a Rakit channel frame's JSON `payload` on `channel`, with
+    /// `user_id` (else the one a stored publication carries).
+    pub(super) fn foreign_frame(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        user_id: Option<&str>,
+    ) -> Option<Frame> {
+        let encode = self.foreign.map(|f| f.channel)?;
+        let msg = serde_json::from_slice::<RemoteChannel<'_>>(payload).ok()?;
         let event = ChannelEvent {
             channel,
             event: msg.event,
             data: msg.data,
             client_id: msg.client_id,
-            user_id,
+            user_id: user_id.or(msg.user_id.as_deref()),
         };
-        if let Some(frame) = encode(&event) {
-            for conn in members {
-                out.send(conn, &frame);
-            }
-        }
+        encode(&event)
     }
 }
 
@@ -353,4 +370,7 @@ struct RemoteChannel<'a> {
     client_id: Option<&'a str>,
     #[serde(borrow)]
     data: &'a RawValue,
+    /// A stored publication's Pusher sender (`history.rs`).
+    #[serde(borrow, default)]
+    user_id: Option<std::borrow::Cow<'a, str>>,
 }

@@ -25,13 +25,19 @@ impl Router {
     /// The retention of `channel`, if it is a history channel.
     /// The namespaces' history settings are those of the start (SPEC 18: a reload does not
     /// change them), so a reload's new rules do not start or stop a channel's history.
+    /// A cache channel (`cache.rs`) whose namespace keeps no history keeps its last
+    /// publication for the cache's ttl.
     pub(super) fn retention(&self, channel: &str) -> Option<Retention> {
-        let namespaces = self.history.namespaces.as_ref()?;
-        let namespace = namespaces.of(channel);
-        namespace.has_history().then_some(Retention {
-            size: namespace.history_size,
-            ttl: namespace.history_ttl,
-        })
+        if let Some(namespaces) = self.history.namespaces.as_ref() {
+            let namespace = namespaces.of(channel);
+            if namespace.has_history() {
+                return Some(Retention {
+                    size: namespace.history_size,
+                    ttl: namespace.history_ttl,
+                });
+            }
+        }
+        self.cache_retention(channel)
     }
 
     /// SPEC 16, the fan-out's hook: a publication on a history channel gets its offset. On one
@@ -51,6 +57,7 @@ impl Router {
                 event: event.event,
                 client_id: event.client_id,
                 data: event.data,
+                user_id: event.user_id,
                 offset,
                 epoch,
             })
@@ -98,7 +105,8 @@ impl Router {
 
     /// SPEC 16, the subscribe's hook: the history part of the `subscribed` reply to `conn`
     /// (subscribed to `channel` now) and what to replay after it; `None` when it is asked of
-    /// Redis (the reply comes with the answer).
+    /// Redis (the reply comes with the answer). On a cache channel without `since`, the
+    /// cached publication (`cache.rs`).
     pub(super) fn history_subscribe(
         &mut self,
         conn: ConnId,
@@ -111,27 +119,49 @@ impl Router {
                 replay: Vec::new(),
             });
         };
+        let cache = since.is_none() && self.is_cache_channel(channel);
         let now = (self.history.clock)();
         let max_bytes = self.history.max_bytes;
-        match &mut self.history.mode {
-            Mode::Local(store) => Some(match since {
-                None => Answer {
-                    fields: SubscribedFields::at(&store.position(channel), None),
-                    replay: Vec::new(),
-                },
+        let (answer, newest) = match &mut self.history.mode {
+            Mode::Local(store) => match since {
+                None => {
+                    let position = store.position(channel);
+                    let newest = cache
+                        .then(|| store.read(channel, Query::Newest(1), now).1.pop())
+                        .flatten();
+                    let fields = SubscribedFields::at(&position, None);
+                    (
+                        Answer {
+                            fields,
+                            replay: Vec::new(),
+                        },
+                        newest,
+                    )
+                }
                 Some(since) => match store.recover(channel, &since, now, max_bytes) {
-                    Recovery::Recovered { position, replay } => Answer {
-                        fields: SubscribedFields::at(&position, Some(true)),
-                        replay,
-                    },
-                    Recovery::Lost(position) => Answer {
-                        fields: SubscribedFields::at(&position, Some(false)),
-                        replay: Vec::new(),
-                    },
+                    Recovery::Recovered { position, replay } => (
+                        Answer {
+                            fields: SubscribedFields::at(&position, Some(true)),
+                            replay,
+                        },
+                        None,
+                    ),
+                    Recovery::Lost(position) => (
+                        Answer {
+                            fields: SubscribedFields::at(&position, Some(false)),
+                            replay: Vec::new(),
+                        },
+                        None,
+                    ),
                 },
-            }),
-            Mode::Cluster(_) => self.ask_subscribe(conn, channel, since, keep),
+            },
+            Mode::Cluster(_) => (self.ask_subscribe(conn, channel, since, keep, cache)?, None),
+        };
+        let mut answer = answer;
+        if cache {
+            self.cache_opening(channel, &mut answer, newest);
         }
+        Some(answer)
     }
 
     /// `{"event":"history","channel":C,"limit":N,"since":OFFSET}` from `conn`: for a subscriber

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use super::history_state::{Pending, Seam, SeamState, MAX_API_READS, MAX_REQUESTS_PER_CONN};
 use super::history_wire::{self, unavailable, Answer, SubscribedFields};
 use super::ids::ClientId;
-use super::remote::ChannelExtras;
+use super::remote::{payload, ChannelExtras};
 use super::wire::Reject;
 use super::{ApiError, ClusterOut, ConnId, Frame, Outbox, Router};
 use crate::history::{Query, Read, Retention, Since, Snapshot};
@@ -48,15 +48,17 @@ impl Router {
         }
     }
 
-    /// Asks Redis for the position of `channel` (or a recovery) for `conn`'s subscribe; holds
-    /// the channel's publications for it meanwhile. `Some` when it cannot be asked: answered
-    /// as a channel whose position is unknown.
+    /// Asks Redis for the position of `channel` (or a recovery; with `cache`, also its newest
+    /// publication: `cache.rs`) for `conn`'s subscribe; holds the channel's publications for it
+    /// meanwhile. `Some` when it cannot be asked: answered as a channel whose position is
+    /// unknown.
     pub(super) fn ask_subscribe(
         &mut self,
         conn: ConnId,
         channel: &str,
         since: Option<Since>,
         keep: Retention,
+        cache: bool,
     ) -> Option<Answer> {
         let client = self.clients.get(&conn).map(|c| c.id);
         let max_bytes = self.history.max_bytes();
@@ -76,8 +78,16 @@ impl Router {
             client,
             channel: Rc::clone(&channel),
             recover,
+            cache,
         };
-        let read = since.map_or(Read::Position, Read::Recover);
+        // The other dialect's subscriber is told no position: it leaves nothing in Redis.
+        let told = self.dialect(conn) != Some(super::Dialect::Pusher);
+        let read = match since {
+            Some(since) => Read::Recover(since),
+            None if cache && told => Read::Query(Query::Newest(1)),
+            None if cache => Read::Cached,
+            None => Read::Position,
+        };
         let Some(tag) = self.ask(pending, &channel, read, keep, max_bytes) else {
             return unknown();
         };
@@ -197,7 +207,11 @@ impl Router {
                 client,
                 channel,
                 recover,
-            } => self.finish_subscribe(tag, conn, client, &channel, recover, answer, out),
+                cache,
+            } => {
+                let read = (recover, cache);
+                self.finish_subscribe(tag, conn, client, &channel, read, answer, out);
+            }
             Pending::Request {
                 conn,
                 client,
@@ -254,7 +268,9 @@ impl Router {
     }
 
     /// A subscribe's answer: `subscribed`, the replay, then what was held, without what they
-    /// already carried.
+    /// already carried. `(recover, cache)`: what it asked (`since`; a cache channel's newest
+    /// publication). A subscriber of the other dialect (only on cache channels) gets the cached
+    /// event or the miss instead of `subscribed` and the replay, and the held ones translated.
     #[allow(clippy::too_many_arguments)]
     fn finish_subscribe(
         &mut self,
@@ -262,7 +278,7 @@ impl Router {
         conn: ConnId,
         client: ClientId,
         channel: &Rc<str>,
-        recover: bool,
+        (recover, cache): (bool, bool),
         answer: Option<Snapshot>,
         out: &mut impl Outbox,
     ) {
@@ -279,17 +295,26 @@ impl Router {
             return;
         }
         let max_bytes = self.history.max_bytes();
-        let (fields, replay, floor) = match answer {
+        let (mut answer, newest, floor) = match answer {
             Some(snap) => {
                 let mut position = snap.position;
+                // A cache channel's newest publication, if it is the stream's newest.
+                let mut newest = snap
+                    .publications
+                    .as_ref()
+                    .and_then(|p| p.last())
+                    .filter(|p| cache && p.offset == position.offset)
+                    .map(|p| p.json.clone());
                 let publications = snap.publications.filter(|p| {
                     recover && p.iter().map(|s| s.json.len()).sum::<usize>() <= max_bytes
                 });
                 let mut recovered = recover.then_some(publications.is_some());
-                if let Some(newest) = dropped {
-                    // Publications were dropped: whoever asked must reload its state.
+                if let Some(dropped) = dropped {
+                    // Publications were dropped: whoever asked must reload its state (a cache
+                    // channel's subscriber too: its cached event is not the newest).
                     recovered = recover.then_some(false);
-                    if let Some((offset, epoch)) = newest {
+                    newest = None;
+                    if let Some((offset, epoch)) = dropped {
                         if epoch == position.epoch && offset > position.offset {
                             position.offset = offset;
                         }
@@ -300,16 +325,31 @@ impl Router {
                     _ => Vec::new(),
                 };
                 let floor = (Rc::clone(&position.epoch), position.offset);
+                let fields = SubscribedFields::at(&position, recovered);
+                (Answer { fields, replay }, newest, Some(floor))
+            }
+            None => {
+                let fields = SubscribedFields::unknown(recover);
                 (
-                    SubscribedFields::at(&position, recovered),
-                    replay,
-                    Some(floor),
+                    Answer {
+                        fields,
+                        replay: Vec::new(),
+                    },
+                    None,
+                    None,
                 )
             }
-            None => (SubscribedFields::unknown(recover), Vec::new(), None),
         };
-        self.reply_subscribed(conn, channel, &fields, out);
-        self.deliver_frames(conn, &replay, out);
+        let foreign = self.dialect(conn) == Some(super::Dialect::Pusher);
+        if foreign {
+            self.send_cached(conn, channel, newest.as_deref(), out);
+        } else {
+            if cache {
+                self.cache_opening(channel, &mut answer, newest.as_deref().map(frame_of));
+            }
+            self.reply_subscribed(conn, channel, &answer.fields, out);
+            self.deliver_frames(conn, &answer.replay, out);
+        }
         let mut floor = floor;
         let mut live = Vec::with_capacity(held.len());
         for (stamp, frame) in held {
@@ -320,7 +360,15 @@ impl Router {
             }
             live.push(frame);
         }
-        self.deliver_frames(conn, &live, out);
+        if foreign {
+            for frame in &live {
+                if let Some(frame) = self.foreign_frame(channel, payload(frame), None) {
+                    out.send(conn, &frame);
+                }
+            }
+        } else {
+            self.deliver_frames(conn, &live, out);
+        }
         if let (Some((epoch, offset)), Some(reads)) = (floor, self.history.reads()) {
             reads
                 .seams

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::dialect::CacheChannels;
 use super::ids::ClientId;
 use super::wire::Outgoing;
 use super::{ApiError, ConnId, Frame, Namespace, Namespaces};
@@ -31,6 +32,8 @@ pub(crate) struct History {
     pub(super) max_bytes: usize,
     /// The time of a publication (the router's calls that publish carry none).
     pub(super) clock: fn() -> Instant,
+    /// The other dialect's cache channels, when it has them (`cache.rs`).
+    pub(super) cache: Option<CacheChannels>,
 }
 
 impl History {
@@ -46,6 +49,7 @@ impl History {
             namespaces: any.then(|| Rc::clone(namespaces)),
             max_bytes,
             clock: Instant::now,
+            cache: None,
         }
     }
 
@@ -117,12 +121,14 @@ pub const MAX_REQUESTS_PER_CONN: u16 = 16;
 /// What a read is for.
 #[derive(Debug)]
 pub(super) enum Pending {
-    /// A subscribe's position, or its recovery (`since`).
+    /// A subscribe's position, or its recovery (`since`); on a cache channel without `since`,
+    /// also its newest publication (`cache.rs`).
     Subscribe {
         conn: ConnId,
         client: ClientId,
         channel: Rc<str>,
         recover: bool,
+        cache: bool,
     },
     /// A `history` request from a client.
     Request {

@@ -16,6 +16,7 @@
 mod aliases;
 mod api;
 mod authorize;
+mod cache;
 mod channel_presence;
 mod channels;
 mod clients;
@@ -51,7 +52,9 @@ use serde_json::value::RawValue;
 pub use self::api::{ApiError, ChannelInfo};
 pub use self::authorize::TokenKey;
 pub use self::command::CommandPolicy;
-pub use self::dialect::{ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice};
+pub use self::dialect::{
+    CacheChannels, ChannelEvent, Dialect, Encoder, Foreign, MemberEncoder, MemberNotice,
+};
 pub use self::entry::{
     is_plausible_channel, ChannelMember, Member, Subscription, MAX_CHANNEL_LEN, MAX_INFO_LEN,
     MAX_USER_LEN,

@@ -263,7 +263,7 @@ impl Router {
                 .filter(|c| Some(*c) != skip && !held.contains(c)),
             out,
         );
-        self.remote_channel_foreign(channel, payload(frame), skip, extras.user, out);
+        self.remote_channel_foreign(channel, payload(frame), skip, &held, extras.user, out);
     }
 
     /// Asks every other node to close its connections signed in as `user`

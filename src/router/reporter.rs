@@ -106,8 +106,8 @@ impl Router {
             | ChannelActivity::Vacated { channel }
             | ChannelActivity::MemberAdded { channel, .. }
             | ChannelActivity::MemberRemoved { channel, .. } => *channel,
-            // Not a transition: reported by the sender's node.
-            ChannelActivity::ClientEvent { .. } => {
+            // Not a transition: reported by the sender's (or subscriber's) node.
+            ChannelActivity::ClientEvent { .. } | ChannelActivity::CacheMiss { .. } => {
                 self.handler.channel(activity);
                 return;
             }

@@ -315,6 +315,11 @@ pub(crate) enum Out<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
         data: &'a RawValue,
+        /// A stored publication's Pusher sender on a presence channel (its client event), so
+        /// that the other dialect's replay (a cache channel's last event, SPEC 16) carries it.
+        /// Only Pusher clients may be on such channels: no Rakit client ever sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
         /// On a history channel: the publication's offset and the stream's epoch (SPEC
         /// section 16); absent elsewhere, so those frames stay as section 5 has them.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! Pusher's webhook events (with `[webhooks] format = "pusher"`; docs/pusher-webhooks.md):
-//! `channel_occupied`, `channel_vacated`, `member_added`, `member_removed` and `client_event`,
-//! each a JSON object encoded on the loop thread when it happens, as the Rakit events are.
+//! `channel_occupied`, `channel_vacated`, `member_added`, `member_removed`, `cache_miss` and
+//! `client_event`, each a JSON object encoded on the loop thread when it happens, as the Rakit
+//! events are.
 //!
 //! Unlike SPEC section 10's events they carry no client id, user or per-event time: Pusher's
 //! receivers (the Node `pusher` library's `WebHook`, the Python library's `validate_webhook`)
@@ -35,11 +36,12 @@ pub fn event_of(activity: &ChannelActivity<'_>) -> WebhookEvent {
         ChannelActivity::MemberAdded { .. } => WebhookEvent::MemberAdded,
         ChannelActivity::MemberRemoved { .. } => WebhookEvent::MemberRemoved,
         ChannelActivity::ClientEvent { .. } => WebhookEvent::ClientEvent,
+        ChannelActivity::CacheMiss { .. } => WebhookEvent::CacheMiss,
     }
 }
 
 /// `activity` as Pusher's webhook event object:
-/// `{"name":"channel_occupied","channel":C}` (and `channel_vacated`),
+/// `{"name":"channel_occupied","channel":C}` (and `channel_vacated`, `cache_miss`),
 /// `{"name":"member_added","channel":C,"user_id":U}` (and `member_removed`),
 /// `{"name":"client_event","channel":C,"event":E,"data":D,"socket_id":S}` plus `"user_id"` on a
 /// presence channel. `D` is a string, as Pusher sends it: the client's string data as is, any
@@ -47,7 +49,9 @@ pub fn event_of(activity: &ChannelActivity<'_>) -> WebhookEvent {
 pub fn encode(activity: &ChannelActivity<'_>) -> String {
     let name = event_of(activity).as_str();
     let event = match *activity {
-        ChannelActivity::Occupied { channel } | ChannelActivity::Vacated { channel } => Encoded {
+        ChannelActivity::Occupied { channel }
+        | ChannelActivity::Vacated { channel }
+        | ChannelActivity::CacheMiss { channel } => Encoded {
             name,
             channel,
             event: None,
@@ -106,6 +110,12 @@ mod tests {
             (
                 ChannelActivity::Vacated { channel: "a\"b" },
                 r#"{"name":"channel_vacated","channel":"a\"b"}"#,
+            ),
+            (
+                ChannelActivity::CacheMiss {
+                    channel: "cache-prices",
+                },
+                r#"{"name":"cache_miss","channel":"cache-prices"}"#,
             ),
             (
                 ChannelActivity::MemberAdded {

@@ -3,6 +3,7 @@
 
 mod api;
 mod budget;
+mod cache;
 mod cluster;
 mod commands;
 mod flood;
