@@ -761,6 +761,7 @@ pub mod browser;
 pub mod history;
 pub mod namespaces;
 pub mod proxy;
+pub mod publisher;
 pub mod pusher;
 pub mod rakit_app;
 pub mod receiver;
