@@ -309,14 +309,14 @@ impl EventLoop {
                                     self.request_reload();
                                 } else {
                                     log::info!("signal received: shutting down");
-                                    self.begin_shutdown();
+                                    self.begin_shutdown(&mut readbuf);
                                 }
                             }
                         }
                     }
                     WAKER => {
                         if stop.load(Ordering::SeqCst) {
-                            self.begin_shutdown();
+                            self.begin_shutdown(&mut readbuf);
                         }
                         self.reload_wake();
                         self.cluster_wake();
