@@ -17,6 +17,7 @@ use common::browser::Page;
 use common::history::{channel_data, history, subscribe};
 use common::publisher::Publisher;
 use common::redis::Redis;
+use common::restart_script::{self, RestartScript};
 use common::{raw_handshake, read_frame, upgrade_request, wait_exit, Daemon, GONE_WITHIN, SLACK};
 use serde_json::json;
 
@@ -273,6 +274,80 @@ fn what_the_old_api_answered_before_sigterm_is_in_redis() {
         .map(|p| p["data"]["n"].as_u64().unwrap())
         .collect();
     assert_eq!(ns, (COUNT - 99..=COUNT).collect::<Vec<_>>());
+}
+
+/// The restart script docs/operations.md shows (dist/restart-rakit-websocket.sh), run as an
+/// operator would: the first start, then a restart under a subscribed client. The script
+/// returns once the new daemon serves and the old one is gone; the client was closed with
+/// 1001 and recovers on the new daemon what was published meanwhile. A config the new daemon
+/// refuses leaves the old one running, and the script fails saying why.
+#[test]
+fn the_documented_restart_script_restarts_without_loss() {
+    let _serial = common::serial();
+    let redis = Redis::start();
+    let port = restart_script::free_port();
+    let toml = config(&redis, 1000, &format!("port = {port}"));
+    let mut script = RestartScript::new(&toml);
+    let first = script.run();
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let a = first.pid.expect("a pid file");
+    assert!(restart_script::running(a));
+    assert!(
+        first.stdout.contains("listening on ws://127.0.0.1:"),
+        "{first:?}"
+    );
+
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let url = format!("ws://{addr}/");
+    let mut ws = welcomed(&url);
+    let sub = subscribe(&mut ws, CHANNEL, None);
+    let epoch = sub["epoch"].as_str().unwrap().to_owned();
+    for n in 1..=3 {
+        common::history::publish(addr, CHANNEL, json!({"n": n}));
+    }
+    assert_eq!(channel_data(&mut ws, CHANNEL, 3).len(), 3);
+
+    let second = script.run();
+    assert_eq!(second.code, Some(0), "{second:?}");
+    let b = second.pid.unwrap();
+    assert_ne!(a, b);
+    assert!(!restart_script::running(a), "the old daemon is gone");
+    assert!(restart_script::running(b));
+    assert_eq!(common::msg::recv_close(&mut ws).0, 1001);
+    for n in 4..=5 {
+        common::history::publish(addr, CHANNEL, json!({"n": n}));
+    }
+    let mut ws = welcomed(&url);
+    let sub = subscribe(&mut ws, CHANNEL, Some((3, &epoch)));
+    assert_eq!(sub["recovered"], true, "{sub}");
+    assert_eq!(
+        channel_data(&mut ws, CHANNEL, 2),
+        [json!({"n": 4}), json!({"n": 5})]
+    );
+    assert!(
+        script
+            .output_of(b)
+            .starts_with("rakit-websocket listening on "),
+        "{}",
+        script.output_of(b)
+    );
+
+    // A config the new daemon refuses: the old one keeps serving.
+    std::fs::write(script.config_path(), format!("no_such_key = 1\n{toml}")).unwrap();
+    let refused = script.run();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("no_such_key"), "{refused:?}");
+    assert_eq!(refused.pid, Some(b));
+    assert!(restart_script::running(b));
+}
+
+/// A client of `url` past its welcome.
+#[track_caller]
+fn welcomed(url: &str) -> common::Client {
+    let (mut ws, _) = tungstenite::connect(url).unwrap();
+    common::set_timeout(&ws);
+    assert_eq!(common::recv_json(&mut ws)["type"], "welcome");
+    ws
 }
 
 /// The browser client and pusher-js in one Chromium page, on the port of the running daemon,
