@@ -168,6 +168,19 @@ fn the_unit_installed_as_a_template_verifies_as_an_instance() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// docs/operations.md shows the restart script that tests/restart.rs runs, word for word (from
+/// `set -eu` on; the file's header comment is its own), so the documented one cannot drift.
+#[test]
+fn the_documented_restart_script_is_the_tested_one() {
+    let script = std::fs::read_to_string(root().join("dist/restart-rakit-websocket.sh")).unwrap();
+    let body = &script[script.find("set -eu\n").expect("set -eu")..];
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    assert!(
+        docs.contains(&format!("```sh\n#!/bin/sh\n{body}```\n")),
+        "docs/operations.md, \"With a script\", differs from dist/restart-rakit-websocket.sh"
+    );
+}
+
 /// `Type=notify`: the daemon sends `READY=1` to `NOTIFY_SOCKET` (a path, or `@name` in the
 /// abstract namespace, as systemd may give) once it listens, and only then.
 #[test]
