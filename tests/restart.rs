@@ -469,22 +469,7 @@ fn three_restarts_lose_nothing_on_the_history_channel() {
 /// (n, offset, epoch).
 #[track_caller]
 fn wait_got(page: &mut Page, n: u64) -> Vec<(u64, u64, String)> {
-    let got = page.wait(&format!(
-        "T.got[{0}].some((m) => m[0].n === {n}) && T.got[{0}]",
-        json!(CHANNEL)
-    ));
-    got.as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m[0]["n"].as_u64().unwrap(),
-                // None (0, "") when delivered without offset: not stored in Redis.
-                m[1]["offset"].as_u64().unwrap_or(0),
-                m[1]["epoch"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    page.delivered(CHANNEL, &format!("g.some((m) => m[0].n === {n})"))
 }
 
 /// Waits until pusher-js has received `{"n": k}` with `k >= n` on connection `socket`.
