@@ -38,7 +38,7 @@ mv "$RUN/starting.out" "$RUN/$NEW.out"
 echo "$NEW" >"$RUN/pid"
 
 # The old daemon (if the pid file names one that still runs) stops accepting, serves what
-# was sent to it, closes its clients (1001; 4200 to Pusher clients) and exits within ~2 s.
+# was sent to it, closes its clients (1001; 4200 to Pusher clients) and exits within 3 s.
 if [ -n "$OLD" ] && runs "$OLD"; then
     kill -TERM "$OLD"
     tries=0
