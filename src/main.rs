@@ -138,6 +138,10 @@ fn run(
     .and_then(|()| stdout.flush());
     drop(stdout);
     logging::release();
+    // Under systemd's Type=notify, `systemctl start` returns now (docs/operations.md).
+    if let Err(e) = rakit::notify::notify("READY=1") {
+        log::warn!("could not tell systemd (NOTIFY_SOCKET) that the daemon is ready: {e}");
+    }
     let result = server.run();
     logging::finish(LOG_FLUSH_AT_EXIT);
     match result {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 
-use crate::cluster::{Cluster, Settings as ClusterSettings};
+use crate::cluster::{Cluster, FirstWord, Settings as ClusterSettings};
 use crate::config::Config;
 pub use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LISTENER, SIGNALS, WAKER};
@@ -97,26 +97,28 @@ impl Server {
     }
 
     /// Binds the listen address; the server runs when [`Bound::run`] is called.
+    ///
+    /// With `[cluster]` it listens only once the Redis connections are up, or one of them
+    /// could not connect, or `node_timeout_ms` passed (SPEC 18): a daemon started beside a
+    /// running one (`reuse_port`) takes no client before it can serve history from Redis and
+    /// reach the other nodes. So this may block that long.
     pub fn bind(self) -> Result<Bound, ServerError> {
         let addr_text = format!("{}:{}", self.config.host, self.config.port);
-        let std_listener = listen(&addr_text, self.config.cluster.reuse_port).map_err(|error| {
-            ServerError::Bind {
-                addr: addr_text.clone(),
-                error,
-            }
-        })?;
+        let bind_error = |error| ServerError::Bind {
+            addr: addr_text.clone(),
+            error,
+        };
+        let socket =
+            bind_address(&addr_text, self.config.cluster.reuse_port).map_err(bind_error)?;
         let io_err = |context| move |error| ServerError::Io { context, error };
-        std_listener
-            .set_nonblocking(true)
-            .map_err(io_err("setting the listener non-blocking"))?;
-        let local_addr = std_listener
+        let local_addr = socket
             .local_addr()
+            .and_then(|a| {
+                a.as_socket()
+                    .ok_or_else(|| io::Error::other("not an IP address"))
+            })
             .map_err(io_err("reading the listen address"))?;
-        let mut listener = TcpListener::from_std(std_listener);
         let poll = Poll::new().map_err(io_err("creating the poll"))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(io_err("registering the listener"))?;
         let waker =
             Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("creating the waker"))?);
         let signals = if self.signals {
@@ -187,6 +189,26 @@ impl Server {
             Some((cert, key)) => Some(crate::transport::load(cert, key).map_err(ServerError::Tls)?),
             None => None,
         };
+        if let Some(cluster) = &cluster {
+            // The threads' reports stay queued for the loop, which reads them before its
+            // first turn (`EventLoop::run`), so the first client finds the link up.
+            if cluster.first_word() == FirstWord::Silent {
+                log::warn!(
+                    "cluster: Redis did not answer within node_timeout_ms ({} ms); listening \
+                     anyway, serving this node's clients until it does",
+                    self.config.cluster.node_timeout_ms
+                );
+            }
+        }
+        socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+        let std_listener = std::net::TcpListener::from(socket);
+        std_listener
+            .set_nonblocking(true)
+            .map_err(io_err("setting the listener non-blocking"))?;
+        let mut listener = TcpListener::from_std(std_listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("registering the listener"))?;
         let mut event_loop =
             EventLoop::new(self.config, self.echo, poll, listener, router, webhooks);
         if let Some(cluster) = cluster {
@@ -279,14 +301,16 @@ impl Bound {
 /// drops and retry after a second or more.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Binds and listens on the first address `addr` resolves to that works, as
-/// std's `TcpListener::bind` does, but with [`LISTEN_BACKLOG`].
-fn listen(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+/// Binds (without listening yet) the first address `addr` resolves to that works, as std's
+/// `TcpListener::bind` does; [`Server::bind`] listens with [`LISTEN_BACKLOG`] once the daemon
+/// is ready. A socket that is bound but not listening gets no connection, also in a
+/// `SO_REUSEPORT` group.
+fn bind_address(addr: &str, reuse_port: bool) -> io::Result<socket2::Socket> {
     use std::net::ToSocketAddrs;
     let mut last_error = None;
     for addr in addr.to_socket_addrs()? {
-        match listen_on(addr, reuse_port) {
-            Ok(listener) => return Ok(listener),
+        match bind_on(addr, reuse_port) {
+            Ok(socket) => return Ok(socket),
             Err(e) => last_error = Some(e),
         }
     }
@@ -298,7 +322,7 @@ fn listen(addr: &str, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     }))
 }
 
-fn listen_on(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+fn bind_on(addr: SocketAddr, reuse_port: bool) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // As std does on Unix: a restarted daemon binds while its old
@@ -310,8 +334,7 @@ fn listen_on(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpList
         socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

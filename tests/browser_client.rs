@@ -249,6 +249,42 @@ fn while_refused_it_backs_off_with_full_jitter_then_reconnects() {
     );
 }
 
+/// A server going away (1001, the daemon's SIGTERM) or restarting (1012) has its successor
+/// listening in a restart without loss (SPEC 18): the client tries again at once, no wait.
+/// When that attempt fails, the next ones wait with the backoff from attempt 0 on.
+#[test]
+fn after_1001_or_1012_it_reconnects_at_once() {
+    let Some((mut page, _daemon, proxy)) = start() else {
+        return;
+    };
+    let mut id = connect(&mut page, &[proxy.url()], json!({}));
+    for code in [1001, 1012] {
+        proxy.close_with(code);
+        id = connected(&mut page, Some(&id));
+    }
+    proxy.refuse(true);
+    proxy.close_with(1001);
+    proxy.wait_for("2 refused attempts", |_, refused| refused >= 2);
+    proxy.refuse(false);
+    connected(&mut page, Some(&id));
+    let lost = page.eval(
+        "T.states.filter((s) => s[0] === 'disconnected').map((s) => [s[1].code, s[1].delay])",
+    );
+    let lost = lost.as_array().unwrap();
+    assert_eq!(
+        lost[..3],
+        [json!([1001, 0]), json!([1012, 0]), json!([1001, 0])],
+        "{lost:?}"
+    );
+    for (n, refused) in lost[3..].iter().enumerate() {
+        assert_eq!(refused[0], 1006, "{lost:?}");
+        let cap = 500.0 * 2f64.powi(n as i32);
+        let delay = refused[1].as_f64().unwrap();
+        assert!((0.0..=cap).contains(&delay), "attempt {n}: {lost:?}");
+    }
+    assert_no_repeats(&states(&mut page));
+}
+
 /// Closes with 4000 (the `disconnect` command), 1008 and 4029 are final: no reconnect, the
 /// last state `disconnected` without a delay. A 1001 (the server shutting down) is not.
 #[test]

@@ -80,21 +80,7 @@ fn publisher(addr: std::net::SocketAddr, count: u64, pace: Duration) -> thread::
 /// (n, offset, epoch).
 #[track_caller]
 fn delivered(page: &mut Page, count: u64) -> Vec<(u64, u64, String)> {
-    let got = page.wait(&format!(
-        "T.got[{0}].length >= {count} && T.got[{0}]",
-        json!(CHANNEL)
-    ));
-    got.as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m[0]["n"].as_u64().unwrap(),
-                m[1]["offset"].as_u64().unwrap(),
-                m[1]["epoch"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    page.delivered(CHANNEL, &format!("g.length >= {count}"))
 }
 
 /// Cuts the page's connection, refuses it until it has tried again `refusals` times, then

@@ -78,6 +78,8 @@ fn the_unit_is_hardened_as_the_spec_asks() {
     assert_eq!(service(&unit, "Restart"), "on-failure");
     assert_eq!(service(&unit, "KillSignal"), "SIGTERM");
     assert_eq!(service(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
+    // `systemctl start` returns once the daemon says it serves (SPEC 18's restart script).
+    assert_eq!(service(&unit, "Type"), "notify");
     // What it may write: the state and logs directories, nothing else.
     assert_eq!(service(&unit, "StateDirectory"), "rakit-websocket");
     assert_eq!(service(&unit, "LogsDirectory"), "rakit-websocket");
@@ -109,29 +111,120 @@ fn systemd_analyze_verifies_the_unit_without_a_word() {
     }
     let dir = scratch_dir();
     let unit = unit_for_this_build(&dir);
+    assert_verified(&unit);
+
+    // And its own hardening review rates it "OK" or better (exposure below 2 out of 10).
+    assert_hardened(&unit);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `systemd-analyze verify` says nothing about the unit file `path`.
+#[track_caller]
+fn assert_verified(path: &Path) {
     let out = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&unit)
+        .arg(path)
         .output()
         .unwrap();
     let said =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     // Unknown keys and bad values are only warnings to systemd: any output is a failure here.
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
 
-    // And its own hardening review rates it "OK" or better (exposure below 2 out of 10).
+/// systemd's own hardening review rates the unit `path` "OK" or better (exposure below 2 out
+/// of 10).
+#[track_caller]
+fn assert_hardened(path: &Path) {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&unit)
+        .arg(path)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    let name = path.file_name().unwrap().to_string_lossy();
     let exposure: f64 = text
         .lines()
-        .find_map(|l| l.split_once("Overall exposure level for rakit-websocket.service: "))
+        .find_map(|l| l.split_once(&format!("Overall exposure level for {name}: ")))
         .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in {text}"));
     assert!(exposure < 2.0, "exposure {exposure}:\n{text}");
+}
+
+/// The restart without loss with systemd (docs/operations.md): the same unit installed as the
+/// template `rakit-websocket@.service`, two instances; verify accepts an instance without a
+/// word, and rates it as hardened as the plain unit.
+#[test]
+fn the_unit_installed_as_a_template_verifies_as_an_instance() {
+    if !have_systemd_analyze() {
+        return;
+    }
+    let dir = scratch_dir();
+    let plain = unit_for_this_build(&dir);
+    std::fs::rename(&plain, dir.join("rakit-websocket@.service")).unwrap();
+    let instance = dir.join("rakit-websocket@a.service");
+    assert_verified(&instance);
+    assert_hardened(&instance);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// docs/operations.md shows the restart script that tests/restart.rs runs, word for word (from
+/// `set -eu` on; the file's header comment is its own), so the documented one cannot drift.
+#[test]
+fn the_documented_restart_script_is_the_tested_one() {
+    let script = std::fs::read_to_string(root().join("dist/restart-rakit-websocket.sh")).unwrap();
+    let body = &script[script.find("set -eu\n").expect("set -eu")..];
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    assert!(
+        docs.contains(&format!("```sh\n#!/bin/sh\n{body}```\n")),
+        "docs/operations.md, \"With a script\", differs from dist/restart-rakit-websocket.sh"
+    );
+}
+
+/// `Type=notify`: the daemon sends `READY=1` to `NOTIFY_SOCKET` (a path, or `@name` in the
+/// abstract namespace, as systemd may give) once it listens, and only then.
+#[test]
+fn the_daemon_tells_systemd_when_it_serves() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let dir = scratch_dir();
+    let path = dir.join("notify.sock");
+    let abstract_name = format!("rakit-test-notify-{}", std::process::id());
+    let sockets = [
+        (
+            UnixDatagram::bind(&path).unwrap(),
+            path.display().to_string(),
+        ),
+        (
+            UnixDatagram::bind_addr(
+                &SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+            format!("@{abstract_name}"),
+        ),
+    ];
+    for (socket, target) in sockets {
+        socket.set_read_timeout(Some(common::WAIT)).unwrap();
+        let child = common::rakit()
+            .current_dir(&dir)
+            .args(["websocket:run", "--port=0"])
+            .env("NOTIFY_SOCKET", &target)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sub = scratch_dir();
+        let daemon = common::daemon_from(child, sub);
+        let mut buf = [0u8; 64];
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification on {target}: {e}"));
+        assert_eq!(&buf[..n], b"READY=1", "{target}");
+        // It was sent when the daemon served: a client connects and is welcomed.
+        let (_ws, welcome) = daemon.client();
+        assert_eq!(welcome["type"], "welcome");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

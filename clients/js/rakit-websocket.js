@@ -4,6 +4,9 @@
 
   // Closes after which reconnecting would be wrong: kicked by the server, rate limited, policy.
   const FINAL = [1008, 4000, 4029];
+  // A server going away (1001, what a daemon's SIGTERM sends) or restarting (1012): in a restart
+  // without loss (SPEC 18) its successor already listens, so the next attempt goes at once.
+  const RESTART = [1001, 1012];
   // In `waits`: the pong of a fence or of a liveness ping.
   const PONG = 'pong';
 
@@ -159,7 +162,9 @@
         this.timer = null;
         for (const w of this.queued.splice(0)) w.reject(failure('closed', 'the client is closed'));
       } else {
-        info.delay = backoff(this.attempt++);
+        // At once only after a connection that was up: a server that closes every attempt
+        // with 1001 gets the backoff like any failure.
+        info.delay = welcomed && RESTART.includes(code) ? 0 : backoff(this.attempt++);
         this.timer = setTimeout(() => this._connect(), info.delay);
       }
       this._setState('disconnected', info);

@@ -25,7 +25,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,41 @@ pub struct LinkCounters {
     pub dropped_in: AtomicU64,
 }
 
+/// What the two connections made of their first try (SPEC 18: a new daemon listens once it
+/// knows), as [`Link::first_word`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstWord {
+    /// Both connections are up (the subscription included).
+    Up,
+    /// One of them could not connect: Redis is unreachable, for now.
+    Down,
+    /// Neither verdict within the time given (a Redis that accepts and does not answer).
+    Silent,
+}
+
+/// Each connection's first report, up (`true`) or down, for [`Link::first_word`].
+#[derive(Default)]
+struct FirstReports {
+    seen: Mutex<[Option<bool>; 2]>,
+    changed: Condvar,
+}
+
+impl FirstReports {
+    fn record(&self, msg: &Inbound) {
+        let (side, up) = match msg {
+            Inbound::Up(side) => (*side, true),
+            Inbound::Down(side) => (*side, false),
+            _ => return,
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut seen[side as usize];
+        if slot.is_none() {
+            *slot = Some(up);
+            self.changed.notify_all();
+        }
+    }
+}
+
 /// The loop's side of the threads.
 pub struct Link {
     pub out: SyncSender<Cmd>,
@@ -134,6 +169,7 @@ pub struct Link {
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     cmd_thread: Option<JoinHandle<()>>,
+    first: Arc<FirstReports>,
 }
 
 /// What both threads share.
@@ -147,6 +183,7 @@ struct Shared {
     counters: Arc<LinkCounters>,
     out_bytes: Arc<QueueBytes>,
     in_bytes: Arc<QueueBytes>,
+    first: Arc<FirstReports>,
 }
 
 impl Shared {
@@ -161,6 +198,7 @@ impl Shared {
     /// Reports something the loop must not miss (blocks while the queue is
     /// full; fails only when the loop is gone).
     fn report(&self, msg: Inbound) -> bool {
+        self.first.record(&msg);
         let ok = self.inbound.send(msg).is_ok();
         self.wake();
         ok
@@ -194,6 +232,7 @@ impl Link {
         let counters = Arc::new(LinkCounters::default());
         let out_bytes = Arc::new(QueueBytes::new(OUT_BYTES));
         let in_bytes = Arc::new(QueueBytes::new(IN_BYTES));
+        let first = Arc::new(FirstReports::default());
         let shared = Shared {
             endpoint,
             inbound: in_tx,
@@ -203,6 +242,7 @@ impl Link {
             counters: Arc::clone(&counters),
             out_bytes: Arc::clone(&out_bytes),
             in_bytes: Arc::clone(&in_bytes),
+            first: Arc::clone(&first),
         };
         let cmd_shared = shared.clone();
         let cmd_thread = std::thread::Builder::new()
@@ -223,7 +263,34 @@ impl Link {
             waker,
             stop,
             cmd_thread: Some(cmd_thread),
+            first,
         })
+    }
+
+    /// Waits, at most `limit`, until both connections are up or one of them could not
+    /// connect. Blocks the caller: for the start only, before the loop runs (the reports
+    /// themselves stay queued for the loop).
+    pub fn first_word(&self, limit: Duration) -> FirstWord {
+        let deadline = Instant::now() + limit;
+        let mut seen = self.first.seen.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if seen.contains(&Some(false)) {
+                return FirstWord::Down;
+            }
+            if seen.iter().all(|s| *s == Some(true)) {
+                return FirstWord::Up;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return FirstWord::Silent;
+            }
+            seen = self
+                .first
+                .changed
+                .wait_timeout(seen, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Queues a command without waiting; false (and nothing queued) when the
@@ -321,6 +388,7 @@ impl Link {
             waker,
             stop: Arc::new(AtomicBool::new(false)),
             cmd_thread: None,
+            first: Arc::default(),
         };
         (link, out_rx, in_tx)
     }

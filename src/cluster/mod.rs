@@ -49,6 +49,7 @@ use self::directory::{Delta, Directory, Outcome};
 use self::endpoint::Endpoint;
 use self::envelope::{Body, Envelope};
 use self::hash::decode_member;
+pub use self::link::FirstWord;
 use self::link::{Inbound, Link, Side};
 use self::requests::Requests;
 use self::resp::Value;
@@ -179,6 +180,13 @@ impl Cluster {
             counts: Counts::default(),
             history: history::HistoryState::new(seed_of(&settings_node_seed)),
         }
+    }
+
+    /// Waits, at most `node_timeout_ms`, for the Redis connections' first verdict (SPEC 18: a
+    /// daemon listens once it can serve history and reach the other nodes, or knows it
+    /// cannot for now). For the start only: it blocks the calling thread.
+    pub fn first_word(&self) -> FirstWord {
+        self.link.first_word(self.timeout)
     }
 
     /// Connected to Redis (both connections).

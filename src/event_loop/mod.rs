@@ -282,6 +282,11 @@ impl EventLoop {
     ) -> Result<(), ServerError> {
         let mut readbuf = vec![0; SMALL_TAIL + READ_BUF];
         let mut events = Events::with_capacity(1024);
+        // What the Redis threads reported while the server waited for them before listening
+        // (`Server::bind`), before any connection is accepted: the first client finds the
+        // link up (SPEC 18).
+        self.begin_turn();
+        self.cluster_wake();
         loop {
             let timeout = if self.resume.is_empty() {
                 self.next_deadline()
@@ -309,14 +314,14 @@ impl EventLoop {
                                     self.request_reload();
                                 } else {
                                     log::info!("signal received: shutting down");
-                                    self.begin_shutdown();
+                                    self.begin_shutdown(&mut readbuf);
                                 }
                             }
                         }
                     }
                     WAKER => {
                         if stop.load(Ordering::SeqCst) {
-                            self.begin_shutdown();
+                            self.begin_shutdown(&mut readbuf);
                         }
                         self.reload_wake();
                         self.cluster_wake();

@@ -1,5 +1,5 @@
-//! The graceful stop (SIGINT/SIGTERM or a `ShutdownHandle`): stop
-//! accepting, close every client with 1001, flush for up to 2 s.
+//! The graceful stop (SIGINT/SIGTERM or a `ShutdownHandle`): serve what clients sent before
+//! it, stop accepting, close every client with 1001, flush for up to 2 s.
 
 use std::time::Instant;
 
@@ -9,9 +9,20 @@ use super::{EventLoop, CLOSE_TIMEOUT};
 use crate::conn::Life;
 
 impl EventLoop {
-    pub(super) fn begin_shutdown(&mut self) {
+    pub(super) fn begin_shutdown(&mut self, readbuf: &mut [u8]) {
         if self.shutdown_deadline.is_some() {
             return;
+        }
+        // What clients sent before the signal is served first (SPEC 18: a restart loses
+        // nothing): the connections the kernel completed and queued for us (closing the
+        // listener resets them; Linux hands them to another SO_REUSEPORT listener only with
+        // net.ipv4.tcp_migrate_req = 1), and what waits unread on the others: an API request
+        // is answered (its publication goes to Redis before we leave the cluster), an
+        // upgrade gets its welcome and then the close below, a client's message is routed.
+        self.accept_all(readbuf);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.on_readable(key, readbuf, true);
         }
         self.shutdown_deadline = Some(self.now + CLOSE_TIMEOUT);
         if let Some(mut listener) = self.listener.take() {

@@ -101,4 +101,26 @@ impl Page {
     pub fn errors(&mut self) -> Value {
         self.step(json!({"op": "errors"}))
     }
+
+    /// Waits until what the client of tests/browser/client_fixture.js delivered on `channel`,
+    /// `g` in the expression `until` (e.g. `g.length >= 3`), satisfies it; each `{"n": N}`
+    /// delivered, as (N, offset, epoch), (N, 0, "") when delivered without a position.
+    #[track_caller]
+    pub fn delivered(&mut self, channel: &str, until: &str) -> Vec<(u64, u64, String)> {
+        let got = self.wait(&format!(
+            "((g) => ({until}) && g)(T.got[{}])",
+            json!(channel)
+        ));
+        got.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m[0]["n"].as_u64().unwrap(),
+                    m[1]["offset"].as_u64().unwrap_or(0),
+                    m[1]["epoch"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
 }

@@ -762,10 +762,12 @@ pub mod check;
 pub mod history;
 pub mod namespaces;
 pub mod proxy;
+pub mod publisher;
 pub mod pusher;
 pub mod rakit_app;
 pub mod receiver;
 pub mod redis;
+pub mod restart_script;
 
 /// Answers every ping for `span` (the daemon's ping and pong timers would have closed a silent
 /// peer by then) and returns how many came; panics on anything else, or if the daemon closes.
