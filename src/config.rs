@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod backend;
 mod cluster;
+mod history;
 mod limits;
 mod namespaces;
 mod pusher;
@@ -20,6 +21,7 @@ pub use self::backend::{
     ApiConfig, MetricsConfig, WebhookEvent, WebhookFormat, WebhooksConfig, MIN_KEY_LEN,
 };
 pub use self::cluster::ClusterConfig;
+pub use self::history::HistoryConfig;
 pub use self::limits::{BroadcastPolicy, LimitsConfig};
 pub use self::namespaces::{NamespaceConfig, MAX_HISTORY_SIZE};
 pub use self::pusher::PusherConfig;
@@ -155,6 +157,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[pusher]` (SPEC section 13).
     pub pusher: PusherConfig,
+    /// `[history]` (SPEC section 16).
+    pub history: HistoryConfig,
     /// `[tls]` (SPEC section 12).
     pub tls: TlsConfig,
     /// `[limits]` (SPEC section 17).
@@ -231,6 +235,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             cluster: ClusterConfig::default(),
             pusher: PusherConfig::default(),
+            history: HistoryConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             namespaces: Vec::new(),
@@ -503,6 +508,7 @@ impl Config {
         backend::validate(&self.api, &self.metrics, &self.webhooks)?;
         self.cluster.validate()?;
         self.pusher.validate()?;
+        self.history.validate()?;
         if self.webhooks.needs_pusher() && !self.pusher.enabled() {
             return invalid(
                 "webhooks.format",

@@ -23,6 +23,7 @@ pub mod conn;
 pub mod error;
 pub mod event_loop;
 pub mod events;
+pub mod history;
 pub mod http;
 pub mod limits;
 pub mod logging;

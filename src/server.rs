@@ -158,6 +158,8 @@ impl Server {
                 namespaces: Rc::new(self.config.namespaces()),
                 token_key: TokenKey::new(self.config.session.secret.as_bytes()),
                 max_token_size: self.config.max_handshake_size,
+                history_max_memory: self.config.history.max_memory_bytes(),
+                max_send_buffer: self.config.max_send_buffer,
                 ..RouterConfig::default()
             },
             handler,

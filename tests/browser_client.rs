@@ -320,11 +320,11 @@ fn urls_are_tried_in_turn() {
 }
 
 /// Broadcast, channel publish and private messages both ways between the page and a plain
-/// WebSocket client, an API broadcast, and `history()` rejected with the server's error (this
-/// daemon has no history yet: `unknown_event`), while an earlier request's error goes to the
-/// `error` event.
+/// WebSocket client, an API broadcast, and `history()` answered by the server (a channel
+/// without history: nothing, offset 0, epoch "") or rejected with its error (`limit` over 100:
+/// `bad_request`), while an earlier request's error goes to the `error` event.
 #[test]
-fn round_trips_and_history_rejected_with_the_servers_error() {
+fn round_trips_and_history_answered_or_rejected_by_the_server() {
     let Some((mut page, daemon, proxy)) = start() else {
         return;
     };
@@ -390,8 +390,15 @@ fn round_trips_and_history_rejected_with_the_servers_error() {
     // not the history's.
     page.eval("T.rt.send({event: 'message', channel: 'room'}) && T.history('room', {limit: 5})");
     let settled = page.wait("T.histories.length === 1 && T.histories[0]");
+    assert_eq!(settled[0], true, "{settled}");
+    assert_eq!(
+        settled[1],
+        json!({"type": "history", "channel": "room", "publications": [], "offset": 0, "epoch": ""})
+    );
+    page.eval("T.history('room', {limit: 101})");
+    let settled = page.wait("T.histories.length === 2 && T.histories[1]");
     assert_eq!(settled[0], false, "{settled}");
-    assert_eq!(settled[1]["code"], "unknown_event", "{settled}");
+    assert_eq!(settled[1]["code"], "bad_request", "{settled}");
     assert_eq!(
         page.eval("T.of('error').map((e) => e[0].code)"),
         json!(["bad_request"])

@@ -1,10 +1,8 @@
 //! Recovery with the browser client (SPEC 16 and 16.2, issue 20): the page subscribes to a
 //! history channel; a TCP proxy (tests/common/proxy.rs) cuts its connection while the HTTP API
 //! publishes; in the end the page has delivered every publication once and in order.
-//!
-//! These need channel history on the server, which the daemon does not have yet: its config
-//! refuses `[[namespaces]]`, so each test fails at the start. They are ignored until it does:
-//! `cargo test --test browser_recovery -- --ignored` runs them.
+//! A single-node restart reports `recovered:false`; a cluster node killed with SIGKILL and the
+//! page recovers through another node.
 
 mod common;
 
@@ -130,7 +128,6 @@ fn assert_once_in_order(got: &[(u64, u64, String)], count: u64) {
 /// The proxy cuts the page's connection three times while the API publishes 600 messages; the
 /// page ends with every one once, in order, and each resubscribe recovered.
 #[test]
-#[ignore = "needs SPEC 16 history on the server (issue 20)"]
 fn every_publication_once_and_in_order_across_cuts() {
     let Some(mut page) = Page::open() else { return };
     let daemon = Daemon::start(&history_config(""), &[]);
@@ -181,7 +178,6 @@ fn every_publication_once_and_in_order_across_cuts() {
 /// A single node's history does not outlive it: after a restart the page reports
 /// `recovered:false` and goes on with the new stream (a new epoch).
 #[test]
-#[ignore = "needs SPEC 16 history on the server (issue 20)"]
 fn a_restart_reports_recovered_false() {
     let Some(mut page) = Page::open() else { return };
     let daemon = Daemon::start(&history_config(""), &[]);
@@ -219,7 +215,6 @@ fn a_restart_reports_recovered_false() {
 /// Two nodes share history in Redis; the page is on node A, which is killed with SIGKILL while
 /// node B's API publishes; the page moves to B (its second URL) and recovers everything.
 #[test]
-#[ignore = "needs SPEC 16 history on the server (issue 20)"]
 fn a_killed_node_recovers_through_another() {
     let Some(mut page) = Page::open() else { return };
     let redis = Redis::start();

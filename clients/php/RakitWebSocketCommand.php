@@ -61,10 +61,11 @@ final class RakitWebSocketCommand extends System\Console\Commands\Command
         'presence_interval_ms', 'presence_max_users', 'command_policy', 'logging_file',
         'logging_level', 'demo_page', 'compression', 'compression_level', 'compression_min_size',
         'session', 'api', 'metrics', 'webhooks', 'cluster', 'pusher', 'tls', 'limits', 'namespaces',
+        'history',
     ];
 
     /** The daemon's tables: an empty PHP array there is an empty table, not an empty list. */
-    private const TABLES = ['session', 'api', 'metrics', 'webhooks', 'cluster', 'pusher', 'tls', 'limits'];
+    private const TABLES = ['session', 'api', 'metrics', 'webhooks', 'cluster', 'pusher', 'tls', 'limits', 'history'];
 
     /** Unsupported keys already reported (each once per process, also across SIGHUP). */
     private array $reported = [];

@@ -500,7 +500,13 @@ fn encode(messages: &[Message], u: &mut Unstructured<'_>) -> ArbResult<Vec<WireF
             };
             let fin = i + 1 == m.fragments.len();
             let mut bytes = Vec::new();
-            encode_masked(&mut bytes, fin, opcode, &m.data[at..at + len], u.arbitrary()?);
+            encode_masked(
+                &mut bytes,
+                fin,
+                opcode,
+                &m.data[at..at + len],
+                u.arbitrary()?,
+            );
             let yields = fin.then(|| match m.text {
                 // Lossy: a mutated message never gets this far.
                 true => Seen::Text(String::from_utf8_lossy(&m.data).into_owned()),

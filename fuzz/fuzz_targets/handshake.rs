@@ -398,7 +398,10 @@ fn build(u: &mut Unstructured<'_>) -> ArbResult<(Vec<u8>, usize, Request)> {
     }
     if u.arbitrary()? {
         let zeros = "0".repeat(u.int_in_range(0..=2)?);
-        headers.push(("Content-Length", format!("{zeros}{}", u.arbitrary::<u64>()?)));
+        headers.push((
+            "Content-Length",
+            format!("{zeros}{}", u.arbitrary::<u64>()?),
+        ));
     }
     for _ in 0..u.int_in_range(0..=2)? {
         let coding = *u.choose(&["gzip", "chunked", "identity"])?;
@@ -540,12 +543,18 @@ fn generated(data: &[u8]) -> ArbResult<()> {
     assert_eq!(resp.parse(&out), Ok(httparse::Status::Complete(out.len())));
     assert_eq!((resp.version, resp.code), (Some(1), Some(101)));
     let header = |name: &str| {
-        let mut values = resp.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+        let mut values = resp
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name));
         let value = values.next().map(|h| std::str::from_utf8(h.value).unwrap());
         assert!(values.next().is_none(), "{name} twice");
         value
     };
-    assert_eq!(header("Sec-WebSocket-Accept"), Some(expected_accept(key).as_str()));
+    assert_eq!(
+        header("Sec-WebSocket-Accept"),
+        Some(expected_accept(key).as_str())
+    );
     assert_eq!(header("Sec-WebSocket-Protocol"), protocol);
     assert!(header("Upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
     assert!(header("Connection").is_some_and(|v| v.eq_ignore_ascii_case("upgrade")));

@@ -34,7 +34,12 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => assert_eq!(e, ProtocolError::BadCompressedData),
         }
-        assert!(out.capacity() <= max + 1, "{} > {}", out.capacity(), max + 1);
+        assert!(
+            out.capacity() <= max + 1,
+            "{} > {}",
+            out.capacity(),
+            max + 1
+        );
         let params = Params {
             server_max_window_bits: 15,
             server_bits_requested: false,
@@ -58,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(rest) {
         if let Some(params) = negotiate(text) {
-            assert_eq!(negotiate(&params.response_header()), Some(params), "{text:?}");
+            assert_eq!(
+                negotiate(&params.response_header()),
+                Some(params),
+                "{text:?}"
+            );
         }
     }
 });

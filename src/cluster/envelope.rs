@@ -20,6 +20,13 @@
 //! empty `EXCEPT` or `USER_LEN` being none. The user id may hold any
 //! character, so it goes before the frame, counted. Plain messages keep the
 //! older `C` form, which nodes of the version before `E` still read.
+//!
+//! A publication on a history channel (SPEC section 16) is `O`, written by
+//! the Lua script that numbers it in Redis (`history.rs`):
+//! `O ORIGIN '\n' CHANNEL '\n' EXCEPT '\n' USER_LEN '\n' SEQ '\n' OFFSET '\n'
+//! EPOCH '\n' USER JSON`: the origin's own number for it (so the origin knows
+//! its echo), then the offset and epoch Redis gave it, and the JSON of its
+//! Rakit frame (each node frames it once for its clients).
 
 /// One message between nodes, borrowed from the bytes it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +94,40 @@ pub enum Body<'a> {
     /// Close the connections signed in as `user` (Pusher's
     /// `terminate_connections`).
     Terminate { user: &'a str },
+    /// A publication on history channel `channel`, numbered by Redis: the
+    /// origin's `seq` for it, its `offset` and `epoch`, and the JSON of its
+    /// Rakit frame with both; `except` and `user` as for [`Body::Channel`].
+    History {
+        channel: &'a str,
+        except: Option<&'a str>,
+        user: Option<&'a str>,
+        seq: u64,
+        offset: u64,
+        epoch: &'a str,
+        json: &'a [u8],
+    },
+}
+
+/// The start of a [`Body::History`] envelope, up to its offset: what the Lua
+/// script that numbers the publication completes (`OFFSET '\n' EPOCH '\n'`,
+/// then the user id and the JSON).
+pub fn history_head(
+    origin: &str,
+    channel: &str,
+    except: Option<&str>,
+    user: Option<&str>,
+    seq: u64,
+) -> Vec<u8> {
+    let user_len = user.map_or_else(String::new, |u| u.len().to_string());
+    let mut out = Vec::new();
+    let fields = [
+        channel.to_owned(),
+        except.unwrap_or_default().to_owned(),
+        user_len,
+        seq.to_string(),
+    ];
+    finish(&mut out, b'O', origin, &fields, &[]);
+    out
 }
 
 impl Envelope<'_> {
@@ -160,6 +201,22 @@ impl Envelope<'_> {
             Body::Bye => (b'X', vec![], b""),
             Body::Presence => (b'Q', vec![], b""),
             Body::Terminate { user } => (b'T', vec![], user.as_bytes()),
+            Body::History {
+                channel,
+                except,
+                user,
+                seq,
+                offset,
+                epoch,
+                json,
+            } => {
+                let mut out2 = history_head(self.origin, channel, *except, *user, *seq);
+                out2.extend_from_slice(format!("{offset}\n{epoch}\n").as_bytes());
+                out2.extend_from_slice(user.unwrap_or_default().as_bytes());
+                out2.extend_from_slice(json);
+                out.extend_from_slice(&out2);
+                return;
+            }
         };
         finish(out, kind, self.origin, &fields, &[payload]);
     }
@@ -174,6 +231,7 @@ impl Envelope<'_> {
             b'P' | b'D' | b'R' | b'L' => 2,
             b'S' | b'U' | b'E' => 3,
             b'J' => 4,
+            b'O' => 6,
             _ => return None,
         };
         let mut rest = rest;
@@ -260,6 +318,25 @@ impl Envelope<'_> {
             b'T' if !empty => Body::Terminate {
                 user: std::str::from_utf8(payload).ok()?,
             },
+            b'O' => {
+                let (user, json) = match f[2] {
+                    "" => (None, payload),
+                    len => {
+                        let len = counted(len)?;
+                        let user = payload.get(..len)?;
+                        (Some(std::str::from_utf8(user).ok()?), &payload[len..])
+                    }
+                };
+                Body::History {
+                    channel: f[0],
+                    except: Some(f[1]).filter(|e| !e.is_empty()),
+                    user,
+                    seq: num(f[3])?,
+                    offset: num(f[4])?,
+                    epoch: f[5],
+                    json,
+                }
+            }
             _ => return None,
         };
         Some(Envelope { origin, body })
@@ -441,6 +518,24 @@ mod tests {
             Body::Bye,
             Body::Presence,
             Body::Terminate { user: "a b\n1" },
+            Body::History {
+                channel: "room.1",
+                except: None,
+                user: None,
+                seq: 7,
+                offset: 12,
+                epoch: "AbC-1",
+                json: br#"{"type":"channel","data":1}"#,
+            },
+            Body::History {
+                channel: "room.1",
+                except: Some("1.2"),
+                user: Some("u\n1"),
+                seq: 0,
+                offset: u64::MAX,
+                epoch: "e",
+                json: b"",
+            },
         ];
         for body in bodies {
             let env = Envelope {
@@ -484,6 +579,10 @@ mod tests {
             b"Enode\nchan\n\n1\n\xffab",
             b"Tnode\n",
             b"Tnode\n\xff",
+            b"Onode\nc\n\n\n1\n2\n",
+            b"Onode\nc\n\n\nx\n2\ne\n{}",
+            b"Onode\nc\n\n\n1\n-2\ne\n{}",
+            b"Onode\nc\n\n5\n1\n2\ne\nab",
         ] {
             assert_eq!(Envelope::decode(bad), None, "{bad:?}");
         }

@@ -30,6 +30,8 @@ pub mod endpoint;
 pub mod envelope;
 mod guard;
 mod hash;
+pub mod history;
+mod history_ops;
 pub mod link;
 mod requests;
 pub mod resp;
@@ -83,6 +85,14 @@ enum Query {
     Sync(String),
     /// The heartbeat's `PEXPIRE` of our own hash: 0 means it is gone (`guard.rs`).
     Expire,
+    /// Our publication `seq` on a history channel, to be numbered (`history_ops.rs`).
+    HistoryPublish(u64),
+    /// The router's history read `tag`.
+    HistoryRead(u64),
+    /// A channel published to unstored gets a new epoch.
+    HistoryLose(String),
+    /// Every channel gets a new epoch.
+    HistoryGeneration,
 }
 
 /// Counters for `/metrics`.
@@ -128,6 +138,8 @@ pub struct Cluster {
     /// Another node asked for presence during this wake-up.
     presence_asked: bool,
     counts: Counts,
+    /// Channel history in Redis (SPEC section 16; `history_ops.rs`).
+    history: history::HistoryState,
 }
 
 impl Cluster {
@@ -142,6 +154,7 @@ impl Cluster {
     fn with_link(settings: Settings, link: Link) -> Cluster {
         let now = Instant::now();
         let heartbeat = (settings.node_timeout / 3).max(Duration::from_millis(20));
+        let settings_node_seed = settings.node.clone();
         Cluster {
             node: settings.node,
             ns: settings.namespace,
@@ -164,6 +177,7 @@ impl Cluster {
             requests: Requests::default(),
             presence_asked: false,
             counts: Counts::default(),
+            history: history::HistoryState::new(seed_of(&settings_node_seed)),
         }
     }
 
@@ -202,6 +216,7 @@ impl Cluster {
             Some(self.next_heartbeat),
             self.directory.next_expiry(self.timeout),
             self.requests.next_deadline(),
+            self.history.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -224,7 +239,11 @@ impl Cluster {
         while let Some(msg) = self.link.next() {
             match msg {
                 Inbound::Up(side) => self.link_up(side, router, now),
-                Inbound::Down(side) => self.link_down(side, router),
+                Inbound::Down(side) => {
+                    self.link_down(side, router);
+                    // SPEC 16: what waited for Redis is delivered here or answered.
+                    self.history_down(router, out);
+                }
                 Inbound::Message(payload) => {
                     bytes += payload.len();
                     self.on_message(&payload, router, out, now);
@@ -265,6 +284,7 @@ impl Cluster {
             // No answer: as far as this node can tell, no live node has it.
             router.remote_reply(req, false, out);
         }
+        self.history_timers(router, out, now);
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.heartbeat;
             self.beat(router);
@@ -324,6 +344,18 @@ impl Cluster {
                 ClusterOut::Presence => {
                     self.publish_control(Body::Presence);
                 }
+                // SPEC 16: history in Redis (`history_ops.rs`).
+                ClusterOut::HistoryPublish(publication) => {
+                    self.history_publish(publication, router, out, now)
+                }
+                ClusterOut::HistoryRead {
+                    tag,
+                    channel,
+                    read,
+                    keep,
+                    max_bytes,
+                } => self.history_read(tag, &channel, read, keep, max_bytes, router, out, now),
+                ClusterOut::Unstored { channel } => self.history.unstored(&channel),
             }
         }
     }
@@ -440,6 +472,7 @@ impl Cluster {
         }
         if self.is_up() && !was_up {
             log::info!("cluster: connected to Redis as node {}", self.node);
+            router.set_history_up(true);
             self.unheard = 0;
             self.resync_all(router, now);
         } else if self.is_up() && side == Side::Sub {
@@ -494,6 +527,8 @@ impl Cluster {
         if self.announce_needed {
             self.announce(router);
         }
+        // SPEC 16: new epochs for what was published unstored during an outage.
+        self.history_repair();
         let hash = self.hash(&self.node);
         let nodes = self.nodes_key();
         let ttl = self.timeout.as_millis().to_string();
@@ -573,6 +608,19 @@ impl Cluster {
             return;
         };
         if env.origin == self.node {
+            // Our own publication on a history channel, numbered by Redis: delivered now.
+            if let Body::History {
+                seq,
+                channel,
+                offset,
+                epoch,
+                json,
+                ..
+            } = env.body
+            {
+                self.history_echo(seq, channel, offset, epoch, json, router, out);
+                return;
+            }
             // Our own echo: delivered locally already. Only our heartbeat
             // matters, as proof that the subscription works.
             if let Body::Heartbeat { .. } = env.body {
@@ -618,6 +666,25 @@ impl Cluster {
                 self.counts.messages_in += 1;
                 let extras = ChannelExtras { except, user };
                 router.remote_channel(channel, frame, extras, out);
+            }
+            Body::History {
+                channel,
+                except,
+                user,
+                offset,
+                epoch,
+                json,
+                ..
+            } => {
+                if user.is_some_and(|u| u.is_empty() || u.len() > MAX_USER_LEN)
+                    || !crate::history::is_valid_epoch(epoch.as_bytes())
+                {
+                    log::debug!("cluster: ignoring a malformed history publication");
+                    return;
+                }
+                self.counts.messages_in += 1;
+                let extras = ChannelExtras { except, user };
+                router.remote_history(channel, offset, epoch, json, extras, out);
             }
             Body::Terminate { user } => {
                 if user.is_empty() || user.len() > MAX_USER_LEN {
@@ -756,6 +823,11 @@ impl Cluster {
         match query {
             Query::Nodes => self.on_node_list(value, router, now),
             Query::Expire => self.on_expire(value, router),
+            Query::HistoryPublish(seq) => self.history_published(seq, value, router, out),
+            Query::HistoryRead(read) => self.history_answer(read, value, router, out),
+            query @ (Query::HistoryLose(_) | Query::HistoryGeneration) => {
+                self.history_repaired(&query, value)
+            }
             Query::Sync(node) => self.on_snapshot(&node, value, router, out, now),
         }
     }
@@ -777,6 +849,15 @@ fn apply_delta(node: &str, delta: Delta, router: &mut Router, out: &mut impl Out
         Delta::Subscribe(sub) => router.remote_subscribe(node, sub, out),
         Delta::Unsubscribe { id, channel } => router.remote_unsubscribe(node, &id, &channel, out),
     }
+}
+
+/// A seed for epoch candidates: this node's random id, and the time.
+fn seed_of(node: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(node.as_bytes());
+    h.write_u64(unix_ms());
+    h.finish()
 }
 
 fn unix_ms() -> u64 {

@@ -47,6 +47,8 @@ impl EventLoop {
         }
         self.cluster = Some(cluster);
         self.after_router();
+        // SPEC 16: history requests of the HTTP API answered by Redis.
+        self.answer_later();
     }
 
     /// The waker fired: the Redis threads may have something. What they have is handled within

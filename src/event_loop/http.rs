@@ -28,7 +28,7 @@ use rakit_protocol::{Connection, HandshakeError, Request};
 use super::delivery::mark_dirty;
 use super::{EventLoop, HTTP_ANSWER_WORK};
 use crate::conn::{Life, Stamp};
-use crate::http::{self, body, Head, HttpCtx, KeepAlive};
+use crate::http::{self, body, Handled, Head, HttpCtx, KeepAlive};
 use crate::metrics::{Gauges, Metrics};
 
 /// A request head the protocol refused (431: over `max_handshake_size`;
@@ -51,11 +51,14 @@ pub(super) fn refuse_api_head(
     true
 }
 
-/// A request whose head is in and whose body is awaited.
+/// An HTTP request in progress.
 #[derive(Debug)]
-pub(super) struct Pending {
-    head: Head,
-    len: usize,
+pub(super) enum Pending {
+    /// Its head is in and its body is awaited.
+    Body { head: Head, len: usize },
+    /// Its answer waits for Redis (a history request in a cluster, `src/http/history.rs`):
+    /// nothing more of the connection is read until it is written.
+    Answer { tag: u64, keep: KeepAlive },
 }
 
 /// What [`EventLoop::http_body`] did.
@@ -64,6 +67,8 @@ pub(super) enum BodyStep {
     Answered(usize),
     /// The body is not all there yet.
     NeedMore,
+    /// The answer waits: read nothing more.
+    Wait,
 }
 
 impl EventLoop {
@@ -91,7 +96,7 @@ impl EventLoop {
             Ok(len) => {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.life = Life::HttpBody;
-                    self.pending_http.insert(key, Pending { head, len });
+                    self.pending_http.insert(key, Pending::Body { head, len });
                 }
             }
             Err(error) => {
@@ -128,16 +133,15 @@ impl EventLoop {
 
     /// Answers the pending request of `key` once `input` holds its body.
     pub(super) fn http_body(&mut self, key: usize, input: &[u8]) -> BodyStep {
-        let Some(pending) = self.pending_http.get(&key) else {
+        match self.pending_http.get(&key) {
+            None => return BodyStep::Answered(0),
+            Some(Pending::Answer { .. }) => return BodyStep::Wait,
+            Some(Pending::Body { len, .. }) if input.len() < *len => return BodyStep::NeedMore,
+            Some(Pending::Body { .. }) => {}
+        }
+        let Some(Pending::Body { head, len }) = self.pending_http.remove(&key) else {
             return BodyStep::Answered(0);
         };
-        if input.len() < pending.len {
-            return BodyStep::NeedMore;
-        }
-        let Pending { head, len } = self
-            .pending_http
-            .remove(&key)
-            .expect("the pending request was just seen");
         let cluster_up = self.cluster_metrics();
         self.count_deliveries();
         let gauges = Gauges {
@@ -168,16 +172,52 @@ impl EventLoop {
             gauges,
             now,
         };
-        let keep = if crate::pusher::api::wants(&head.path) {
-            http::handle_pusher(&head, &input[..len], &mut ctx, pusher.as_mut(), &mut out)
+        let handled = if crate::pusher::api::wants(&head.path) {
+            Handled::Now(http::handle_pusher(
+                &head,
+                &input[..len],
+                &mut ctx,
+                pusher.as_mut(),
+                &mut out,
+            ))
         } else {
-            http::handle(&head, &input[..len], &mut ctx, &mut out)
+            http::handle_deferrable(&head, &input[..len], &mut ctx, &mut out)
         };
         self.pusher = pusher;
         self.after_router();
-        self.reply(key, &out, keep);
+        match handled {
+            Handled::Now(keep) => self.reply(key, &out, keep),
+            Handled::Later { tag, keep } => {
+                // Answered by `answer_later` (the router's tag is unique: no stale answer
+                // can reach a reused slot).
+                self.pending_http.insert(key, Pending::Answer { tag, keep });
+                self.http_waiting.insert(tag, key);
+            }
+        }
         self.http_out = out;
         BodyStep::Answered(len)
+    }
+
+    /// Writes the HTTP answers the router has for requests that waited for Redis, and reads on
+    /// from those connections.
+    pub(super) fn answer_later(&mut self) {
+        for (tag, answer) in self.router.take_api_answers() {
+            let Some(key) = self.http_waiting.remove(&tag) else {
+                continue;
+            };
+            let keep = match self.pending_http.get(&key) {
+                Some(Pending::Answer { tag: t, keep }) if *t == tag => *keep,
+                _ => continue,
+            };
+            self.pending_http.remove(&key);
+            let mut out = std::mem::take(&mut self.http_out);
+            out.clear();
+            http::write_later(answer, keep, &mut self.metrics, &mut out);
+            self.reply(key, &out, keep);
+            self.http_out = out;
+            // What it sent meanwhile was left unread.
+            self.resume.push(key);
+        }
     }
 
     /// Queues an HTTP answer; then either closes the connection once it is

@@ -152,8 +152,10 @@ pub(crate) struct EventLoop {
     http_out: Vec<u8>,
     /// The HTTP side's settings (keys hashed once).
     http: HttpSettings,
-    /// HTTP requests waiting for their bodies, by connection.
+    /// HTTP requests waiting for their bodies or answers, by connection.
     pending_http: HashMap<usize, http::Pending>,
+    /// HTTP requests whose answer waits for Redis: the router's tag -> the connection.
+    http_waiting: HashMap<u64, usize>,
     /// Counters for `GET /metrics`: plain integers, this thread only.
     metrics: Metrics,
     /// The webhook worker (when `[webhooks]` has a url) and its counters; `None` only once
@@ -248,6 +250,7 @@ impl EventLoop {
             http_out: Vec::new(),
             http,
             pending_http: HashMap::new(),
+            http_waiting: HashMap::new(),
             metrics: Metrics::new(),
             webhooks: Some(webhooks),
             text: String::new(),

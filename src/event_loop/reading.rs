@@ -291,6 +291,7 @@ impl EventLoop {
                 match self.http_body(key, &input[pos..]) {
                     BodyStep::Answered(n) => pos += n,
                     BodyStep::NeedMore => return (pos, Stop::NeedMore),
+                    BodyStep::Wait => return (pos, Stop::Full),
                 }
                 continue;
             }

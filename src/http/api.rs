@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::{response, HttpCtx, KeepAlive};
 use crate::metrics;
-use crate::router::ApiError;
+use crate::router::{ApiError, ApiHistory};
 
 /// Most commands in one `POST /api/commands` array (SPEC section 8).
 pub const MAX_BATCH: usize = 100;
@@ -37,6 +37,8 @@ pub(super) struct Reply {
     content_type: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     body: Cow<'static, [u8]>,
+    /// Answered later, under this tag (a history request waiting for Redis: `history.rs`).
+    pub later: Option<u64>,
 }
 
 impl Reply {
@@ -46,6 +48,7 @@ impl Reply {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            later: None,
         }
     }
 
@@ -142,6 +145,17 @@ pub(super) fn route(head: &super::Head, body: &[u8], ctx: &mut HttpCtx<'_>) -> R
             "/api/presence" => Reply::json(200, ctx.router.presence_json()),
             _ => match path.strip_prefix("/api/channels/") {
                 Some(_) if !get => method_not_allowed(true, "GET"),
+                // SPEC 16 (the name before it may hold `/`; `%2F` names a channel that ends so).
+                Some(rest) if rest.ends_with(super::history::SUFFIX) => {
+                    match super::history::history(rest, head.query.as_deref(), ctx.router) {
+                        Ok(ApiHistory::Ready(json)) => Reply::json(200, json),
+                        Ok(ApiHistory::Later(tag)) => Reply {
+                            later: Some(tag),
+                            ..Reply::json(200, String::new())
+                        },
+                        Err(e) => api_error(&e),
+                    }
+                }
                 Some(name) => channel(name, ctx),
                 None => not_found(true),
             },
@@ -251,6 +265,21 @@ fn commands(body: &[u8], ctx: &mut HttpCtx<'_>) -> Reply {
     }
     results.push_str("]}");
     Reply::json(200, results)
+}
+
+/// Writes the answer of a history request that waited for Redis (`history.rs`), and counts it.
+pub fn write_later(
+    answer: Result<String, ApiError>,
+    keep: KeepAlive,
+    metrics: &mut crate::metrics::Metrics,
+    out: &mut Vec<u8>,
+) {
+    let reply = match answer {
+        Ok(json) => Reply::json(200, json),
+        Err(e) => api_error(&e),
+    };
+    metrics.api_requests.incr(reply.status);
+    reply.write(out, keep);
 }
 
 fn api_error(e: &ApiError) -> Reply {

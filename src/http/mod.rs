@@ -33,12 +33,14 @@
 mod api;
 pub mod auth;
 pub mod body;
+mod history;
 pub mod response;
 
 use std::time::Instant;
 
 use rakit_protocol::Request;
 
+pub use self::api::write_later;
 pub use self::body::{BodyError, KeepAlive};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
@@ -168,13 +170,48 @@ pub fn wants(head: &Head) -> bool {
 /// Answers one request whose body (exactly the length [`body::plan`] gave) has been read:
 /// appends the response to `out` and says whether the connection stays open.
 pub fn handle(head: &Head, body: &[u8], ctx: &mut HttpCtx<'_>, out: &mut Vec<u8>) -> KeepAlive {
+    match handle_deferrable(head, body, ctx, out) {
+        Handled::Now(keep) => keep,
+        // Only a cluster defers (the loop uses `handle_deferrable`): never left unanswered.
+        Handled::Later { keep, .. } => {
+            let e = crate::router::ApiError {
+                code: "unavailable",
+                message: "this request waits for Redis, which is not wired here".into(),
+                status: 503,
+            };
+            write_later(Err(e), keep, ctx.metrics, out);
+            keep
+        }
+    }
+}
+
+/// What [`handle_deferrable`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Answered into `out`.
+    Now(KeepAlive),
+    /// Waits for Redis (a history request in a cluster): answer it with [`write_later`] when
+    /// the router's [`Router::take_api_answers`] has `tag`.
+    Later { tag: u64, keep: KeepAlive },
+}
+
+/// [`handle`], except that a request whose answer waits for Redis is not answered now.
+pub fn handle_deferrable(
+    head: &Head,
+    body: &[u8],
+    ctx: &mut HttpCtx<'_>,
+    out: &mut Vec<u8>,
+) -> Handled {
     let keep = body::keep_alive(head);
     let reply = api::route(head, body, ctx);
+    if let Some(tag) = reply.later {
+        return Handled::Later { tag, keep };
+    }
     if api::is_api_path(&head.path) {
         ctx.metrics.api_requests.incr(reply.status);
     }
     reply.write(out, keep);
-    keep
+    Handled::Now(keep)
 }
 
 /// [`handle`] for Pusher's API under `/apps/` (SPEC section 13; `src/pusher/api.rs`): 404 when

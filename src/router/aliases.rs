@@ -29,6 +29,11 @@ impl Aliases {
         self.by_name.get(name).copied()
     }
 
+    /// `conn`'s name, if it has one.
+    pub(super) fn name_of(&self, conn: ConnId) -> Option<&str> {
+        self.of_conn.get(&conn).map(|name| &**name)
+    }
+
     /// Forgets `conn`'s name, if it has one.
     pub(super) fn remove_conn(&mut self, conn: ConnId) {
         if let Some(name) = self.of_conn.remove(&conn) {

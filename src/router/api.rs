@@ -65,6 +65,7 @@ impl From<Reject> for ApiError {
     fn from(reject: Reject) -> ApiError {
         let status = match reject.code {
             ErrorCode::UnknownClient => 404,
+            ErrorCode::Unavailable => 503,
             _ => 400,
         };
         ApiError {

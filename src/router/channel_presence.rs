@@ -24,10 +24,12 @@ use serde_json::value::RawValue;
 use super::authorize::forbidden;
 use super::dialect::Dialect;
 use super::entry::{ChannelMember, MAX_INFO_LEN};
+use super::history_wire::SubscribedFields;
 use super::members::{user_value, Change, ChannelMembers};
 use super::namespaces::SubscribePolicy;
 use super::wire::{self, ErrorCode, Out, Outgoing, PublicUser, Reject};
 use super::{channel_name, ConnId, Outbox, Router};
+use crate::history::Since;
 
 /// Members per extra token of a subscribe to a channel with presence.
 const MEMBERS_PER_TOKEN: usize = 10;
@@ -66,6 +68,7 @@ impl Router {
         conn: ConnId,
         channel: &str,
         token: Option<&RawValue>,
+        since: Option<Since>,
         now: Instant,
         out: &mut impl Outbox,
     ) -> Result<(), Reject> {
@@ -92,16 +95,37 @@ impl Router {
                 format!("at most {max} channels per client"),
             )
         })?;
+        // SPEC 16: on a history channel its position, and what a `since` missed (maybe later:
+        // in a cluster it is asked of Redis).
+        if let Some(history) = self.history_subscribe(conn, channel, since) {
+            self.reply_subscribed(conn, channel, &history.fields, out);
+            self.deliver_frames(conn, &history.replay, out);
+        }
+        Ok(())
+    }
+
+    /// The `subscribed` reply to `conn`: on a channel with presence its members, on a history
+    /// channel the fields of `history.rs`.
+    pub(super) fn reply_subscribed(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        history: &SubscribedFields,
+        out: &mut impl Outbox,
+    ) {
+        let presence = self.has_channel_presence(channel);
         let truncated = presence && self.presence_count(channel) > self.config.presence_max_users;
         let msg = Out::Subscribed {
             channel,
+            recovered: history.recovered,
+            offset: history.offset,
+            epoch: history.epoch.as_deref(),
             presence: presence.then(|| ChannelMembers::new(&self.members, channel, truncated)),
             truncated,
         };
         if let Some(encoded) = Outgoing::encode(&msg) {
             self.deliver(&encoded, [conn], out);
         }
-        Ok(())
     }
 
     /// `{"event":"presence","channel":C}`: the members of C, for a subscriber of C or a

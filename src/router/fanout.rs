@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use super::channels::TooManyChannels;
 use super::dialect::{ChannelEvent, Dialect, Foreign};
 use super::entry::{ChannelMember, Subscription};
+use super::history_state::Published;
 use super::members::Change;
 use super::wire::{Out, Outgoing};
 use super::{Client, ClusterOut, ConnId, Frame, Outbox, Router};
@@ -107,6 +108,7 @@ impl Router {
     pub fn leave(&mut self, conn: ConnId, channel: &str, out: &mut impl Outbox) -> bool {
         let left = self.channels.unsubscribe(conn, channel);
         if left {
+            self.history_forget(conn, Some(channel));
             if let Some(client) = self.clients.get(&conn) {
                 self.handler
                     .unsubscribe(client.id.as_str(), client.user.as_deref(), channel);
@@ -227,16 +229,25 @@ impl Router {
         remote_except: Option<&str>,
         out: &mut impl Outbox,
     ) {
+        // SPEC 16: a publication on a history channel gets its offset first: stored here, or
+        // sent to Redis, which publishes it to every node (this one too: nothing now).
+        let mut rakit: Option<Option<Outgoing>> =
+            match self.history_publish(event, except, remote_except) {
+                Published::Plain => None,
+                Published::Stored(encoded) => Some(encoded),
+                Published::Elsewhere => return,
+            };
         if !self.channels.has_members(event.channel) && self.remote.is_none() {
             return;
         }
-        let mut rakit: Option<Option<Outgoing>> = None;
         let rakit_encode = || {
             Outgoing::encode(&Out::Channel {
                 channel: event.channel,
                 event: event.event,
                 client_id: event.client_id,
                 data: event.data,
+                offset: None,
+                epoch: None,
             })
         };
         if self.remote.is_some() {
@@ -253,10 +264,18 @@ impl Router {
                 });
             }
         }
+        // SPEC 16 (cluster, Redis down): held for subscribers waiting for their position.
+        let held = match rakit.as_ref().and_then(Option::as_ref) {
+            Some(msg) if self.remote.is_some() => {
+                let frame = msg.frame.clone();
+                self.hold_for_seams(event.channel, None, &frame)
+            }
+            _ => Vec::new(),
+        };
         let mut foreign: Option<Option<Frame>> = None;
         let observed = self.handler.observes_send();
         for conn in self.channels.members(event.channel) {
-            if Some(conn) == except {
+            if Some(conn) == except || held.contains(&conn) {
                 continue;
             }
             let Some(client) = self.clients.get(&conn) else {

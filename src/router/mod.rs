@@ -24,6 +24,10 @@ mod dialect;
 mod entry;
 mod fanout;
 mod flood;
+mod history;
+mod history_cluster;
+mod history_state;
+mod history_wire;
 mod ids;
 mod members;
 mod namespaces;
@@ -53,10 +57,11 @@ pub use self::entry::{
     MAX_USER_LEN,
 };
 pub use self::flood::RouterLimits;
+pub use self::history_wire::{parse_api_query, ApiHistory};
 pub use self::namespaces::{
     Namespace, NamespaceId, Namespaces, PublishPolicy, SubscribePolicy, MAX_NAMESPACES,
 };
-pub use self::remote::{ChannelExtras, ClusterOut};
+pub use self::remote::{ChannelExtras, ClusterOut, HistoryPublication};
 pub use self::replica::NodeId;
 
 use self::aliases::Aliases;
@@ -123,6 +128,10 @@ pub struct RouterConfig {
     pub max_token_size: usize,
     /// Unix seconds now, for the expiry of channel tokens.
     pub unix_clock: fn() -> u64,
+    /// `[history] max_memory`: what one node's channel history may hold (SPEC section 16).
+    pub history_max_memory: usize,
+    /// `max_send_buffer`: a replay or a `history` answer larger than it is refused.
+    pub max_send_buffer: usize,
 }
 
 impl Default for RouterConfig {
@@ -139,6 +148,8 @@ impl Default for RouterConfig {
             token_key: TokenKey::default(),
             max_token_size: 8192,
             unix_clock: crate::session::now_unix,
+            history_max_memory: 64 << 20,
+            max_send_buffer: 1 << 20,
         }
     }
 }
@@ -202,6 +213,8 @@ pub struct Router {
     rate_limited: crate::limits::Counts,
     /// The `rate_limited` error, encoded once: a refusal allocates nothing.
     rate_limited_error: Option<Outgoing>,
+    /// Channel history and recovery (SPEC section 16, `history.rs`).
+    history: history_state::History,
 }
 
 impl fmt::Debug for Router {
@@ -218,7 +231,15 @@ impl Router {
     /// A router with no clients. `seed` seeds the client-id generator; give
     /// it something that differs between runs (time, pid).
     pub fn new(config: RouterConfig, handler: Box<dyn Handler>, seed: u64) -> Router {
+        let history = history_state::History::new(
+            config.history_max_memory,
+            config.max_send_buffer,
+            // The process's epoch: another value than the client ids' seed.
+            seed.rotate_left(29) ^ 0x5851_f42d_4c95_7f2d,
+            &config.namespaces,
+        );
         Router {
+            history,
             presence: Throttle::new(config.presence_interval),
             config,
             handler,
@@ -349,6 +370,7 @@ impl Router {
         self.aliases.remove_conn(conn);
         self.order.remove(&client.seq);
         let channels = self.channels.remove_conn(conn);
+        self.history_forget(conn, None);
         let changes = self.members.unbind_all(conn);
         self.notify_members(&changes, None, out);
         self.report_members(&changes);
@@ -408,9 +430,14 @@ impl Router {
     }
 
     /// When [`Router::handle_timeout`] should next be called (a pending
-    /// presence update), or `None`.
+    /// presence update, or history to expire), or `None`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.presence.deadline()
+        // SPEC 16: the history store's expiry.
+        self.presence
+            .deadline()
+            .into_iter()
+            .chain(self.history.deadline())
+            .min()
     }
 
     /// Sends the pending presence update if it is due at `now`. The message
@@ -420,6 +447,8 @@ impl Router {
         if self.presence.take_due(now) {
             self.send_presence(now, out);
         }
+        // SPEC 16: publications that expired, streams a day old.
+        self.history.sweep(now);
     }
 
     /// Who may send commands from now on (a configuration reload, SPEC section 18).
@@ -580,8 +609,10 @@ impl Router {
                     )
                     .on(&channel));
                 }
+                // SPEC 16: a malformed `since` changes nothing.
+                let since = history_wire::parse_since(msg.since)?;
                 // Its namespace's rule, presence, the subscription and the reply.
-                self.subscribe_event(conn, &channel, msg.token, now, out)?;
+                self.subscribe_event(conn, &channel, msg.token, since, now, out)?;
             }
             "unsubscribe" => {
                 let channel = channel_name(msg.channel)?;
@@ -609,10 +640,12 @@ impl Router {
                 self.fan_out(&event, None, out);
             }
             "presence" => self.presence_event(conn, msg, now, out)?,
+            // SPEC 16.
+            "history" => self.history_event(conn, msg, now, out)?,
             _ => {
                 return Err(Reject::new(
                     ErrorCode::UnknownEvent,
-                    "unknown event: expected subscribe, unsubscribe, message or presence",
+                    "unknown event: expected subscribe, unsubscribe, message, presence or history",
                 ))
             }
         }

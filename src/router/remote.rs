@@ -30,6 +30,7 @@ use super::replica::{Limits, NodeId, Replica};
 use super::reporter::{Before, Reporter};
 use super::wire::{ErrorCode, Out, Outgoing};
 use super::{deliver, ConnId, Frame, Outbox, Router};
+use crate::history::{Read, Retention};
 
 /// What the router asks the cluster to tell other nodes.
 #[derive(Debug, Clone)]
@@ -65,9 +66,37 @@ pub enum ClusterOut {
     Unsubscribed { id: String, channel: String },
     /// The `presence` command: every node sends presence now.
     Presence,
+    /// A publication on a history channel, for Redis to number, store and publish to every
+    /// node (SPEC section 16).
+    HistoryPublish(HistoryPublication),
+    /// Read `tag` of a history channel's stream; answered with [`Router::history_reply`].
+    HistoryRead {
+        tag: u64,
+        channel: String,
+        read: Read,
+        keep: Retention,
+        /// The most bytes of publications the answer may carry.
+        max_bytes: usize,
+    },
+    /// A publication on history channel `channel` was delivered here without being stored
+    /// (Redis was down): its stream must get a new epoch when Redis is back.
+    Unstored { channel: String },
     /// Every node closes its connections signed in as `user` (Pusher's
     /// `terminate_connections`; see [`Router::terminate_everywhere`]).
     Terminate { user: String },
+}
+
+/// A publication on a history channel on its way to Redis (SPEC section 16): its Rakit frame's
+/// JSON without offset and epoch, that frame (for local delivery if Redis cannot take it), what
+/// travels beside it, and how much of the channel is kept.
+#[derive(Debug, Clone)]
+pub struct HistoryPublication {
+    pub channel: String,
+    pub json: String,
+    pub frame: Frame,
+    pub except: Option<String>,
+    pub user: Option<String>,
+    pub keep: Retention,
 }
 
 /// What travels beside a channel frame from another node.
@@ -143,6 +172,8 @@ impl Router {
     pub fn enable_cluster(&mut self, node: &str) {
         let max = self.config.max_channels_per_client;
         self.remote = Some(Box::new(Remote::new(node, max)));
+        // SPEC 16: history lives in Redis.
+        self.history.use_redis();
     }
 
     /// What other nodes must be told since the last call, in order.
@@ -203,16 +234,33 @@ impl Router {
         extras: ChannelExtras<'_>,
         out: &mut impl Outbox,
     ) {
+        self.remote_frame(channel, frame, None, extras, out);
+    }
+
+    /// [`Router::remote_channel`] for a frame that may carry a history channel's `stamp`
+    /// (offset and epoch): subscribers waiting for their position get it later (SPEC 16,
+    /// `history_cluster.rs`), also one without (delivered while Redis was down).
+    pub(super) fn remote_frame(
+        &mut self,
+        channel: &str,
+        frame: &[u8],
+        stamp: Option<(u64, &str)>,
+        extras: ChannelExtras<'_>,
+        out: &mut impl Outbox,
+    ) {
         if !self.channels.has_members(channel) {
             return;
         }
         let skip = extras.except.and_then(|name| self.aliases.get(name));
         let msg = outgoing(frame, &*self.handler);
+        let held = self.hold_for_seams(channel, stamp, &msg.frame);
         deliver(
             &self.clients,
             &mut *self.handler,
             &msg,
-            self.channels.members(channel).filter(|c| Some(*c) != skip),
+            self.channels
+                .members(channel)
+                .filter(|c| Some(*c) != skip && !held.contains(c)),
             out,
         );
         self.remote_channel_foreign(channel, payload(frame), skip, extras.user, out);
@@ -482,7 +530,7 @@ fn outgoing(frame: &[u8], handler: &dyn crate::events::Handler) -> Outgoing {
 }
 
 /// The payload of an unmasked frame the server built (RFC 6455 section 5.2).
-fn payload(frame: &[u8]) -> &[u8] {
+pub(super) fn payload(frame: &[u8]) -> &[u8] {
     let start = match frame.get(1).map(|b| b & 0x7f) {
         Some(126) => 4,
         Some(127) => 10,

@@ -32,6 +32,8 @@ pub(crate) enum ErrorCode {
     BinaryUnsupported,
     /// SPEC section 17: a message over its sender's bucket (sent at most once a second).
     RateLimited,
+    /// History could not be read (Redis unreachable or answering nonsense; SPEC 16, docs/history.md).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -100,6 +103,10 @@ pub(crate) struct Incoming<'a> {
     pub client_id: Option<&'a RawValue>,
     /// A channel token (SPEC section 15).
     pub token: Option<&'a RawValue>,
+    /// What a subscriber saw last, or where a `history` request starts (SPEC section 16).
+    pub since: Option<&'a RawValue>,
+    /// How many publications a `history` request wants (SPEC section 16).
+    pub limit: Option<&'a RawValue>,
 }
 
 /// Parses one client text message.
@@ -167,6 +174,8 @@ enum Key {
     Ping,
     ClientId,
     Token,
+    Since,
+    Limit,
     Other,
 }
 
@@ -189,6 +198,8 @@ impl<'de> Deserialize<'de> for Key {
                     "ping" => Key::Ping,
                     "client_id" => Key::ClientId,
                     "token" => Key::Token,
+                    "since" => Key::Since,
+                    "limit" => Key::Limit,
                     _ => Key::Other,
                 })
             }
@@ -220,6 +231,8 @@ impl<'de> Deserialize<'de> for Incoming<'de> {
                         Key::Ping => (&mut m.ping, "ping"),
                         Key::ClientId => (&mut m.client_id, "client_id"),
                         Key::Token => (&mut m.token, "token"),
+                        Key::Since => (&mut m.since, "since"),
+                        Key::Limit => (&mut m.limit, "limit"),
                         Key::Other => {
                             // Raw: never reads a number it does not need (`1E400` is fine).
                             map.next_value::<&RawValue>()?;
@@ -277,6 +290,14 @@ pub(crate) enum Out<'a> {
     },
     Subscribed {
         channel: &'a str,
+        /// The answer to a `since` (SPEC section 16).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        /// A history channel's newest offset and its epoch (SPEC section 16).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
         /// On a channel with presence (SPEC section 15.3): its members, itself included.
         #[serde(skip_serializing_if = "Option::is_none")]
         presence: Option<ChannelMembers<'a>>,
@@ -294,6 +315,12 @@ pub(crate) enum Out<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
         data: &'a RawValue,
+        /// On a history channel: the publication's offset and the stream's epoch (SPEC
+        /// section 16); absent elsewhere, so those frames stay as section 5 has them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
     },
     Pong,
     Ack {
@@ -323,6 +350,14 @@ pub(crate) enum Out<'a> {
         channel: &'a str,
         client_id: &'a str,
         user: &'a RawValue,
+    },
+    /// The answer to `{"event":"history",...}` (SPEC section 16).
+    History {
+        channel: &'a str,
+        /// `[{"offset":N,"data":D,"client_id":S}...]`, written by `history_wire.rs`.
+        publications: &'a RawValue,
+        offset: u64,
+        epoch: &'a str,
     },
     /// The answer to `{"event":"presence","channel":C}`.
     ChannelPresence {
@@ -496,6 +531,7 @@ mod tests {
             (ErrorCode::Forbidden, "forbidden"),
             (ErrorCode::BinaryUnsupported, "binary_unsupported"),
             (ErrorCode::RateLimited, "rate_limited"),
+            (ErrorCode::Unavailable, "unavailable"),
         ];
         for (code, text) in all {
             assert_eq!(code.as_str(), text);

@@ -758,6 +758,7 @@ pub mod abuse;
 /// A raw HTTP/1.1 client and metrics helpers for the HTTP side (tests/api_*.rs).
 pub mod api;
 pub mod browser;
+pub mod history;
 pub mod namespaces;
 pub mod proxy;
 pub mod pusher;

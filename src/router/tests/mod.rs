@@ -6,6 +6,7 @@ mod budget;
 mod cluster;
 mod commands;
 mod flood;
+mod history;
 mod members;
 mod namespaces;
 mod occupancy;

@@ -254,6 +254,21 @@ fn main() {
                 ],
                 vec!["--secs".into(), echo_secs.to_string()],
             ),
+            // SPEC 16: the same fan-out on a history channel (every publication numbered,
+            // stored and framed with its offset) against the plain one and the peers.
+            "fanout-history" => (
+                vec![
+                    Server {
+                        name: "rakit-history",
+                        loadgen_extra: vec!["--channel".into(), "hist.bench".into()],
+                        ..rakit_server(false)
+                    },
+                    rakit_server(false),
+                    peer("tungstenite-mt", "peer-tungstenite", &[]),
+                    peer("tungstenite-ct", "peer-tungstenite", &["--current-thread"]),
+                ],
+                fanout_args.clone(),
+            ),
             "fanout" | "broadcast" => (
                 vec![
                     rakit_server(false),
@@ -304,6 +319,22 @@ fn main() {
                 (cluster_servers(), a)
             }
             "cluster-latency" => (cluster_servers(), latency_args.clone()),
+            // SPEC 16: two nodes and Redis, publishing on a history channel (one Lua script
+            // per publication) against the same on a plain channel.
+            "cluster-fanout-history" => {
+                let mut a = fanout_args.clone();
+                if args.get("msgs").is_none() {
+                    a.extend(["--msgs".to_owned(), "10000".to_owned()]);
+                }
+                a.extend(["--timeout".to_owned(), "240".to_owned()]);
+                let plain = cluster_servers().swap_remove(1);
+                let history = Server {
+                    name: "rakit-cluster-history",
+                    loadgen_extra: vec!["--channel".into(), "hist.bench".into()],
+                    ..plain.clone()
+                };
+                (vec![history, plain], a)
+            }
             other => panic!("unknown workload {other}"),
         };
         let (mut servers, loadgen_args) = (servers, loadgen_args);
@@ -344,7 +375,7 @@ fn main() {
         for round in 1..=rounds {
             for server in &servers {
                 let mut loadgen_args = loadgen_args.clone();
-                if workload == "cluster-fanout" && server.name.starts_with("node") {
+                if workload.starts_with("cluster-fanout") && server.name.starts_with("node") {
                     // The Node peer is some 50 times slower: fewer messages
                     // keep its runs under a minute (rates and CPU per
                     // delivery do not depend on the count).
@@ -494,6 +525,10 @@ fn run_one(
     let cpu0 = total_cpu();
     let started = Instant::now();
     let loadgen_workload = workload.strip_prefix("cluster-").unwrap_or(workload);
+    // The history variants are the same fan-out on another channel (`--channel`).
+    let loadgen_workload = loadgen_workload
+        .strip_suffix("-history")
+        .unwrap_or(loadgen_workload);
     let join = |v: &[String]| v.join(",");
     let mut cmd = Command::new(bin_dir.join("loadgen"));
     cmd.arg(loadgen_workload)

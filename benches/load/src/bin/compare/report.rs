@@ -20,7 +20,7 @@ pub(super) fn metrics(workload: &str) -> Vec<Metric> {
             m("cpu_ns_per_msg", "cpu ns/msg"),
             m("rss_kb", "rss KiB"),
         ],
-        "fanout" | "broadcast" => vec![
+        "fanout" | "broadcast" | "fanout-history" => vec![
             m("deliveries_per_s", "deliveries/s"),
             m("secs", "secs"),
             m("cpu_ns_per_delivery", "cpu ns/deliv"),
@@ -46,7 +46,7 @@ pub(super) fn metrics(workload: &str) -> Vec<Metric> {
         ],
         // srv: the server processes (Redis not included); A, B: each node
         // (A has the publisher); per cpu-s: every process, Redis included.
-        "cluster-fanout" => vec![
+        "cluster-fanout" | "cluster-fanout-history" => vec![
             m("deliveries_per_s", "deliveries/s"),
             m("secs", "secs"),
             m("cpu_ns_per_delivery", "srv ns/deliv"),
@@ -88,6 +88,7 @@ pub(super) fn pairs<'a>(workload: &str, servers: &'a [Server]) -> Vec<(&'a str, 
     if workload.starts_with("cluster-") {
         let has = |n: &str| servers.iter().any(|s| s.name == n);
         [
+            ("rakit-cluster-history", "rakit-cluster"),
             ("rakit-cluster", "rakit-1"),
             ("node-cluster", "node-1"),
             ("rakit-cluster", "node-cluster"),
@@ -97,11 +98,17 @@ pub(super) fn pairs<'a>(workload: &str, servers: &'a [Server]) -> Vec<(&'a str, 
         .filter(|(a, b)| has(a) && has(b))
         .collect()
     } else {
-        servers
+        let mut pairs: Vec<(&str, &str)> = servers
             .iter()
             .filter(|s| s.name != "rakit")
             .map(|s| ("rakit", s.name))
-            .collect()
+            .collect();
+        if servers.iter().any(|s| s.name == "rakit-history") {
+            pairs.retain(|(_, b)| *b != "rakit-history");
+            pairs.insert(0, ("rakit-history", "rakit"));
+            pairs.push(("rakit-history", "tungstenite-mt"));
+        }
+        pairs
     }
 }
 
@@ -199,6 +206,31 @@ pub(super) fn report(
         return t;
     }
     match workload {
+        "fanout-history" => {
+            let c = get("rakit-history", "cpu_ns_per_delivery") / get("rakit", "cpu_ns_per_delivery");
+            let ok = all_valid("rakit-history");
+            t.push(format!(
+                "fanout-history CPU per delivery, history / plain channel {c:>6.2}x  (target <= 1.20x, \
+                 zero loss: rakit-history {} valid)  {}",
+                if ok { "all" } else { "NOT all" },
+                verdict(c <= 1.2 && ok)
+            ));
+            let r = get("rakit-history", "deliveries_per_s") / get("tungstenite-mt", "deliveries_per_s");
+            t.push(format!(
+                "fanout-history deliveries/s vs tungstenite-mt (plain) {r:>6.2}x"
+            ));
+        }
+        "cluster-fanout-history" => {
+            let r = get("rakit-cluster-history", "deliveries_per_s")
+                / get("rakit-cluster", "deliveries_per_s");
+            let c = get("rakit-cluster-history", "deliveries_per_cpu_s")
+                / get("rakit-cluster", "deliveries_per_cpu_s");
+            t.push(format!(
+                "cluster-fanout-history deliveries/s, history / plain {r:>6.2}x; deliveries per \
+                 CPU-s (Redis included) {c:.2}x  (rakit-cluster-history {} valid)",
+                if all_valid("rakit-cluster-history") { "all" } else { "NOT all" },
+            ));
+        }
         "cluster-fanout" => {
             let ok = all_valid("rakit-cluster");
             let r = get("rakit-cluster", "deliveries_per_s") / get("rakit-1", "deliveries_per_s");

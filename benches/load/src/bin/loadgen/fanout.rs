@@ -39,7 +39,9 @@ pub(super) fn fanout(c: &Common, args: &Args, broadcast: bool) -> io::Result<Str
         (false, None) => "fanout",
         (false, Some(_)) => "pusher-fanout",
     };
-    let channel = "bench";
+    // `--channel hist.bench`: a channel whose namespace keeps history (rakit-bench.toml).
+    let channel = args.get("channel").unwrap_or_else(|| "bench".to_owned());
+    let channel = channel.as_str();
     let mut poll = Poll::new()?;
     let mut clients: Vec<WsClient> = Vec::with_capacity(subs + 1);
     let mut scratch = vec![0u8; SCRATCH];

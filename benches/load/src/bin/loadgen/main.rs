@@ -4,6 +4,7 @@
 //! loadgen echo      --addr A [--conns 100] [--size 20] [--secs 5] [--warmup 1] [--json]
 //!                   [--rounds N]
 //! loadgen fanout    --addr A [--subs 1000] [--msgs 2000] [--size 64] [--timeout 60]
+//!                   [--channel bench]
 //! loadgen broadcast --addr A [--subs 1000] [--msgs 2000] [--size 64] [--timeout 60]
 //! loadgen idle      --addr A [--conns 10000] [--inflight 100] [--settle-ms 1000]
 //! loadgen api       --addr A --token T [--key K] [--subs 1000] [--msgs 480] [--size 24]
