@@ -29,10 +29,11 @@
 //!
 //! SPEC section 17's buckets are off (`RouterLimits::OFF`, explicitly): the model predicts
 //! routing, not rates (tests/abuse_messages.rs and the router's unit tests cover those).
-//! SPEC section 16 (`history`, a subscribe's `since`) is not on this router yet: `history`
-//! is `unknown_event` and `since` an ignored key; when it lands, a channel without history
-//! must answer `history` with `publications:[]`, offset 0, epoch `""`, and `since` with
-//! `recovered:false`, and a malformed `since` or `limit` is `bad_request`.
+//! SPEC section 16: no namespace here keeps history, so `history` (for a subscriber or a
+//! connection the subscribe rule admits) answers `publications:[]`, offset 0, epoch `""`, a
+//! subscribe's `since` answers `recovered:false` with offset 0 and epoch `""`, and a
+//! malformed `since` or `limit` is `bad_request` (streams with offsets are tested in
+//! tests/history.rs and the router's unit tests).
 //!
 //! Input: messages separated by 0xff bytes; each starts with its sender (`% 5`; 4 is never
 //! connected; bit 7 sends it as a binary message). `$0` to `$3` in the text become the

@@ -86,13 +86,26 @@ impl Model {
                 assert_eq!(f["data"].get(), data, "passed through byte for byte");
                 assert_eq!(keys.len(), 3 + usize::from(client_id.is_some()), "{keys:?}");
             }
-            Want::Subscribed { channel, presence } => {
+            Want::Subscribed {
+                channel,
+                presence,
+                since,
+            } => {
                 let mut expected = json!({"type": "subscribed", "channel": channel});
                 if let Some(members) = presence {
                     expected["presence"] = self.member_list(members);
                 }
+                if *since {
+                    expected["recovered"] = json!(false);
+                    expected["offset"] = json!(0);
+                    expected["epoch"] = json!("");
+                }
                 made(expected);
             }
+            Want::History(channel) => made(json!({
+                "type": "history", "channel": channel, "publications": [],
+                "offset": 0, "epoch": "",
+            })),
             Want::Unsubscribed(channel) => {
                 made(json!({"type": "unsubscribed", "channel": channel}))
             }
@@ -120,7 +133,10 @@ impl Model {
                     expected["channel"] = json!(channel);
                 }
                 assert_eq!(got, expected, "error");
-                assert!(text.as_ref().is_some_and(Value::is_string), "an error's text");
+                assert!(
+                    text.as_ref().is_some_and(Value::is_string),
+                    "an error's text"
+                );
             }
             Want::Presence => self.check_presence(frame),
         }

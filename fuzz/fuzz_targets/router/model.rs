@@ -89,6 +89,36 @@ pub fn string(raw: &RawValue) -> Option<String> {
         .flatten()
 }
 
+/// A JSON number written with digits only (no sign, fraction or exponent): its value, with
+/// `u64::MAX` standing for any larger one.
+fn digits(raw: &RawValue) -> Option<u64> {
+    let text = raw.get();
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().unwrap_or(u64::MAX))
+}
+
+/// SPEC 16: a subscribe's `since` is `{"offset":N,"epoch":E}`, N a non-negative integer and E
+/// a string; other keys do not matter, a repeated one is malformed JSON.
+fn since_ok(raw: &RawValue) -> Result<(), Refusal> {
+    #[derive(Deserialize)]
+    struct Since<'a> {
+        #[serde(borrow)]
+        offset: &'a RawValue,
+        #[serde(borrow)]
+        epoch: &'a RawValue,
+    }
+    let since: Since<'_> = raw
+        .get()
+        .starts_with('{')
+        .then(|| serde_json::from_str(raw.get()).ok())
+        .flatten()
+        .ok_or("bad_request")?;
+    match (digits(since.offset), string(since.epoch)) {
+        (Some(_), Some(_)) => Ok(()),
+        _ => Err("bad_request".into()),
+    }
+}
+
 /// A key that is present, even with `null`: routing goes by presence.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
@@ -117,6 +147,12 @@ struct Incoming<'a> {
     /// A channel token (SPEC section 15).
     #[serde(default, borrow, deserialize_with = "present")]
     token: Option<&'a RawValue>,
+    /// A subscribe's recovery point, or a `history` request's offset (SPEC section 16).
+    #[serde(default, borrow, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
+    /// A `history` request's count (SPEC section 16).
+    #[serde(default, borrow, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
 }
 
 /// An error code of SPEC section 5.
@@ -198,11 +234,17 @@ pub enum Want {
         client_id: Option<String>,
         data: String,
     },
-    /// `subscribed`, with the channel's members on a channel with presence.
+    /// `subscribed`, with the channel's members on a channel with presence, and with
+    /// `recovered:false`, offset 0 and epoch `""` when it had a `since` (SPEC 16: no channel
+    /// here keeps history).
     Subscribed {
         channel: String,
         presence: Option<Vec<ConnId>>,
+        since: bool,
     },
+    /// SPEC 16's answer to `history` on a channel without history: nothing, offset 0,
+    /// epoch `""`.
+    History(String),
     Unsubscribed(String),
     /// SPEC 15.3: `who` joined or left a channel with presence.
     Join {
@@ -514,6 +556,8 @@ impl Model {
                     // The budget is spent first, whatever the rest says.
                     spend(&mut self.clients[sender].budget, now.as_millis() as u64)?;
                     let channel = valid_channel(required_str(msg.channel)?)?;
+                    // SPEC 16: a malformed `since` is refused before any rule.
+                    let since = msg.since.map(since_ok).transpose()?.is_some();
                     let presence = self.rules(&channel).2;
                     let mut sends = vec![];
                     // Already subscribed: answered again, with no check (it passed one).
@@ -542,7 +586,14 @@ impl Model {
                             .push(sender);
                     }
                     let presence = presence.then(|| self.members(&channel).to_vec());
-                    sends.push((sender, Want::Subscribed { channel, presence }));
+                    sends.push((
+                        sender,
+                        Want::Subscribed {
+                            channel,
+                            presence,
+                            since,
+                        },
+                    ));
                     sends
                 }
                 "unsubscribe" => {
@@ -581,8 +632,27 @@ impl Model {
                     let members = self.members(&channel).to_vec();
                     vec![(sender, Want::ChannelPresence { channel, members })]
                 }
-                // SPEC 16's `history` is not on this branch's router yet (it answers
-                // `unknown_event`): see the target's docs.
+                // SPEC 16: `limit` 1 to 100 and `since` an offset, each optional; for a
+                // subscriber or a connection the subscribe rule admits (a token costs a
+                // subscribe's token first). No channel here keeps history.
+                "history" => {
+                    let channel = valid_channel(required_str(msg.channel)?)?;
+                    if let Some(limit) = msg.limit {
+                        digits(limit)
+                            .filter(|n| (1..=100).contains(n))
+                            .ok_or("bad_request")?;
+                    }
+                    if let Some(since) = msg.since {
+                        digits(since).ok_or("bad_request")?;
+                    }
+                    if !self.is_member(sender, &channel) {
+                        if msg.token.is_some() {
+                            spend(&mut self.clients[sender].budget, now.as_millis() as u64)?;
+                        }
+                        self.may_subscribe(sender, &channel, msg.token)?;
+                    }
+                    vec![(sender, Want::History(channel))]
+                }
                 _ => return Err("unknown_event".into()),
             }
         } else if let Some(to) = msg.to {
