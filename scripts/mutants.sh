@@ -8,7 +8,7 @@
 #   bash scripts/mutants.sh session accept   # some of them
 #   bash scripts/mutants.sh --list           # the modules and their tests
 #
-# Results: ${CARGO_TARGET_DIR:-target}/mutants/<module>/mutants.out (missed.txt, caught.txt,
+# Results: ${MUTANTS_OUT:-${CARGO_TARGET_DIR:-target}/mutants}/<module>/mutants.out (missed.txt, caught.txt,
 # unviable.txt, timeout.txt, outcomes.json). cargo-mutants works on a copy of the tree; extra
 # options go in MUTANTS_ARGS (e.g. MUTANTS_ARGS=--in-place: faster, but leave the tree alone
 # while it runs). Tests whose tool is missing fail rather than skip (RAKIT_CI=1), so a skipped
@@ -44,7 +44,8 @@ if ! cargo mutants --version >/dev/null 2>&1; then
 fi
 
 export RAKIT_CI=1
-out="${CARGO_TARGET_DIR:-$PWD/target}/mutants"
+out="${MUTANTS_OUT:-${CARGO_TARGET_DIR:-$PWD/target}/mutants}"
+mkdir -p "$out"
 wanted=("$@")
 status=0
 for line in "${modules[@]}"; do
