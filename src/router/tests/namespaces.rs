@@ -234,10 +234,56 @@ fn public_namespaces_are_the_ones_another_dialect_may_read() {
 }
 
 #[test]
+fn a_token_of_max_handshake_size_is_read_and_a_longer_one_refused_unread() {
+    let token = token_for("order.7", Holder::User("42"), NOW_UNIX + 60);
+    for (max, admitted) in [(token.len(), true), (token.len() - 1, false)] {
+        let mut h = Harness::with(RouterConfig {
+            max_token_size: max,
+            ..config(100)
+        });
+        h.join(2, Some(alice()));
+        let text = sub_with("order.7", &token);
+        if admitted {
+            subscribed(&mut h, 2, &text);
+        } else {
+            forbidden(&mut h, 2, &text, "order.7");
+        }
+    }
+}
+
+#[test]
 fn the_token_key_never_shows_the_secret() {
-    assert_eq!(format!("{:?}", TokenKey::new(SECRET)), "TokenKey(<set>)");
+    let key = TokenKey::new(b"hunter2");
+    assert_eq!(format!("{key:?}"), "TokenKey(<set>)");
     assert_eq!(format!("{:?}", TokenKey::default()), "TokenKey(none)");
     assert_eq!(format!("{:?}", TokenKey::new(b"")), "TokenKey(none)");
+    let config = format!(
+        "{:?}",
+        RouterConfig {
+            token_key: key,
+            ..config(100)
+        }
+    );
+    assert!(
+        config.contains("TokenKey(<set>)") && !config.contains("hunter2"),
+        "{config}"
+    );
+}
+
+#[test]
+fn only_public_channels_are_public_to_the_other_dialect() {
+    let h = harness();
+    for (channel, public) in [
+        ("chat", true),
+        ("room.1", true),
+        ("order", true),
+        ("order.1", false),
+        ("user.42", false),
+        ("staff.x", false),
+        ("vip.1", false),
+    ] {
+        assert_eq!(h.router.is_public(channel), public, "{channel}");
+    }
 }
 
 #[test]
