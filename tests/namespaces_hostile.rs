@@ -172,7 +172,7 @@ fn a_pusher_client_event_obeys_the_namespaces_publish_rule() {
          [[namespaces]]\nprefix = \"private-feed.\"\npublish = \"backend\"\n"
     );
     let daemon = Daemon::start(&config, &[]);
-    let mut join = |channel: &str| {
+    let join = |channel: &str| {
         let (mut ws, socket_id) = connect(&daemon);
         let auth = sign(&[&socket_id, channel]);
         common::send_json(
