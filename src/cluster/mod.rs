@@ -33,6 +33,7 @@ mod hash;
 pub mod history;
 mod history_ops;
 pub mod link;
+mod outgoing;
 mod requests;
 pub mod resp;
 mod trust;
@@ -384,71 +385,6 @@ impl Cluster {
             self.command(&[b"ZREM", nodes.as_bytes(), node.as_bytes()]);
         }
         self.left = true;
-    }
-
-    fn bus(&self) -> String {
-        format!("{}:bus", self.ns)
-    }
-
-    fn inbox(&self, node: &str) -> String {
-        format!("{}:node:{node}", self.ns)
-    }
-
-    fn hash(&self, node: &str) -> String {
-        format!("{}:presence:{node}", self.ns)
-    }
-
-    fn nodes_key(&self) -> String {
-        format!("{}:nodes", self.ns)
-    }
-
-    /// Queues a command whose reply does not matter. A command that cannot
-    /// be queued leaves our hash stale: it is written whole later.
-    fn command(&mut self, args: &[&[u8]]) -> bool {
-        self.tagged(args, 0)
-    }
-
-    fn tagged(&mut self, args: &[&[u8]], tag: u64) -> bool {
-        let ok = self.can_send()
-            && self
-                .link
-                .try_send(args.iter().map(|a| a.to_vec()).collect(), tag);
-        if !ok {
-            self.announce_needed = true;
-        }
-        ok
-    }
-
-    fn envelope(&self, body: Body<'_>) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        Envelope {
-            origin: &self.node,
-            body,
-        }
-        .encode(&mut bytes);
-        bytes
-    }
-
-    /// A client message for other nodes: counted as sent, or as dropped.
-    fn publish_message(&mut self, channel: String, body: Body<'_>) -> bool {
-        let bytes = self.envelope(body);
-        let ok = self.can_send()
-            && self
-                .link
-                .try_send(vec![b"PUBLISH".to_vec(), channel.into_bytes(), bytes], 0);
-        if ok {
-            self.counts.messages_out += 1;
-        } else {
-            self.counts.dropped_out += 1;
-        }
-        ok
-    }
-
-    /// Bookkeeping between nodes (joins, leaves, heartbeats, replies).
-    fn publish_control(&mut self, body: Body<'_>) -> bool {
-        let bytes = self.envelope(body);
-        let bus = self.bus();
-        self.command(&[b"PUBLISH", bus.as_bytes(), &bytes])
     }
 
     fn await_reply(
