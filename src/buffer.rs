@@ -38,12 +38,31 @@ impl Chunk {
 
 /// Bytes waiting to be written to one socket.
 ///
-/// An empty queue is one null pointer: the chunks and their counters live in
-/// a box that exists only while bytes wait, so ten thousand idle connections
-/// hold no queue memory and their `Conn`s stay small.
+/// An empty queue is two words and holds no memory: the chunks and their
+/// counters live in a box that exists only while bytes wait, so ten thousand
+/// idle connections hold no queue memory and their `Conn`s stay small. A
+/// queue holding one whole shared frame (a fan-out turn's one message for
+/// each recipient, e.g. a presence update to every client) keeps it inline
+/// and allocates nothing: without that, a message to every idle client
+/// allocated a box and a chunk ring per client, and the allocator kept that
+/// peak as resident memory after the queues were freed.
 #[derive(Debug, Default)]
 pub struct SendQueue {
-    inner: Option<Box<Inner>>,
+    inner: Queue,
+}
+
+#[derive(Debug)]
+enum Queue {
+    /// One shared frame, nothing of it written.
+    One(Rc<[u8]>),
+    /// Nothing (`None`), or chunks.
+    Many(Option<Box<Inner>>),
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue::Many(None)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,7 +77,10 @@ struct Inner {
 impl SendQueue {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.inner.as_ref().map_or(0, |i| i.queued)
+        match &self.inner {
+            Queue::One(frame) => frame.len(),
+            Queue::Many(inner) => inner.as_ref().map_or(0, |i| i.queued),
+        }
     }
 
     /// Nothing waiting?
@@ -66,13 +88,27 @@ impl SendQueue {
         self.len() == 0
     }
 
+    /// The chunks, made room for (a frame held inline becomes the first).
     fn inner(&mut self) -> &mut Inner {
-        self.inner.get_or_insert_with(Box::default)
+        if let Queue::One(frame) = &self.inner {
+            let mut inner = Box::<Inner>::default();
+            inner.queued = frame.len();
+            inner.chunks.push_back(Chunk::Shared(Rc::clone(frame)));
+            self.inner = Queue::Many(Some(inner));
+        }
+        match &mut self.inner {
+            Queue::Many(inner) => inner.get_or_insert_with(Box::default),
+            Queue::One(_) => unreachable!("a frame held inline was just moved to the chunks"),
+        }
     }
 
     /// Queues a shared frame.
     pub fn push_shared(&mut self, frame: &Rc<[u8]>) {
         if frame.is_empty() {
+            return;
+        }
+        if let Queue::Many(None) = self.inner {
+            self.inner = Queue::One(Rc::clone(frame));
             return;
         }
         let inner = self.inner();
@@ -113,7 +149,7 @@ impl SendQueue {
 
     /// Drops everything queued.
     pub fn clear(&mut self) {
-        self.inner = None;
+        self.inner = Queue::default();
     }
 
     /// The unwritten rest of a frame the socket took only part of (empty
@@ -122,8 +158,11 @@ impl SendQueue {
     /// an owned chunk holds several (after the HTTP response, on a new
     /// connection), so its frame boundaries are found by decoding headers.
     pub fn rest_of_frame(&self) -> &[u8] {
-        let Some((chunk, offset)) = self
-            .inner
+        // A frame held inline has nothing of it written.
+        let Queue::Many(inner) = &self.inner else {
+            return &[];
+        };
+        let Some((chunk, offset)) = inner
             .as_ref()
             .and_then(|i| i.chunks.front().map(|c| (c, i.offset)))
         else {
@@ -158,15 +197,39 @@ impl SendQueue {
     /// Writes as much as the socket takes. `Ok(true)`: all written;
     /// `Ok(false)`: the socket is full (`WouldBlock`).
     pub fn flush(&mut self, sink: &mut impl Write) -> io::Result<bool> {
-        let Some(inner) = self.inner.as_mut() else {
+        if let Queue::One(frame) = &self.inner {
+            match write_once(sink, frame)? {
+                Some(n) if n == frame.len() => {
+                    self.inner = Queue::default();
+                    return Ok(true);
+                }
+                // The rest waits in the chunks, like any partly written frame.
+                Some(n) => self.inner().advance(n),
+                None => return Ok(false),
+            }
+        }
+        let Queue::Many(Some(inner)) = &mut self.inner else {
             return Ok(true);
         };
         if !inner.flush(sink)? {
             return Ok(false);
         }
         // Give back the memory of a burst: an idle connection holds nothing.
-        self.inner = None;
+        self.inner = Queue::default();
         Ok(true)
+    }
+}
+
+/// One `write` of `bytes`: how many it took, or `None` if the socket is full.
+fn write_once(sink: &mut impl Write, bytes: &[u8]) -> io::Result<Option<usize>> {
+    loop {
+        return match sink.write(bytes) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
     }
 }
 
@@ -290,7 +353,10 @@ mod tests {
         assert!(q.flush(&mut sink).unwrap());
         assert_eq!(sink.got, b"abcshared-framedefghi");
         assert!(q.is_empty() && q.rest_of_frame().is_empty());
-        assert!(q.inner.is_none(), "a flushed queue holds no memory");
+        assert!(
+            matches!(q.inner, Queue::Many(None)),
+            "a flushed queue holds no memory"
+        );
     }
 
     #[test]
@@ -331,6 +397,50 @@ mod tests {
         };
         assert!(!q.flush(&mut sink).unwrap());
         assert_eq!(q.rest_of_frame(), b"abc");
+    }
+
+    /// A turn's one frame for a client (a presence update to everyone, one channel message)
+    /// is held inline: ten thousand recipients allocate nothing per recipient. A partial
+    /// write, or a second frame, moves it to the chunks without losing a byte.
+    #[test]
+    fn one_shared_frame_is_held_without_allocating() {
+        let shared: Rc<[u8]> = Rc::from(&b"0123456789"[..]);
+        let mut q = SendQueue::default();
+        q.push_shared(&shared);
+        assert!(matches!(q.inner, Queue::One(_)), "{:?}", q.inner);
+        assert_eq!((q.len(), q.rest_of_frame()), (10, &b""[..]));
+        let mut sink = Sink {
+            got: Vec::new(),
+            per_call: 100,
+            calls_left: 0,
+        };
+        // The socket is full: still inline, nothing lost.
+        assert!(!q.flush(&mut sink).unwrap());
+        assert!(matches!(q.inner, Queue::One(_)));
+        // Written whole: empty again, nothing held.
+        sink.calls_left = 1;
+        assert!(q.flush(&mut sink).unwrap());
+        assert!(matches!(q.inner, Queue::Many(None)) && q.is_empty());
+        assert_eq!(sink.got, b"0123456789");
+        // Written in part: the rest waits as the front chunk.
+        q.push_shared(&shared);
+        sink.per_call = 4;
+        sink.calls_left = 1;
+        assert!(!q.flush(&mut sink).unwrap());
+        assert_eq!((q.len(), q.rest_of_frame()), (6, &b"456789"[..]));
+        sink.calls_left = 100;
+        assert!(q.flush(&mut sink).unwrap());
+        assert_eq!(sink.got, b"01234567890123456789");
+        // A second frame, or bytes, after an inline one: both sent, in order.
+        q.push_shared(&shared);
+        q.push_bytes(b"ab");
+        q.push_shared(&shared);
+        assert_eq!(q.len(), 22);
+        sink.got.clear();
+        sink.per_call = 100;
+        assert!(q.flush(&mut sink).unwrap());
+        assert_eq!(sink.got, b"0123456789ab0123456789");
+        assert!(matches!(q.inner, Queue::Many(None)));
     }
 
     #[test]
@@ -376,10 +486,10 @@ mod tests {
             assert!(!q.flush(&mut sink).unwrap());
             sink.got.clear();
         }
-        let held: usize = q
-            .inner
-            .as_ref()
-            .map_or(0, |i| i.chunks.iter().map(|c| c.bytes().len()).sum());
+        let held: usize = match &q.inner {
+            Queue::Many(Some(i)) => i.chunks.iter().map(|c| c.bytes().len()).sum(),
+            _ => 0,
+        };
         assert!(q.len() < 1024, "queued {}", q.len());
         assert!(
             held <= q.len() + 2 * OWNED_CHUNK,
