@@ -30,7 +30,7 @@ use crate::deflate::Params;
 use crate::error::{HandshakeError, ProtocolError};
 use crate::frame::{encode_close, encode_frame, FrameHeader, OpCode};
 use crate::handshake::{self, Decoder, Request};
-use crate::limits::Limits;
+use crate::limits::{Limits, Packed};
 use crate::mask::apply_mask;
 use crate::message::{Assembler, Kind};
 use crate::utf8::{self, Utf8Status};
@@ -112,7 +112,7 @@ pub struct Connection {
     state: State,
     /// permessage-deflate, when agreed (2 bytes, in what was padding).
     deflate: Option<Params>,
-    limits: Limits,
+    limits: Packed,
     decoder: Decoder,
     message: Assembler,
     partial: Partial,
@@ -133,7 +133,7 @@ impl Connection {
         Connection {
             state: State::Handshaking,
             deflate: None,
-            limits,
+            limits: Packed::new(limits),
             decoder: Decoder::default(),
             message: Assembler::default(),
             partial: Partial::default(),
@@ -158,9 +158,9 @@ impl Connection {
         self.deflate.as_ref()
     }
 
-    /// The limits this connection enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// The limits this connection enforces (each at most `u32::MAX`).
+    pub fn limits(&self) -> Limits {
+        self.limits.get()
     }
 
     /// Can messages be sent to the peer?
@@ -191,6 +191,7 @@ impl Connection {
                     ..
                 } = self;
                 let compression = deflate.is_some();
+                let limits = &limits.get();
                 read_frame(state, compression, limits, message, partial, input, out).map_err(|e| {
                     // "_Fail the WebSocket Connection_": say why, then close.
                     if *state == State::Open {
@@ -209,7 +210,7 @@ impl Connection {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<Event<'a>>), Error> {
-        match self.decoder.decode(input, &self.limits) {
+        match self.decoder.decode(input, &self.limits.get()) {
             Ok(None) => Ok((0, None)),
             Ok(Some((request, n))) => {
                 self.state = State::AwaitingDecision;

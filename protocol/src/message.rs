@@ -35,40 +35,46 @@ enum Phase {
 }
 
 /// Gathers the fragments of one message.
-#[derive(Debug, Clone)]
+///
+/// Without a fragmented message in progress it is one null pointer: a daemon
+/// keeps one per connection, and nearly all of them are idle.
+#[derive(Debug, Clone, Default)]
 pub struct Assembler {
-    buf: Vec<u8>,
-    phase: Phase,
+    inner: Option<Box<Inner>>,
 }
 
-impl Default for Assembler {
-    fn default() -> Self {
-        Assembler {
-            buf: Vec::new(),
-            phase: Phase::Idle,
-        }
-    }
+#[derive(Debug, Clone)]
+struct Inner {
+    buf: Vec<u8>,
+    phase: Phase,
 }
 
 impl Assembler {
     /// Is a fragmented message in progress (so a continuation is expected)?
     pub fn in_progress(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Text { .. } | Phase::Binary | Phase::Compressed(_)
-        )
+        self.inner.as_ref().is_some_and(|i| {
+            matches!(
+                i.phase,
+                Phase::Text { .. } | Phase::Binary | Phase::Compressed(_)
+            )
+        })
     }
 
     /// Is the message in progress compressed?
     pub fn is_compressed(&self) -> bool {
-        matches!(self.phase, Phase::Compressed(_))
+        self.inner
+            .as_ref()
+            .is_some_and(|i| matches!(i.phase, Phase::Compressed(_)))
     }
 
     /// Bytes gathered so far.
     pub fn len(&self) -> usize {
-        match self.phase {
-            Phase::Idle | Phase::Delivered => 0,
-            _ => self.buf.len(),
+        match self.inner.as_deref() {
+            None => 0,
+            Some(i) => match i.phase {
+                Phase::Idle | Phase::Delivered => 0,
+                _ => i.buf.len(),
+            },
         }
     }
 
@@ -79,30 +85,35 @@ impl Assembler {
 
     /// Frees the last delivered message. An idle connection holds no buffer.
     pub fn release(&mut self) {
-        if self.phase == Phase::Delivered {
-            self.buf = Vec::new();
-            self.phase = Phase::Idle;
+        if self
+            .inner
+            .as_ref()
+            .is_some_and(|i| i.phase == Phase::Delivered)
+        {
+            self.inner = None;
         }
+    }
+
+    fn begin(&mut self, phase: Phase, payload: &[u8]) {
+        self.inner = Some(Box::new(Inner {
+            buf: payload.to_vec(),
+            phase,
+        }));
     }
 
     /// Starts a fragmented message with its first (non-final) frame.
     pub fn start(&mut self, kind: Kind, payload: &[u8]) -> Result<(), ProtocolError> {
-        self.release();
-        self.buf.clear();
-        self.buf.extend_from_slice(payload);
-        self.phase = match kind {
+        let phase = match kind {
             Kind::Text => Phase::Text { validated: 0 },
             Kind::Binary => Phase::Binary,
         };
+        self.begin(phase, payload);
         self.validate(false)
     }
 
     /// Starts a fragmented compressed message with its first frame.
     pub fn start_compressed(&mut self, kind: Kind, payload: &[u8]) {
-        self.release();
-        self.buf.clear();
-        self.buf.extend_from_slice(payload);
-        self.phase = Phase::Compressed(kind);
+        self.begin(Phase::Compressed(kind), payload);
     }
 
     /// Adds a continuation frame. On the final one, returns the whole message.
@@ -111,26 +122,40 @@ impl Assembler {
         payload: &[u8],
         fin: bool,
     ) -> Result<Option<(Kind, &[u8])>, ProtocolError> {
-        self.buf.extend_from_slice(payload);
+        self.inner
+            .get_or_insert_with(|| {
+                Box::new(Inner {
+                    buf: Vec::new(),
+                    phase: Phase::Idle,
+                })
+            })
+            .buf
+            .extend_from_slice(payload);
         self.validate(fin)?;
         if !fin {
             return Ok(None);
         }
-        let kind = match self.phase {
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return Ok(None);
+        };
+        let kind = match inner.phase {
             Phase::Text { .. } => Kind::Text,
             Phase::Compressed(kind) => kind,
             _ => Kind::Binary,
         };
-        self.phase = Phase::Delivered;
-        Ok(Some((kind, &self.buf)))
+        inner.phase = Phase::Delivered;
+        Ok(Some((kind, &inner.buf)))
     }
 
     fn validate(&mut self, complete: bool) -> Result<(), ProtocolError> {
-        if let Phase::Text { validated } = self.phase {
-            match utf8::validate(&self.buf, validated, complete) {
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return Ok(());
+        };
+        if let Phase::Text { validated } = inner.phase {
+            match utf8::validate(&inner.buf, validated, complete) {
                 Utf8Status::Valid { pending } => {
-                    self.phase = Phase::Text {
-                        validated: self.buf.len() - pending,
+                    inner.phase = Phase::Text {
+                        validated: inner.buf.len() - pending,
                     }
                 }
                 Utf8Status::Invalid => return Err(ProtocolError::InvalidUtf8),
@@ -158,7 +183,8 @@ mod tests {
         );
         assert!(!a.in_progress());
         a.release();
-        assert_eq!(a.buf.capacity(), 0);
+        assert!(a.inner.is_none(), "a released message holds no memory");
+        assert_eq!(std::mem::size_of::<Assembler>(), 8, "idle: one pointer");
     }
 
     #[test]

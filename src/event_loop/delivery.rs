@@ -8,6 +8,7 @@ use rakit_protocol::CloseCode;
 use slab::Slab;
 
 use super::EventLoop;
+use crate::buffer::TurnFrames;
 use crate::compression::Compression;
 use crate::conn::{Conn, Life};
 use crate::http::HttpSettings;
@@ -37,6 +38,8 @@ pub(super) struct Deliver<'a> {
     pub(super) closes: &'a mut Vec<u16>,
     /// Compresses a frame once for all the clients that agreed deflate.
     pub(super) compression: &'a mut Compression,
+    /// The frames queued this turn (`buffer.rs`).
+    pub(super) turn: &'a mut TurnFrames,
 }
 
 pub(super) fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Vec<usize>) {
@@ -55,10 +58,10 @@ impl Outbox for Deliver<'_> {
             return;
         }
         match conn.proto.deflate() {
-            None => conn.outq.push_shared(frame),
+            None => conn.outq.push_turn(frame, self.turn),
             Some(params) => conn
                 .outq
-                .push_shared(&self.compression.shared(frame, params)),
+                .push_turn(&self.compression.shared(frame, params), self.turn),
         }
         *self.delivered += 1;
         mark_dirty(conn, key, self.dirty);
@@ -113,6 +116,7 @@ impl EventLoop {
                 delivered: &mut self.delivered,
                 closes: &mut self.closes,
                 compression: &mut self.compression,
+                turn: &mut self.turn,
             },
             metrics: &mut self.metrics,
             http: &self.http,
@@ -194,6 +198,14 @@ impl EventLoop {
         for key in dirty.drain(..) {
             self.flush(key);
         }
+        // Output queued while flushing (a client that left, told to others)
+        // waits for the next turn: settled now, as the turn's log is cleared.
+        for &key in &self.dirty {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.outq.settle(&self.turn);
+            }
+        }
+        self.turn.clear();
         // Keep the list's memory for the next turn.
         if self.dirty.is_empty() {
             self.dirty = dirty;
@@ -208,13 +220,12 @@ impl EventLoop {
         let queued = conn.outq.len();
         let mut transport = Transport::of(&mut conn.socket, &mut conn.tls);
         // Done when the queue is written and TLS holds no records either.
-        let flushed = conn.outq.flush(&mut transport).and_then(|done| {
-            if done {
-                transport.finish()
-            } else {
-                Ok(false)
-            }
-        });
+        let flushed = conn
+            .outq
+            .flush(&mut transport, &self.turn)
+            .and_then(|done| if done { transport.finish() } else { Ok(false) });
+        // What the socket did not take must not refer to the turn's log.
+        conn.outq.settle(&self.turn);
         self.metrics.bytes_sent += (queued - conn.outq.len()) as u64;
         let done = match flushed {
             Ok(done) => done,

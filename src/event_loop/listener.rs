@@ -10,7 +10,7 @@ use mio::{Interest, Token};
 use rustls::ServerConfig;
 
 use super::{EventLoop, ACCEPT_BACKOFF};
-use crate::conn::{Conn, Stamp};
+use crate::conn::{Conn, Life, Stamp};
 use crate::limits::{AddrKey, Kind};
 
 impl EventLoop {
@@ -102,11 +102,31 @@ impl EventLoop {
             self.peer_sockets.hold(key, peer);
         }
         self.handshake_timers.arm(self.now, key, self.serial);
+        self.drop_stale_handshake_timers();
         Some(key)
     }
 }
 
 impl EventLoop {
+    /// A connection that upgraded leaves its handshake timer behind until the
+    /// deadline comes up: after a burst of ten thousand handshakes, one entry
+    /// per open connection for `handshake_timeout`, and the queue's room for
+    /// good. Once such entries are the larger part of the queue they are
+    /// dropped (and the room given back): O(1) per accept, amortized, as each
+    /// pass at least halves the queue and the next waits for as many arms.
+    fn drop_stale_handshake_timers(&mut self) {
+        let waiting = self.conns.len().saturating_sub(self.open);
+        if self.handshake_timers.len() <= 2 * waiting + 1024 {
+            return;
+        }
+        let conns = &self.conns;
+        self.handshake_timers.retain(|key, serial| {
+            conns.get(key).is_some_and(|c| {
+                c.serial == serial && matches!(c.life, Life::Handshaking | Life::HttpBody)
+            })
+        });
+    }
+
     /// Serves TLS with `config` (from [`crate::transport::load`]).
     pub(crate) fn set_tls(&mut self, config: Option<Arc<ServerConfig>>) {
         self.tls = config;

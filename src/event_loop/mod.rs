@@ -170,6 +170,8 @@ pub(crate) struct EventLoop {
     reloader: Option<crate::reload::Reloader>,
     /// permessage-deflate's shared compressor and inflater.
     compression: crate::compression::Compression,
+    /// The frames the router queued this turn, each once (`buffer.rs`).
+    turn: crate::buffer::TurnFrames,
     accept_paused_until: Option<Instant>,
     /// Accepting failed for lack of descriptors and has not succeeded since.
     accept_exhausted: bool,
@@ -225,6 +227,7 @@ impl EventLoop {
                 .saturating_add((config.max_connections / 8).max(64)),
             tls: None,
             reloader: None,
+            turn: crate::buffer::TurnFrames::default(),
             compression: crate::compression::Compression::new(
                 config.compression_level,
                 config.compression_min_size,

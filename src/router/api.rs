@@ -153,7 +153,7 @@ impl Router {
                 s.serialize_field("count", &router.cluster_len())?;
                 s.serialize_field(
                     "users",
-                    &PresenceUsers::new(&router.clients, &router.order, router.cluster(), false),
+                    &PresenceUsers::new(&router.clients, router.cluster(), false),
                 )?;
                 s.end()
             }

@@ -92,7 +92,7 @@ pub(crate) fn member(client: &Client) -> Member {
     Member {
         id: client.id.as_str().to_owned(),
         seq: client.seq,
-        connected_at: client.connected_at,
+        connected_at: u64::from(client.connected_at),
         entry: serde_json::to_string(&Entry(client)).unwrap_or_default(),
     }
 }

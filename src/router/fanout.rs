@@ -31,7 +31,7 @@ impl Router {
     /// The local connection of client `id`.
     pub fn conn_of(&self, id: &str) -> Option<ConnId> {
         let id = super::ids::ClientId::parse(id)?;
-        self.by_id.get(&id).copied()
+        self.clients.find(&id)
     }
 
     /// Subscribes `conn` to `channel` without checking the name (the caller's dialect has its

@@ -43,7 +43,6 @@ mod wire;
 mod tests;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
@@ -125,8 +124,9 @@ pub(crate) struct Client {
     /// Boxed: most clients of a big server are guests, and an inline
     /// `User` would cost every idle client its 80 bytes.
     user: Option<Box<User>>,
-    /// Unix seconds, for presence.
-    connected_at: u64,
+    /// Unix seconds, for presence (32 bits last until 2106; a client record is kept small,
+    /// see `clients.rs`).
+    connected_at: u32,
     /// Its key in `Router::order`.
     seq: u64,
     /// What it speaks; only Rakit clients get section 5's own messages.
@@ -145,13 +145,9 @@ pub struct Router {
     ids: IdGenerator,
     /// Live clients by connection.
     clients: Clients,
-    /// Live clients by id, for private messages and the disconnect command.
-    by_id: HashMap<ClientId, ConnId>,
     /// Their dialect's names for them (`aliases.rs`).
     aliases: Aliases,
-    /// Connection order (a sequence number per connect), for broadcasts and
-    /// presence.
-    order: BTreeMap<u64, ConnId>,
+    /// The next client's sequence number (its connection order, for presence).
     next_seq: u64,
     channels: Channels,
     /// Presence channel members, cluster-wide (`members.rs`).
@@ -200,9 +196,7 @@ impl Router {
             handler,
             ids: IdGenerator::new(seed),
             clients: Clients::default(),
-            by_id: HashMap::new(),
             aliases: Aliases::default(),
-            order: BTreeMap::new(),
             next_seq: 0,
             channels: Channels::default(),
             members: Members::default(),
@@ -246,23 +240,21 @@ impl Router {
         if self.clients.contains_key(&conn) {
             self.disconnect(conn, now, out);
         }
-        let (by_id, remote) = (&self.by_id, self.remote.as_deref());
+        let (clients, remote) = (&self.clients, self.remote.as_deref());
         // Unique across the cluster, as far as the directory knows.
         let id = self.ids.generate(|id| {
-            by_id.contains_key(id) || remote.is_some_and(|r| r.replica.contains(id))
+            clients.find(id).is_some() || remote.is_some_and(|r| r.replica.contains(id))
         });
         let seq = self.next_seq;
         self.next_seq += 1;
         // Fully registered before any handler code runs, so a panicking
         // handler cannot leave a half-known client behind.
-        self.order.insert(seq, conn);
-        self.by_id.insert(id, conn);
         self.clients.insert(
             conn,
             Client {
                 id,
                 user: user.map(Box::new),
-                connected_at: connected_at_unix,
+                connected_at: u32::try_from(connected_at_unix).unwrap_or(u32::MAX),
                 seq,
                 dialect,
                 budget: Budget::full(now),
@@ -321,9 +313,7 @@ impl Router {
     fn forget(&mut self, conn: ConnId, out: &mut impl Outbox) -> Option<Client> {
         let client = self.clients.remove(&conn)?;
         self.offenders.forget(conn);
-        self.by_id.remove(&client.id);
         self.aliases.remove_conn(conn);
-        self.order.remove(&client.seq);
         let channels = self.channels.remove_conn(conn);
         self.history_forget(conn, None);
         let changes = self.members.unbind_all(conn);
@@ -679,7 +669,7 @@ impl Router {
     fn locate(&self, id: &str) -> Result<Target, Reject> {
         let unknown = || Reject::new(ErrorCode::UnknownClient, "no connected client has that id");
         let id = ClientId::parse(id).ok_or_else(unknown)?;
-        if let Some(&conn) = self.by_id.get(&id) {
+        if let Some(conn) = self.clients.find(&id) {
             return Ok(Target::Local(conn));
         }
         self.remote
@@ -714,18 +704,12 @@ impl Router {
         let count = self.cluster_len();
         let truncated = count > self.config.presence_max_users;
         let msg = Out::Presence {
-            users: PresenceUsers::new(&self.clients, &self.order, self.cluster(), truncated),
+            users: PresenceUsers::new(&self.clients, self.cluster(), truncated),
             count,
             truncated,
         };
         if let Some(encoded) = Outgoing::encode(&msg) {
-            deliver(
-                &self.clients,
-                &mut *self.handler,
-                &encoded,
-                self.order.values().copied(),
-                out,
-            );
+            deliver_all(&self.clients, &mut *self.handler, &encoded, out);
         }
         self.presence.sent(now);
     }
@@ -755,13 +739,7 @@ impl Router {
         if let Some(encoded) = Outgoing::encode(msg) {
             // Local clients first; the same bytes go to the other nodes.
             self.publish(|| ClusterOut::Broadcast(encoded.frame.clone()));
-            deliver(
-                &self.clients,
-                &mut *self.handler,
-                &encoded,
-                self.order.values().copied(),
-                out,
-            );
+            deliver_all(&self.clients, &mut *self.handler, &encoded, out);
         }
     }
 
@@ -804,6 +782,24 @@ fn deliver(
     for conn in recipients {
         // Section 5's own messages are for Rakit clients only.
         if let Some(client) = clients.get(&conn).filter(|c| c.dialect == Dialect::Rakit) {
+            out.send(conn, &msg.frame);
+            if observed {
+                handler.send(client.id.as_str(), client.user.as_deref(), &msg.json);
+            }
+        }
+    }
+}
+
+/// [`deliver`] to every client.
+fn deliver_all(
+    clients: &Clients,
+    handler: &mut dyn Handler,
+    msg: &Outgoing,
+    out: &mut impl Outbox,
+) {
+    let observed = handler.observes_send();
+    for (conn, client) in clients.iter() {
+        if client.dialect == Dialect::Rakit {
             out.send(conn, &msg.frame);
             if observed {
                 handler.send(client.id.as_str(), client.user.as_deref(), &msg.json);

@@ -14,7 +14,6 @@
 //! The `presence` command sends at once and returns to `Idle`. Time is a
 //! parameter, never read from a clock, so tests drive it with made-up instants.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::ser::{Serialize, Serializer};
@@ -22,7 +21,7 @@ use serde::ser::{Serialize, Serializer};
 use super::clients::Clients;
 use super::entry::Entry;
 use super::replica::Replica;
-use super::{Client, ConnId};
+use super::Client;
 
 /// The throttle's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +93,8 @@ impl Throttle {
 /// The `users` array of a presence message, serialised straight from the
 /// router's tables (no intermediate `Vec`), in connection order.
 pub(crate) struct PresenceUsers<'a> {
-    clients: &'a Clients,
-    /// Connection order; empty when the list is truncated.
-    order: Option<&'a BTreeMap<u64, ConnId>>,
+    /// The local clients in connection order; `None` when the list is truncated.
+    local: Option<Vec<&'a Client>>,
     /// Other nodes' clients, in a cluster.
     remote: Option<(&'a str, &'a Replica)>,
 }
@@ -104,13 +102,11 @@ pub(crate) struct PresenceUsers<'a> {
 impl<'a> PresenceUsers<'a> {
     pub(crate) fn new(
         clients: &'a Clients,
-        order: &'a BTreeMap<u64, ConnId>,
         remote: Option<(&'a str, &'a Replica)>,
         truncated: bool,
     ) -> PresenceUsers<'a> {
         PresenceUsers {
-            clients,
-            order: (!truncated).then_some(order),
+            local: (!truncated).then(|| clients.in_order()),
             remote: remote.filter(|(_, r)| r.len() > 0),
         }
     }
@@ -133,13 +129,11 @@ impl Serialize for AnyEntry<'_> {
 
 impl Serialize for PresenceUsers<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let clients = self.clients;
-        if let (Some(order), Some((node, remote))) = (self.order, self.remote) {
+        if let (Some(local), Some((node, remote))) = (&self.local, self.remote) {
             // The cluster's order (replica.rs): time, node, the node's order.
-            let mut all: Vec<((u64, &str, u64), AnyEntry<'_>)> = order
-                .values()
-                .filter_map(|conn| clients.get(conn))
-                .map(|c| ((c.connected_at, node, c.seq), AnyEntry::Local(c)))
+            let mut all: Vec<((u64, &str, u64), AnyEntry<'_>)> = local
+                .iter()
+                .map(|c| ((u64::from(c.connected_at), node, c.seq), AnyEntry::Local(c)))
                 .chain(
                     remote
                         .entries()
@@ -149,12 +143,7 @@ impl Serialize for PresenceUsers<'_> {
             all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             return serializer.collect_seq(all.iter().map(|(_, e)| e));
         }
-        let entries = self
-            .order
-            .into_iter()
-            .flat_map(|order| order.values())
-            .filter_map(|conn| clients.get(conn))
-            .map(Entry);
+        let entries = self.local.iter().flatten().map(|c| Entry(c));
         serializer.collect_seq(entries)
     }
 }

@@ -29,7 +29,7 @@ use super::ids::ClientId;
 use super::replica::{Limits, NodeId, Replica};
 use super::reporter::{Before, Reporter};
 use super::wire::{ErrorCode, Out, Outgoing};
-use super::{deliver, ConnId, Frame, Outbox, Router};
+use super::{deliver, deliver_all, ConnId, Frame, Outbox, Router};
 use crate::history::{Read, Retention};
 
 /// What the router asks the cluster to tell other nodes.
@@ -187,23 +187,16 @@ impl Router {
     /// Every local client, as the presence directory holds it (to announce
     /// them again after Redis came back).
     pub fn local_members(&self) -> Vec<Member> {
-        self.order
-            .values()
-            .filter_map(|conn| self.clients.get(conn))
-            .map(entry::member)
-            .collect()
+        self.clients.iter().map(|(_, c)| entry::member(c)).collect()
     }
 
     /// Every subscription of a local client, with the member it joined as
     /// (to announce them again, beside [`Router::local_members`]).
     pub fn local_subscriptions(&self) -> Vec<Subscription> {
         let mut subs = Vec::new();
-        for conn in self.order.values() {
-            let Some(client) = self.clients.get(conn) else {
-                continue;
-            };
-            for channel in self.channels.channels_of(*conn) {
-                subs.push(self.subscription(client, *conn, channel));
+        for (conn, client) in self.clients.iter() {
+            for channel in self.channels.channels_of(conn) {
+                subs.push(self.subscription(client, conn, channel));
             }
         }
         subs
@@ -215,13 +208,7 @@ impl Router {
             return;
         }
         let msg = outgoing(frame, &*self.handler);
-        deliver(
-            &self.clients,
-            &mut *self.handler,
-            &msg,
-            self.order.values().copied(),
-            out,
-        );
+        deliver_all(&self.clients, &mut *self.handler, &msg, out);
     }
 
     /// A frame from another node for the local subscribers of `channel` but
@@ -511,7 +498,7 @@ impl Router {
     }
 
     fn local_conn(&self, id: &str) -> Option<ConnId> {
-        ClientId::parse(id).and_then(|id| self.by_id.get(&id).copied())
+        ClientId::parse(id).and_then(|id| self.clients.find(&id))
     }
 }
 

@@ -6,7 +6,8 @@
 //!         [--rakit ../../target/release/rakit] [--config rakit-bench.toml]
 //!         [--api-config rakit-api-bench.toml (default: beside --config)]
 //!         [--bin-dir DIR_OF_LOADGEN_AND_PEERS] [--raw FILE] [--echo-secs 5]
-//!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N] [--size B] [--peers none]
+//!         [--rakit-before OTHER_RAKIT] [--subs N] [--msgs N | --deliveries 16000000]
+//!         [--size B] [--peers none] [--default-config rakit-default.toml]
 //!         [--deflate-vs-plain CONFIG] [--pusher-vs-rakit CONFIG]
 //!         [--redis-server /usr/bin/redis-server] [--redis-tcp]
 //!         [--node node] [--node-peer peer-node-ws-redis/server.js]
@@ -14,7 +15,10 @@
 //! ```
 //! `--rakit-before` runs a second rakit build (e.g. the previous commit's)
 //! alternately with the others, as `rakit-before`; `--subs`/`--msgs` set
-//! the fan-out and broadcast sizes; `--peers none` runs rakit builds only.
+//! the fan-out and broadcast sizes (without `--msgs`, one node's fan-out sends
+//! `--deliveries` / subscribers messages: 16,000 to 1,000 subscribers); `--peers none`
+//! runs rakit builds only. The idle workload runs rakit twice: with the bench config
+//! (`rakit`) and with every setting at its default (`rakit-default`, an empty config).
 //! `--deflate-vs-plain CONFIG` runs rakit (with CONFIG, which turns
 //! compression on) twice, alternately: clients offering permessage-deflate
 //! (`rakit`) and plain clients (`rakit-plain`), both with chat-like text.
@@ -116,6 +120,14 @@ fn main() {
             .display()
             .to_string()
     });
+    // An empty file: every setting at its default (no `config/websocket.toml` is read by
+    // accident from the working directory).
+    let default_config = args.get("default-config").unwrap_or_else(|| {
+        Path::new(&config)
+            .with_file_name("rakit-default.toml")
+            .display()
+            .to_string()
+    });
     let echo_secs: f64 = args.num("echo-secs", 5.0);
     let workloads = args
         .get("workloads")
@@ -157,6 +169,17 @@ fn main() {
         if let Some(v) = args.get(key) {
             fanout_args.extend([format!("--{key}"), v]);
         }
+    }
+    // One node's fan-out and broadcast: `--deliveries` (default 16 M) spread over the
+    // subscribers, unless `--msgs` is given: 16,000 messages to 1,000 subscribers, 1,000 to
+    // 16,000; at 5 to 10 M deliveries a second a run lasts 2 to 3 s, long enough for the CPU
+    // clock's 10 ms ticks and the machine's noise to matter little.
+    let mut single_fanout_args = fanout_args.clone();
+    if args.get("msgs").is_none() {
+        let subs: u64 = args.num("subs", 1000);
+        let deliveries: u64 = args.num("deliveries", 16_000_000);
+        let msgs = (deliveries / subs.max(1)).clamp(1, 999_999);
+        single_fanout_args.extend(["--msgs".to_owned(), msgs.to_string()]);
     }
     let mut raw = raw_path
         .as_ref()
@@ -267,7 +290,7 @@ fn main() {
                     peer("tungstenite-mt", "peer-tungstenite", &[]),
                     peer("tungstenite-ct", "peer-tungstenite", &["--current-thread"]),
                 ],
-                fanout_args.clone(),
+                single_fanout_args.clone(),
             ),
             "fanout" | "broadcast" => (
                 vec![
@@ -275,11 +298,22 @@ fn main() {
                     peer("tungstenite-mt", "peer-tungstenite", &[]),
                     peer("tungstenite-ct", "peer-tungstenite", &["--current-thread"]),
                 ],
-                fanout_args.clone(),
+                single_fanout_args.clone(),
             ),
             "idle" => (
                 vec![
                     rakit_server(false),
+                    // The daemon as shipped: no config file (presence on, logging on, SPEC 17's
+                    // limits on, max_connections 10,000): what a user's idle connection costs.
+                    Server {
+                        name: "rakit-default",
+                        args: vec![
+                            "websocket:run".to_owned(),
+                            "--port=0".to_owned(),
+                            format!("--config={default_config}"),
+                        ],
+                        ..rakit_server(false)
+                    },
                     peer("fastwebsockets", "peer-fastwebsockets", &[]),
                     peer("tungstenite-mt", "peer-tungstenite", &[]),
                     peer("tungstenite-ct", "peer-tungstenite", &["--current-thread"]),

@@ -129,7 +129,7 @@ pub(super) fn report(
     for mt in &ms {
         print!("{:>w$}", mt.label);
     }
-    println!("{:>8}", "valid");
+    println!("{:>8}{:>9}", "valid", "spread");
     let mut med: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
     for s in servers {
         let Some(rs) = runs.get(s.name) else { continue };
@@ -141,7 +141,21 @@ pub(super) fn report(
             med.entry(s.name).or_default().insert(mt.key, x);
             print!("{:>w$}", fmt_num(x));
         }
-        println!("{:>8}", format!("{}/{}", valid.len(), rs.len()));
+        // The first column's spread over the valid runs: (max - min) / median.
+        let mut first: Vec<f64> = ms
+            .first()
+            .map(|mt| valid.iter().map(|r| value(r, mt.key)).collect())
+            .unwrap_or_default();
+        let spread = spread(&mut first);
+        let spread = if spread.is_finite() {
+            format!("{:.0}%", spread * 100.0)
+        } else {
+            "-".to_owned()
+        };
+        println!(
+            "{:>8}{spread:>9}",
+            format!("{}/{}", valid.len(), rs.len())
+        );
     }
     for (a, b) in pairs(workload, servers) {
         let (Some(num), Some(den)) = (med.get(a), med.get(b)) else {
@@ -288,6 +302,12 @@ pub(super) fn report(
                 if ok { "all" } else { "NOT all" },
                 verdict(r >= 2.0 && ok)
             ));
+            // Deliveries per server CPU-second: the inverse of CPU per delivery.
+            let r = 1.0 / ratio("tungstenite-mt", "cpu_ns_per_delivery");
+            t.push(format!(
+                "{workload:<9} deliveries per server CPU-s vs tungstenite-mt {r:>6.2}x  (target >= 3x)  {}",
+                verdict(r >= 3.0)
+            ));
         }
         "api" => {
             let at = |n: u32| {
@@ -308,11 +328,13 @@ pub(super) fn report(
             ));
         }
         "idle" => {
-            let b = ours.get("rss_per_conn_b").copied().unwrap_or(f64::NAN);
-            t.push(format!(
-                "idle rss per connection               {b:>6.0} B  (target <= 512 B)     {}",
-                verdict(b <= 512.0)
-            ));
+            for name in ["rakit-default", "rakit"] {
+                let b = get(name, "rss_per_conn_b");
+                t.push(format!(
+                    "idle rss per connection, {name:<13} {b:>6.0} B  (target <= 256 B)     {}",
+                    verdict(b <= 256.0)
+                ));
+            }
             let r = ratio("fastwebsockets", "handshakes_per_s");
             t.push(format!(
                 "idle handshakes/s vs fastwebsockets   {r:>6.2}x  (target >= 1.00x)  {}",
@@ -322,6 +344,14 @@ pub(super) fn report(
         _ => {}
     }
     t
+}
+
+/// (max - min) / median; NaN for no values.
+pub(super) fn spread(v: &mut [f64]) -> f64 {
+    let m = median(v);
+    let max = v.iter().copied().fold(f64::NAN, f64::max);
+    let min = v.iter().copied().fold(f64::NAN, f64::min);
+    (max - min) / m
 }
 
 pub(super) fn short(name: &str) -> &str {
