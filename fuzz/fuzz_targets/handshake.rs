@@ -31,9 +31,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use rakit_protocol::handshake::{accept_key, write_refusal, Decoder};
 use rakit::limits::address::{canonical, parse_entry, MAX_HOPS};
 use rakit::limits::TrustedProxies;
+use rakit_protocol::handshake::{accept_key, write_refusal, Decoder};
 use rakit_protocol::{Connection, Event, HandshakeError, Limits, Request, State};
 use sha1::{Digest, Sha1};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -148,7 +148,12 @@ fn check_refusal(err: &HandshakeError) -> Vec<u8> {
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
-            .map(|h| std::str::from_utf8(h.value).unwrap().parse::<u32>().unwrap());
+            .map(|h| {
+                std::str::from_utf8(h.value)
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+            });
         assert!(retry.is_some_and(|r| r >= 1), "{err:?}");
     }
     out
@@ -420,7 +425,11 @@ fn build(u: &mut Unstructured<'_>) -> ArbResult<(Vec<u8>, usize, Request)> {
                 0 => Ipv4Addr::from(u.arbitrary::<[u8; 4]>()?).to_string(),
                 1 => Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?).to_string(),
                 2 => format!("10.0.0.{}", u.arbitrary::<u8>()?),
-                3 => format!("[{}]:{}", Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?), u.arbitrary::<u16>()?),
+                3 => format!(
+                    "[{}]:{}",
+                    Ipv6Addr::from(u.arbitrary::<[u8; 16]>()?),
+                    u.arbitrary::<u16>()?
+                ),
                 4 => format!("127.0.0.1:{}", u.arbitrary::<u16>()?),
                 5 => String::new(),
                 _ => word(u, VALUE, 20)?.replace(',', ""),

@@ -120,7 +120,9 @@ fn split(data: &[u8], cuts: &[u8]) -> (Vec<(Value, usize)>, Result<usize, RespEr
         if fed == data.len() {
             return (values, Ok(buf.len()));
         }
-        let mut n = cuts.get(i % cuts.len().max(1)).map_or(1, |&c| usize::from(c));
+        let mut n = cuts
+            .get(i % cuts.len().max(1))
+            .map_or(1, |&c| usize::from(c));
         if n == 0 && was_empty {
             n = 1;
         }

@@ -19,7 +19,8 @@ pub const MAX_HOPS: usize = 32;
 /// The most `trusted_proxies` entries accepted.
 pub const MAX_TRUSTED: usize = 1024;
 
-/// The longest text an address entry can be (`[v6]:port` with every group written out is 47).
+/// Longer than any address entry can be: `[v6]:port` with every group written out is 47
+/// bytes, 53 with an embedded IPv4 address (`[0000:...:ffff:255.255.255.255]:65535`).
 const MAX_ENTRY: usize = 64;
 
 /// An address, or a range of them in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
@@ -108,11 +109,6 @@ impl TrustedProxies {
             .map(|e| Cidr::parse(e.trim()))
             .collect::<Result<_, _>>()
             .map(TrustedProxies)
-    }
-
-    /// Whether none is configured (then `X-Forwarded-For` is never read).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Whether `ip` is a trusted proxy.
@@ -327,6 +323,26 @@ mod tests {
         }
         // A port on a bare IPv6 address cannot be told from the address: `::1:80` is `::1:80`.
         assert_eq!(parse_entry("::1:80"), Some(ip("::1:80")));
+    }
+
+    /// The longest entries `parse_entry` accepts are within `MAX_ENTRY`, so the length check
+    /// only spares the parsers work on garbage and never refuses an address.
+    #[test]
+    fn the_longest_entries_fit() {
+        let full = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        let embedded = "0000:0000:0000:0000:0000:ffff:255.255.255.255";
+        for entry in [
+            full.to_string(),
+            format!("[{full}]:65535"),
+            format!("[{embedded}]:65535"),
+            "255.255.255.255:65535".to_string(),
+        ] {
+            assert!(parse_entry(&entry).is_some(), "{entry}");
+            assert!(entry.len() < MAX_ENTRY, "{entry}");
+        }
+        // One more digit anywhere is not an address.
+        assert_eq!(parse_entry(&format!("[{embedded}]:655350")), None);
+        assert_eq!(parse_entry("0ffff::1"), None);
     }
 
     #[test]

@@ -367,7 +367,9 @@ mod tests {
         assert!(a.addresses.is_empty(), "{}", a.addresses.len());
     }
 
-    /// Open connections are never forgotten, however many idle entries come and go.
+    /// Open connections are never forgotten, however many idle entries come and go, even
+    /// once their own handshake bucket is full again (a sweep must not take an open count for
+    /// an idle bucket).
     #[test]
     fn sweeps_keep_open_connections() {
         let mut a = Admission::new(AdmissionRules {
@@ -378,13 +380,157 @@ mod tests {
         let t0 = Instant::now();
         a.check_address(v4(7), t0).unwrap();
         a.opened(0, v4(7), None);
+        // Ten seconds refill v4(7)'s bucket; the flood (and its sweeps) comes after.
+        let later = t0 + Duration::from_secs(20);
         for i in 0..(3 * MAX_IDLE) as u32 {
-            a.check_address(v4(100 + i), t0 + Duration::from_micros(u64::from(i)))
+            a.check_address(v4(100 + i), later + Duration::from_micros(u64::from(i)))
                 .unwrap();
         }
         assert_eq!(
             a.check_address(v4(7), t0 + Duration::from_secs(100)),
             Err(Refusal::AddressFull)
         );
+    }
+
+    /// `Retry-After` (SPEC section 17): the wait for the next handshake token rounded up to
+    /// whole seconds, at least 1; a few seconds when a connection must close first.
+    #[test]
+    fn retry_after_is_the_wait_rounded_up() {
+        let rate = |retry_after| Refusal::AddressRate { retry_after }.retry_after_secs();
+        assert_eq!(rate(Duration::ZERO), 1);
+        assert_eq!(rate(400 * MS), 1);
+        assert_eq!(rate(1000 * MS), 1);
+        assert_eq!(rate(1001 * MS), 2);
+        assert_eq!(rate(2000 * MS), 2);
+        assert_eq!(rate(2500 * MS), 3);
+        assert_eq!(rate(Duration::from_secs(u64::MAX)), u32::MAX);
+        assert_eq!(Refusal::AddressFull.retry_after_secs(), 5);
+        assert_eq!(Refusal::UserFull.retry_after_secs(), 5);
+    }
+
+    /// The 429's body says which limit refused (the client's only clue besides the status).
+    #[test]
+    fn each_refusal_names_its_limit() {
+        let address = Refusal::AddressFull.reason();
+        let rate = Refusal::AddressRate {
+            retry_after: 400 * MS,
+        }
+        .reason();
+        let user = Refusal::UserFull.reason();
+        assert!(
+            address.contains("connections from this address"),
+            "{address}"
+        );
+        assert!(rate.contains("new connections"), "{rate}");
+        assert!(user.contains("user"), "{user}");
+        assert!(address != rate && rate != user && user != address);
+    }
+
+    /// A reload's rules (SPEC section 18) apply to the next handshake; the open connections
+    /// counted under the old rules stay counted.
+    #[test]
+    fn new_rules_apply_to_the_next_handshake_and_keep_the_counts() {
+        let one = AdmissionRules {
+            max_per_address: 1,
+            max_per_user: 1,
+            ..AdmissionRules::default()
+        };
+        let mut a = Admission::new(one);
+        let t = Instant::now();
+        a.check_address(v4(1), t).unwrap();
+        a.opened(0, v4(1), Some("42"));
+        assert_eq!(a.check_address(v4(1), t), Err(Refusal::AddressFull));
+        a.set_rules(AdmissionRules {
+            max_per_address: 2,
+            max_per_user: 2,
+            ..AdmissionRules::default()
+        });
+        assert_eq!(a.check_address(v4(1), t), Ok(()));
+        assert_eq!(a.check_user("42"), Ok(()));
+        a.opened(1, v4(1), Some("42"));
+        assert_eq!(a.check_address(v4(1), t), Err(Refusal::AddressFull));
+        assert_eq!(a.check_user("42"), Err(Refusal::UserFull));
+        a.set_rules(AdmissionRules {
+            connect_rate: Some(Rate::per_second(1, 1)),
+            ..AdmissionRules::default()
+        });
+        assert_eq!(a.check_address(v4(1), t), Ok(()));
+        assert!(a.check_address(v4(1), t).is_err(), "the new rate applies");
+        assert_eq!(a.check_user("42"), Ok(()));
+        a.set_rules(one);
+        a.closed(1, t);
+        assert_eq!(a.check_address(v4(1), t), Err(Refusal::AddressFull));
+        a.closed(0, t);
+        assert_eq!(a.check_address(v4(1), t), Ok(()));
+    }
+
+    /// What the tables hold: an entry per address and per user with open connections.
+    #[test]
+    fn entries_are_held_while_connections_are_open() {
+        let mut a = Admission::new(AdmissionRules {
+            max_per_address: 5,
+            max_per_user: 5,
+            ..AdmissionRules::default()
+        });
+        let t = Instant::now();
+        a.opened(0, v4(1), Some("42"));
+        a.opened(1, v4(2), Some("42"));
+        a.opened(2, v4(2), None);
+        assert_eq!((a.len(), a.is_empty()), (3, false));
+        a.closed(1, t);
+        assert_eq!(a.len(), 3);
+        a.closed(0, t);
+        assert_eq!((a.len(), a.is_empty()), (1, false));
+        a.closed(2, t);
+        assert_eq!((a.len(), a.is_empty()), (0, true));
+    }
+
+    /// Idle buckets that are full again are swept once the table reaches `MIN_SWEEP`
+    /// entries, not one entry later; below it they wait.
+    #[test]
+    fn sweeps_start_at_min_sweep_entries() {
+        let mut a = Admission::new(AdmissionRules {
+            connect_rate: Some(Rate::per_second(1, 10)),
+            ..AdmissionRules::default()
+        });
+        let t0 = Instant::now();
+        for i in 0..(MIN_SWEEP - 1) as u32 {
+            a.check_address(v4(i), t0).unwrap();
+        }
+        // A minute on, every one of them is full again: nothing left to remember.
+        let later = t0 + Duration::from_secs(60);
+        a.check_address(v4(1 << 20), later).unwrap();
+        assert_eq!(a.len(), MIN_SWEEP, "no sweep below MIN_SWEEP");
+        a.check_address(v4(2 << 20), later).unwrap();
+        assert_eq!(a.len(), 2, "swept at MIN_SWEEP: the two new ones are left");
+    }
+
+    /// `MAX_IDLE` idle entries that are not full are all kept (each still limits its
+    /// address); only beyond it is the half nearest to full forgotten.
+    #[test]
+    fn up_to_max_idle_entries_are_kept() {
+        let mut a = Admission::new(AdmissionRules {
+            connect_rate: Some(Rate::per_second(1, 10)),
+            ..AdmissionRules::default()
+        });
+        let t0 = Instant::now();
+        let at = |i: usize| t0 + Duration::from_micros(i as u64);
+        for i in 0..MAX_IDLE {
+            a.check_address(v4(i as u32), at(i)).unwrap();
+        }
+        // The table has doubled since the last sweep (at 32768): swept, all of them kept.
+        a.check_address(v4(MAX_IDLE as u32), at(MAX_IDLE)).unwrap();
+        assert_eq!(a.swept, MAX_IDLE);
+        assert_eq!(a.len(), MAX_IDLE + 1);
+        for i in MAX_IDLE + 1..2 * MAX_IDLE {
+            a.check_address(v4(i as u32), at(i)).unwrap();
+        }
+        // Doubled again, now beyond MAX_IDLE: the oldest half is forgotten.
+        a.check_address(v4(1 << 30), at(2 * MAX_IDLE)).unwrap();
+        assert_eq!(a.swept, MAX_IDLE / 2);
+        assert_eq!(a.len(), MAX_IDLE / 2 + 1);
+        let kept = |a: &Admission, i: usize| a.addresses.contains_key(&v4(i as u32));
+        assert!(!kept(&a, 0) && !kept(&a, 3 * MAX_IDLE / 2 - 1));
+        assert!(kept(&a, 3 * MAX_IDLE / 2) && kept(&a, 2 * MAX_IDLE - 1));
     }
 }

@@ -208,6 +208,31 @@ mod tests {
         assert!(offenders.is_empty());
     }
 
+    /// The memory bound of the module docs: one record per refused connection, none for the
+    /// others, and each dropped when its connection goes or is closed for flooding.
+    #[test]
+    fn one_record_per_refused_connection_until_it_goes() {
+        let mut offenders = Offenders::default();
+        let mut bucket = Budget::default();
+        let t0 = Instant::now();
+        let rate = Some(Rate::per_second(1, 1));
+        assert_eq!(offenders.spend(9, &mut bucket, rate, 10, t0), Verdict::Pass);
+        assert_eq!((offenders.len(), offenders.is_empty()), (0, true));
+        for conn in 1..=3 {
+            offenders.refuse(conn, 10, t0);
+            offenders.refuse(conn, 10, t0);
+        }
+        assert_eq!((offenders.len(), offenders.is_empty()), (3, false));
+        offenders.forget(2);
+        offenders.forget(2);
+        assert_eq!(offenders.len(), 2);
+        // Closed for flooding: its record goes with it.
+        assert_eq!(offenders.refuse(3, 2, t0), Verdict::Close);
+        assert_eq!(offenders.len(), 1);
+        offenders.forget(1);
+        assert_eq!((offenders.len(), offenders.is_empty()), (0, true));
+    }
+
     #[test]
     fn refusals_spread_over_more_than_the_window_never_close() {
         let mut offenders = Offenders::default();
