@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use super::wire::{ErrorCode, Incoming, Out, Outgoing, Reject};
 use super::CommandPolicy;
-use super::{Client, ConnId, Dialect, Outbox, Router};
+use super::{Client, ConnId, Dialect, Outbox, Router, MIN_SUBSCRIBE_BURST};
+use crate::budget::Rate;
 use crate::limits::{Counts, FloodRules, Kind, Verdict};
 
 /// The router's part of `[limits]` (SPEC section 17).
@@ -176,6 +177,64 @@ impl Router {
             }
             Verdict::Close => false,
         }
+    }
+}
+
+/// What a subscribe costs (SPEC section 17, docs/limits.md).
+impl Router {
+    /// A Rakit `subscribe` costs a token of the sender's budget (docs/limits.md): every new
+    /// subscription is a write to Redis, a message to every node and maybe a webhook, so a
+    /// client may not churn them faster than [`crate::budget::REFILL_PER_SECOND`] a second
+    /// once its burst ([`Router::subscribe_burst`]) is spent. Refused as `too_many_channels`,
+    /// the closest code of SPEC section 5.
+    pub(super) fn spend_subscribe(&mut self, conn: ConnId, now: Instant) -> Result<(), Reject> {
+        self.spend_subscribes(conn, 1, now)
+    }
+
+    /// [`Router::spend_subscribe`] for `cost` tokens (a subscribe whose answer and announcement
+    /// grow with a channel's members).
+    pub(super) fn spend_subscribes(
+        &mut self,
+        conn: ConnId,
+        cost: usize,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        if cost == 0 {
+            return Ok(());
+        }
+        let burst = self.subscribe_burst();
+        let cost = u64::try_from(cost).unwrap_or(u64::MAX);
+        let client = self.clients.get_mut(&conn);
+        if client.is_some_and(|c| !c.budget.spend(cost, Rate::subscribes(burst), now)) {
+            return Err(Reject::new(
+                ErrorCode::TooManyChannels,
+                "too many subscribes in a short time: slow down",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rest of a subscribe's cost, its first token spent: at most what is left of a full
+    /// bucket, so that a full bucket pays for a channel of any size (charged in full, the rest
+    /// alone would ask for a full bucket after one token was gone, and be refused for ever).
+    pub(super) fn spend_more_subscribes(
+        &mut self,
+        conn: ConnId,
+        extra: usize,
+        now: Instant,
+    ) -> Result<(), Reject> {
+        let most = usize::try_from(self.subscribe_burst() - 1).unwrap_or(usize::MAX);
+        self.spend_subscribes(conn, extra.min(most), now)
+    }
+
+    /// A connection's burst of subscribes: twice `max_channels_per_client` (a reconnecting
+    /// client rejoins all its channels at once, and may leave and rejoin them all), and no
+    /// fewer than [`MIN_SUBSCRIBE_BURST`].
+    pub(super) fn subscribe_burst(&self) -> u64 {
+        let twice = self.config.max_channels_per_client.saturating_mul(2);
+        u64::try_from(twice)
+            .unwrap_or(u64::MAX)
+            .max(MIN_SUBSCRIBE_BURST)
     }
 }
 
