@@ -133,6 +133,10 @@ struct Inner {
     offset: usize,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// The front chunks known to hold no run (settled by an earlier turn): a settle looks
+    /// only at what came after them, so a lagging reader's backlog is not walked again
+    /// every turn (runs are only ever pushed at the back).
+    settled: usize,
 }
 
 impl SendQueue {
@@ -256,11 +260,17 @@ impl SendQueue {
         let Queue::Many(Some(inner)) = &mut self.inner else {
             return;
         };
-        if !inner.chunks.iter().any(|c| matches!(c, Chunk::Run { .. })) {
+        let from = inner.settled.min(inner.chunks.len());
+        if !inner
+            .chunks
+            .range(from..)
+            .any(|c| matches!(c, Chunk::Run { .. }))
+        {
+            inner.settled = inner.chunks.len();
             return;
         }
-        let old = std::mem::take(&mut inner.chunks);
-        for chunk in old {
+        let unsettled = inner.chunks.split_off(from);
+        for chunk in unsettled {
             match chunk {
                 Chunk::Run { start, end } => inner.chunks.extend(
                     turn.frames
@@ -272,6 +282,7 @@ impl SendQueue {
                 other => inner.chunks.push_back(other),
             }
         }
+        inner.settled = inner.chunks.len();
     }
 
     /// The unwritten rest of a frame the socket took only part of (empty
@@ -451,6 +462,7 @@ impl Inner {
                 Chunk::Run { start, end } if run && *start + 1 < *end => *start += 1,
                 _ => {
                     self.chunks.pop_front();
+                    self.settled = self.settled.saturating_sub(1);
                 }
             }
         }
@@ -634,6 +646,57 @@ mod tests {
         assert!(q.flush(&mut sink, &turn).unwrap());
         assert_eq!(sink.got, b"0123456789--0123456789abcdef");
         assert!(matches!(q.inner, Queue::Many(None)));
+    }
+
+    /// A reader that lags for many turns: each turn queues a frame of the log (and sometimes
+    /// bytes of its own), the socket takes a little, the turn ends. Everything arrives in
+    /// order, and a settle starts after what earlier turns settled (the backlog is not walked
+    /// again every turn).
+    #[test]
+    fn a_lagging_readers_backlog_is_settled_once() {
+        let mut turn = TurnFrames::default();
+        let mut q = SendQueue::default();
+        let mut want = Vec::new();
+        let mut sink = Sink {
+            got: Vec::new(),
+            per_call: 3,
+            calls_left: 0,
+        };
+        for i in 0..200u32 {
+            let frame: Rc<[u8]> = Rc::from(format!("<{i}>").into_bytes());
+            q.push_turn(&frame, &mut turn);
+            want.extend_from_slice(&frame);
+            if i % 7 == 0 {
+                q.push_bytes(b"!");
+                want.push(b'!');
+            }
+            sink.calls_left = 1;
+            assert!(!q.flush(&mut sink, &turn).unwrap());
+            q.settle(&turn);
+            turn.clear();
+            let Queue::Many(Some(inner)) = &q.inner else {
+                panic!("a lagging queue holds chunks");
+            };
+            assert_eq!(inner.settled, inner.chunks.len(), "turn {i}");
+            assert!(inner.chunks.iter().all(|c| !matches!(c, Chunk::Run { .. })));
+        }
+        sink.per_call = 64;
+        sink.calls_left = usize::MAX;
+        assert!(q.flush(&mut sink, &turn).unwrap());
+        assert_eq!(sink.got, want);
+        // Written in part again: the settled prefix shrinks as front chunks go.
+        for i in 0..3u32 {
+            let frame: Rc<[u8]> = Rc::from(format!("[{i}]").into_bytes());
+            q.push_shared(&frame);
+        }
+        q.settle(&turn);
+        sink.per_call = 3;
+        sink.calls_left = 1;
+        assert!(!q.flush(&mut sink, &turn).unwrap());
+        let Queue::Many(Some(inner)) = &q.inner else {
+            panic!("two chunks wait");
+        };
+        assert_eq!((inner.chunks.len(), inner.settled), (2, 2));
     }
 
     #[test]
